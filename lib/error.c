@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * DESIGN: one table of the error codes evexec returns, so that the names,
+ * the sentences and the documentation cannot drift apart; the version; and
+ * the check every size-versioned option struct goes through.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "evexec-internal.h"
+
+#define EVEXEC_ERRORS(X)                                                               \
+    X(0, "OK", "success")                                                              \
+    X(EINVAL, "EINVAL", "invalid argument: a NULL handle or an option out of range")   \
+    X(E2BIG, "E2BIG", "options struct is newer than this library and sets options it " \
+                      "does not know")                                                 \
+    X(ENOMEM, "ENOMEM", "out of memory")                                               \
+    X(EAGAIN, "EAGAIN", "the pool's queue is full or no worker thread could be "       \
+                        "started; try again later")                                    \
+    X(ESHUTDOWN, "ESHUTDOWN", "the pool has been shut down or the port freed")         \
+    X(ECANCELED, "ECANCELED", "the job was cancelled before it ran")                   \
+    X(EBUSY, "EBUSY", "the job is already running or has run; its stop flag is set")  \
+    X(EALREADY, "EALREADY", "already done: the job is already cancelled, or the pool " \
+                            "already shut down")                                       \
+    X(ENOENT, "ENOENT", "no such job: the id is unknown to this port or its callback " \
+                        "has already run")                                             \
+    X(EPERM, "EPERM", "called from a thread other than the port's loop thread")        \
+    X(EDEADLK, "EDEADLK", "would deadlock: called from one of the pool's own worker "  \
+                          "threads")                                                   \
+    X(ETIMEDOUT, "ETIMEDOUT", "timed out")                                             \
+    X(EMFILE, "EMFILE", "too many open files in this process (wake fd)")               \
+    X(ENFILE, "ENFILE", "too many open files in the system (wake fd)")
+
+const char *evexec_strerror(int err)
+{
+    if (err < 0)
+        err = -err;
+#define X(code, name, text) \
+    if (err == (code))      \
+        return text;
+    EVEXEC_ERRORS(X)
+#undef X
+    return "unknown error";
+}
+
+const char *evexec_errname(int err)
+{
+    if (err < 0)
+        err = -err;
+#define X(code, name, text) \
+    if (err == (code))      \
+        return name;
+    EVEXEC_ERRORS(X)
+#undef X
+    return "UNKNOWN";
+}
+
+unsigned evexec_version(void)
+{
+    return EVEXEC_VERSION_NUMBER;
+}
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+const char *evexec_version_string(void)
+{
+    return STR(EVEXEC_VERSION_MAJOR) "." STR(EVEXEC_VERSION_MINOR) "." STR(EVEXEC_VERSION_PATCH);
+}
+
+int evexec__check_opts_size(const void *opts, size_t size, size_t minsize, size_t oursize)
+{
+    if (size < minsize || size > 4096) /* 4096: surely not a struct of ours */
+        return -EINVAL;
+    if (size > oursize) {
+        /* A newer caller: fine as long as it leaves the options we do not
+         * know at zero, which means "default" for every option. */
+        const unsigned char *extra = (const unsigned char *)opts + oursize;
+        for (size_t i = 0; i < size - oursize; i++)
+            if (extra[i])
+                return -E2BIG;
+    }
+    return 0;
+}

@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private layouts and cross-file functions of evexec. Never installed.
+ *
+ * Ownership in one paragraph: a job's memory belongs to the port it was
+ * submitted through (ports carve jobs out of 64 KiB aligned chunks and keep
+ * them until the port is released). A job is in at most one list at a time,
+ * linked through job->next: the port's free list, its pool's queue, the
+ * port's completion list. The pool only borrows jobs, from evexec_submit()
+ * until a worker (or a cancel) pushes them on their port's completion list.
+ */
+#ifndef EVEXEC_INTERNAL_H
+#define EVEXEC_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "evexec.h"
+
+#define EVEXEC_UNUSED(x) ((void)(x))
+#define EVEXEC_LIKELY(x) __builtin_expect(!!(x), 1)
+#define EVEXEC_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define EVEXEC_CACHELINE 64
+
+/* --- jobs ---------------------------------------------------------------- */
+
+enum job_state {
+    JOB_FREE = 0,   /* on the port's free list */
+    JOB_QUEUED,     /* in a pool's queue; only here can it be cancelled */
+    JOB_RUNNING,    /* handed to a worker; stays so until delivered */
+    JOB_CANCELLED   /* taken off the queue; delivered as -ECANCELED */
+};
+
+/*
+ * 56 bytes: W6 asks for at most 64 bytes per queued job, and the port and
+ * slot index are found from the address (see struct job_chunk), not stored.
+ */
+struct evexec_job {
+    struct evexec_job *next;       /* the one list the job is on */
+    union {
+        struct evexec_job *prev;   /* while queued: the queue is doubly linked
+                                      so that cancel unlinks in O(1) */
+        void *result;              /* once run: the work function's return */
+    } u;
+    struct evexec_pool *pool;
+    evexec_work_fn work;
+    evexec_done_fn done;
+    void *arg;
+    uint32_t seq;                  /* submission number: id and batch order */
+    _Atomic uint8_t state;         /* enum job_state; changes under the pool
+                                      mutex while the pool holds the job,
+                                      read without it by evexec_cancel() */
+    _Atomic uint8_t stop;          /* evexec_job_cancelled() */
+};
+
+/* --- chunks of jobs ------------------------------------------------------ */
+
+#define EVEXEC_CHUNK_SIZE ((size_t)64 * 1024)
+#define EVEXEC_CHUNK_HDR EVEXEC_CACHELINE
+
+/* Lives in the first cache line of every chunk; a job finds its chunk by
+ * masking its address. */
+struct job_chunk {
+    struct evexec_port *port;
+    uint32_t first_index;          /* index of the chunk's first job */
+};
+
+#define EVEXEC_JOBS_PER_CHUNK \
+    ((uint32_t)((EVEXEC_CHUNK_SIZE - EVEXEC_CHUNK_HDR) / sizeof(struct evexec_job)))
+
+static inline struct job_chunk *job_chunk_of(const struct evexec_job *job)
+{
+    return (struct job_chunk *)((uintptr_t)job & ~(uintptr_t)(EVEXEC_CHUNK_SIZE - 1));
+}
+
+static inline struct evexec_port *job_port(const struct evexec_job *job)
+{
+    return job_chunk_of(job)->port;
+}
+
+/* --- wake fd (wakefd.c) -------------------------------------------------- */
+
+struct evexec__wakefd {
+    int rfd;
+    int wfd;                       /* == rfd for an eventfd */
+};
+
+int evexec__wakefd_open(struct evexec__wakefd *w);
+void evexec__wakefd_close(struct evexec__wakefd *w);
+/* Makes rfd readable. Any thread; async-signal-safe. */
+void evexec__wakefd_signal(const struct evexec__wakefd *w);
+/* Empties rfd; returns how many signals it had absorbed. */
+uint64_t evexec__wakefd_drain(const struct evexec__wakefd *w);
+
+/* --- port (port.c) ------------------------------------------------------- */
+
+struct event;
+
+struct evexec_port {
+    /* The only field workers write: alone on its cache line. */
+    _Alignas(EVEXEC_CACHELINE) _Atomic(struct evexec_job *) done_head;
+
+    _Alignas(EVEXEC_CACHELINE) struct evexec__wakefd wake; /* read by workers */
+    struct event_base *base;
+    struct event *wake_ev;         /* EV_READ|EV_PERSIST on wake.rfd */
+    struct event *resume_ev;       /* zero timer: go on with a capped batch */
+    pthread_t owner;               /* the loop thread */
+    unsigned max_batch;
+    int closing;                   /* evexec_port_free() was called */
+    int in_run;                    /* delivering: release must wait */
+
+    /* Job storage (loop thread only). */
+    struct job_chunk **chunks;
+    uint32_t nchunks, chunks_cap;
+    struct evexec_job *free_list;
+    struct evexec_job *bump, *bump_end; /* uncarved part of the last chunk */
+    uint32_t next_seq;
+
+    /* Delivery (loop thread only). batch[head..len) are completed jobs not
+     * yet delivered. batch_cap is the number of jobs carved, so it always
+     * has room for every outstanding job. */
+    struct evexec_job **batch;
+    size_t batch_head, batch_len, batch_cap;
+    size_t outstanding;            /* accepted, callback not yet run */
+    /* Every grab of a non-empty completion list owes exactly one wake-fd
+     * write (by whoever pushed onto the empty list). Once every write has
+     * been read, no worker can still be about to touch the port. */
+    uint64_t signals_owed, signals_read;
+    uint64_t delivered, batches;
+};
+
+/* Pushes a job whose work ran or was cancelled onto its port's completion
+ * list, and wakes the port if the list was empty. Any thread. */
+void evexec__port_complete(struct evexec_job *job);
+
+/* Loop thread: allocates a job for a submission, or NULL (-ENOMEM). */
+struct evexec_job *evexec__port_job_alloc(struct evexec_port *port);
+/* Loop thread: returns a job that was never accepted. */
+void evexec__port_job_unalloc(struct evexec_port *port, struct evexec_job *job);
+/* Loop thread: the job named by id, or NULL. */
+struct evexec_job *evexec__port_job_find(struct evexec_port *port, evexec_job_id id);
+/* Loop thread: the id of a job allocated by this port. */
+evexec_job_id evexec__port_job_id(const struct evexec_port *port, const struct evexec_job *job);
+/* Checks the caller is on the port's loop thread: 0 or -EPERM. */
+int evexec__port_check_thread(const struct evexec_port *port);
+/* Loop thread: 0, or -ESHUTDOWN once the port has been freed. */
+int evexec__port_check_open(const struct evexec_port *port);
+
+/* --- pool (pool.c) ------------------------------------------------------- */
+
+struct worker;
+
+struct evexec_pool {
+    pthread_mutex_t mu;
+    /* Everything below is guarded by mu, except refs and the settings that
+     * never change after creation. */
+    struct evexec_job *q_head, *q_tail;
+    size_t nqueued;
+    struct worker *idle;           /* idle workers, most recent first */
+    struct worker *all;            /* every worker struct, alive or not */
+    unsigned nthreads;             /* alive, including starting */
+    unsigned nstarting;            /* created, not yet looking for work */
+    unsigned nidle, nrunning;
+    int closed;                    /* 0, or EVEXEC_DRAIN + 1, EVEXEC_CANCEL + 1 */
+    pthread_cond_t exit_cv;        /* nthreads reached 0 */
+    pthread_t zombie;              /* last exited thread, not yet joined */
+    int has_zombie;
+    unsigned next_number;          /* for thread names */
+    uint64_t submitted, completed, cancelled, rejected, threads_started;
+
+    /* One reference for the handle, one per job accepted and not yet
+     * delivered: evexec_cancel() may lock mu until the job is delivered. */
+    _Atomic unsigned long refs;
+
+    /* Settings. */
+    unsigned max_threads, min_threads, idle_ms;
+    size_t max_queued;
+    pthread_attr_t attr;
+    char name[64];
+};
+
+/* Loop thread of the job's port: hands the job (state, pool, work, done, arg
+ * filled) to the pool. 0 or -EAGAIN/-ESHUTDOWN/-ENOMEM; on error the pool
+ * keeps no trace of the job. */
+int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job);
+/* Loop thread of the job's port: cancels a job that was seen QUEUED.
+ * 0 (now CANCELLED and pushed to its port) or -EBUSY (a worker had it). */
+int evexec__pool_cancel(struct evexec_pool *pool, struct evexec_job *job);
+/* Drops n references that delivered jobs held on their pool; frees it when
+ * none remains. Any thread. */
+void evexec__pool_unref(struct evexec_pool *pool, unsigned long n);
+
+/* --- options (error.c) --------------------------------------------------- */
+
+/* Checks a caller's size-versioned struct: -EINVAL if smaller than minsize,
+ * -E2BIG if larger than ours with non-zero bytes beyond, else 0. */
+int evexec__check_opts_size(const void *opts, size_t size, size_t minsize, size_t oursize);
+
+#endif /* EVEXEC_INTERNAL_H */

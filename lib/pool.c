@@ -1,0 +1,528 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * DESIGN: the pool owns worker threads and one bounded FIFO queue.
+ *
+ * - One mutex guards the queue, the idle list and the counters. It is
+ *   never held while user code runs, while a thread is created, or while a
+ *   wake fd is written; it is the only lock here, so there is no lock order
+ *   to keep.
+ * - A worker is woken only if one is idle: idle workers wait on their own
+ *   condition variable, on a most-recent-first list, and a submitter hands
+ *   the job straight to the first of them. Surplus workers at the cold end
+ *   of that list time out and exit. When no worker is idle the job is
+ *   queued, and a thread is started if the pool may grow and the queued jobs
+ *   outnumber the threads already starting.
+ * - A worker pushes a finished job on its port only after it has picked its
+ *   next job, so each job costs one lock round trip.
+ * - Exited threads are joined by the next thread to exit, or by
+ *   evexec_pool_free(), so at most one is ever left unjoined and no loop
+ *   thread ever waits in pthread_join().
+ * - Worker structs are never freed before the pool, so a submitter may
+ *   signal a worker's condition variable after unlocking.
+ * - The pool's memory outlives evexec_pool_free() while jobs it accepted are
+ *   undelivered (refs), because evexec_cancel() may still lock the mutex.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "evexec-internal.h"
+
+#define DEFAULT_MAX_THREADS 4u
+#define DEFAULT_MAX_QUEUED 65536u
+#define DEFAULT_IDLE_MS 10000u
+#define MIN_STACK ((size_t)16 * 1024)
+#define MAX_STACK ((size_t)1 << 30)
+#define MIN_POOL_OPTS_SIZE (offsetof(struct evexec_pool_opts, stack_size) + sizeof(size_t))
+
+struct worker {
+    struct evexec_pool *pool;
+    pthread_cond_t cv;             /* this worker, idle, waits here */
+    struct evexec_job *handoff;    /* given by a submitter while idle */
+    struct evexec_job *current;    /* running; for EVEXEC_CANCEL */
+    struct worker *idle_next, *idle_prev;
+    struct worker *all_next;
+    unsigned number;
+    int idle;                      /* on pool->idle */
+    int alive;
+};
+
+/* Lets evexec_pool_free() refuse to be called from its own pool. */
+static _Thread_local struct evexec_pool *current_pool;
+
+/* --- idle list ----------------------------------------------------------- */
+
+static void idle_push(struct evexec_pool *pool, struct worker *w)
+{
+    w->idle_prev = NULL;
+    w->idle_next = pool->idle;
+    if (pool->idle)
+        pool->idle->idle_prev = w;
+    pool->idle = w;
+    w->idle = 1;
+    pool->nidle++;
+}
+
+static void idle_remove(struct evexec_pool *pool, struct worker *w)
+{
+    if (w->idle_prev)
+        w->idle_prev->idle_next = w->idle_next;
+    else
+        pool->idle = w->idle_next;
+    if (w->idle_next)
+        w->idle_next->idle_prev = w->idle_prev;
+    w->idle = 0;
+    pool->nidle--;
+}
+
+/* --- queue --------------------------------------------------------------- */
+
+static void queue_append(struct evexec_pool *pool, struct evexec_job *job)
+{
+    job->next = NULL;
+    job->u.prev = pool->q_tail;
+    if (pool->q_tail)
+        pool->q_tail->next = job;
+    else
+        pool->q_head = job;
+    pool->q_tail = job;
+    pool->nqueued++;
+}
+
+static void queue_unlink(struct evexec_pool *pool, struct evexec_job *job)
+{
+    if (job->u.prev)
+        job->u.prev->next = job->next;
+    else
+        pool->q_head = job->next;
+    if (job->next)
+        job->next->u.prev = job->u.prev;
+    else
+        pool->q_tail = job->u.prev;
+    pool->nqueued--;
+}
+
+/* --- workers ------------------------------------------------------------- */
+
+static void name_thread(struct worker *w)
+{
+#ifdef HAVE_PTHREAD_SETNAME_NP
+    /* Linux keeps 15 bytes: build the whole name, then cut it. */
+    char name[64 + 12];
+    snprintf(name, sizeof name, "%s-%u", w->pool->name, w->number);
+    name[15] = '\0';
+    pthread_setname_np(pthread_self(), name);
+#else
+    EVEXEC_UNUSED(w);
+#endif
+}
+
+static void deadline_after(struct timespec *ts, unsigned ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* With mu held: waits idle for a job. Returns 0 if this surplus thread has
+ * been idle for the whole timeout and should exit. */
+static int idle_wait(struct evexec_pool *pool, struct worker *w)
+{
+    struct timespec deadline;
+    int timed = pool->idle_ms != EVEXEC_IDLE_FOREVER && pool->nthreads > pool->min_threads;
+    int timedout = 0;
+
+    if (timed)
+        deadline_after(&deadline, pool->idle_ms);
+    idle_push(pool, w);
+    while (!w->handoff && !pool->closed && !timedout) {
+        if (timed)
+            timedout = pthread_cond_timedwait(&w->cv, &pool->mu, &deadline) == ETIMEDOUT;
+        else
+            pthread_cond_wait(&w->cv, &pool->mu);
+    }
+    if (w->idle) /* a submitter that hands us a job takes us off the list */
+        idle_remove(pool, w);
+    if (w->handoff || pool->closed || !timedout)
+        return 1;
+    return !(pool->nthreads > pool->min_threads && !pool->q_head);
+}
+
+/* With mu held: the worker's next job, or NULL. */
+static struct evexec_job *next_job(struct evexec_pool *pool, struct worker *w)
+{
+    struct evexec_job *job = w->handoff;
+    if (job) {
+        w->handoff = NULL;
+    } else if ((job = pool->q_head) != NULL) {
+        queue_unlink(pool, job);
+        atomic_store_explicit(&job->state, JOB_RUNNING, memory_order_relaxed);
+    }
+    w->current = job;
+    return job;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct evexec_pool *pool = w->pool;
+    struct evexec_job *job, *finished = NULL;
+
+    current_pool = pool;
+    name_thread(w);
+    pthread_mutex_lock(&pool->mu);
+    pool->nstarting--;
+    for (;;) {
+        job = next_job(pool, w);
+        if (!job) {
+            if (finished) {
+                pthread_mutex_unlock(&pool->mu);
+                evexec__port_complete(finished);
+                finished = NULL;
+                pthread_mutex_lock(&pool->mu);
+                continue; /* look again: work may have come meanwhile */
+            }
+            if (pool->closed && !pool->q_head)
+                break;
+            if (!idle_wait(pool, w))
+                break;
+            continue;
+        }
+        pool->nrunning++;
+        pthread_mutex_unlock(&pool->mu);
+
+        if (finished)
+            evexec__port_complete(finished);
+        job->u.result = job->work(job, job->arg);
+        finished = job;
+
+        pthread_mutex_lock(&pool->mu);
+        pool->nrunning--;
+        pool->completed++;
+        w->current = NULL;
+    }
+
+    /* Exit: become the zombie and join the previous one. */
+    pthread_t prev = pool->zombie;
+    int had_prev = pool->has_zombie;
+    pool->zombie = pthread_self();
+    pool->has_zombie = 1;
+    w->alive = 0;
+    if (--pool->nthreads == 0)
+        pthread_cond_broadcast(&pool->exit_cv);
+    pthread_mutex_unlock(&pool->mu);
+    if (had_prev)
+        pthread_join(prev, NULL);
+    return NULL;
+}
+
+/* With mu held (dropped while the thread is created): starts a worker. */
+static int spawn(struct evexec_pool *pool)
+{
+    struct worker *w;
+    pthread_t tid;
+    sigset_t all, old;
+    int rc;
+
+    for (w = pool->all; w && w->alive; w = w->all_next)
+        ;
+    if (!w) {
+        pthread_condattr_t ca;
+        if (!(w = calloc(1, sizeof *w)))
+            return -ENOMEM;
+        pthread_condattr_init(&ca);
+#ifdef HAVE_PTHREAD_CONDATTR_SETCLOCK
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+#endif
+        rc = pthread_cond_init(&w->cv, &ca);
+        pthread_condattr_destroy(&ca);
+        if (rc) {
+            free(w);
+            return -rc;
+        }
+        w->pool = pool;
+        w->all_next = pool->all;
+        pool->all = w;
+    }
+    w->alive = 1;
+    w->handoff = w->current = NULL;
+    w->number = ++pool->next_number;
+    pool->nthreads++;
+    pool->nstarting++;
+    pthread_mutex_unlock(&pool->mu);
+
+    /* The thread inherits a mask blocking every signal, so no signal can
+     * reach it even before its first instruction. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&tid, &pool->attr, worker_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    pthread_mutex_lock(&pool->mu);
+    if (rc) {
+        w->alive = 0;
+        pool->nstarting--;
+        if (--pool->nthreads == 0)
+            pthread_cond_broadcast(&pool->exit_cv);
+        return -rc;
+    }
+    pool->threads_started++;
+    return 0;
+}
+
+static void pool_destroy(struct evexec_pool *pool)
+{
+    struct worker *w, *next;
+    for (w = pool->all; w; w = next) {
+        next = w->all_next;
+        pthread_cond_destroy(&w->cv);
+        free(w);
+    }
+    pthread_attr_destroy(&pool->attr);
+    pthread_cond_destroy(&pool->exit_cv);
+    pthread_mutex_destroy(&pool->mu);
+    free(pool);
+}
+
+void evexec__pool_unref(struct evexec_pool *pool, unsigned long n)
+{
+    if (atomic_fetch_sub_explicit(&pool->refs, n, memory_order_acq_rel) == n)
+        pool_destroy(pool);
+}
+
+/* --- jobs ---------------------------------------------------------------- */
+
+int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job)
+{
+    struct worker *w;
+    int rc;
+
+    pthread_mutex_lock(&pool->mu);
+    if (EVEXEC_UNLIKELY(pool->closed)) {
+        pool->rejected++;
+        pthread_mutex_unlock(&pool->mu);
+        return -ESHUTDOWN;
+    }
+    pool->submitted++;
+    atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
+    if ((w = pool->idle) != NULL) {
+        idle_remove(pool, w);
+        atomic_store_explicit(&job->state, JOB_RUNNING, memory_order_relaxed);
+        w->handoff = job;
+        pthread_mutex_unlock(&pool->mu);
+        pthread_cond_signal(&w->cv); /* w outlives this: see DESIGN */
+        return 0;
+    }
+    if (pool->nqueued >= pool->max_queued) {
+        pool->submitted--;
+        pool->rejected++;
+        atomic_fetch_sub_explicit(&pool->refs, 1, memory_order_relaxed);
+        pthread_mutex_unlock(&pool->mu);
+        return -EAGAIN;
+    }
+    atomic_store_explicit(&job->state, JOB_QUEUED, memory_order_relaxed);
+    queue_append(pool, job);
+    if (pool->nthreads < pool->max_threads && pool->nqueued > pool->nstarting) {
+        rc = spawn(pool);
+        /* With no thread at all the job would wait forever: refuse it,
+         * unless a concurrent shutdown has already cancelled it. */
+        if (rc < 0 && pool->nthreads == 0 &&
+            atomic_load_explicit(&job->state, memory_order_relaxed) == JOB_QUEUED) {
+            queue_unlink(pool, job);
+            pool->submitted--;
+            pool->rejected++;
+            atomic_fetch_sub_explicit(&pool->refs, 1, memory_order_relaxed);
+            pthread_mutex_unlock(&pool->mu);
+            return rc == -ENOMEM ? -ENOMEM : -EAGAIN;
+        }
+    }
+    pthread_mutex_unlock(&pool->mu);
+    return 0;
+}
+
+int evexec__pool_cancel(struct evexec_pool *pool, struct evexec_job *job)
+{
+    pthread_mutex_lock(&pool->mu);
+    if (atomic_load_explicit(&job->state, memory_order_relaxed) != JOB_QUEUED) {
+        pthread_mutex_unlock(&pool->mu);
+        return -EBUSY;
+    }
+    queue_unlink(pool, job);
+    atomic_store_explicit(&job->state, JOB_CANCELLED, memory_order_relaxed);
+    pool->cancelled++;
+    pthread_mutex_unlock(&pool->mu);
+    job->u.result = NULL;
+    evexec__port_complete(job);
+    return 0;
+}
+
+/* --- public -------------------------------------------------------------- */
+
+int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
+{
+    struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
+    struct evexec_pool *pool;
+    int rc;
+
+    if (!out)
+        return -EINVAL;
+    if (opts) {
+        rc = evexec__check_opts_size(opts, opts->size, MIN_POOL_OPTS_SIZE, sizeof o);
+        if (rc < 0)
+            return rc;
+        memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
+    }
+    if (!o.max_threads)
+        o.max_threads = DEFAULT_MAX_THREADS;
+    if (!o.max_queued)
+        o.max_queued = DEFAULT_MAX_QUEUED;
+    if (!o.idle_timeout_ms)
+        o.idle_timeout_ms = DEFAULT_IDLE_MS;
+    if (!o.name || !o.name[0])
+        o.name = "evexec";
+    if (o.max_threads > EVEXEC_MAX_THREADS || o.min_threads > o.max_threads ||
+        o.max_queued > EVEXEC_MAX_QUEUED || strnlen(o.name, 64) >= 64 ||
+        (o.stack_size && (o.stack_size < MIN_STACK || o.stack_size > MAX_STACK)))
+        return -EINVAL;
+
+    if (!(pool = calloc(1, sizeof *pool)))
+        return -ENOMEM;
+    pool->max_threads = o.max_threads;
+    pool->min_threads = o.min_threads;
+    pool->max_queued = o.max_queued;
+    pool->idle_ms = o.idle_timeout_ms;
+    strcpy(pool->name, o.name);
+    atomic_init(&pool->refs, 1);
+
+    if ((rc = -pthread_mutex_init(&pool->mu, NULL)) < 0)
+        goto fail_free;
+    if ((rc = -pthread_cond_init(&pool->exit_cv, NULL)) < 0)
+        goto fail_mutex;
+    if ((rc = -pthread_attr_init(&pool->attr)) < 0)
+        goto fail_cond;
+    if (o.stack_size) {
+        long page = sysconf(_SC_PAGESIZE);
+        size_t sz = (o.stack_size + (size_t)page - 1) & ~((size_t)page - 1);
+        if ((rc = -pthread_attr_setstacksize(&pool->attr, sz)) < 0)
+            goto fail_attr;
+    }
+
+    pthread_mutex_lock(&pool->mu);
+    while (pool->nthreads < pool->min_threads) {
+        if ((rc = spawn(pool)) < 0) {
+            pthread_mutex_unlock(&pool->mu);
+            evexec_pool_free(pool);
+            return rc;
+        }
+    }
+    pthread_mutex_unlock(&pool->mu);
+    *out = pool;
+    return 0;
+
+fail_attr:
+    pthread_attr_destroy(&pool->attr);
+fail_cond:
+    pthread_cond_destroy(&pool->exit_cv);
+fail_mutex:
+    pthread_mutex_destroy(&pool->mu);
+fail_free:
+    free(pool);
+    return rc;
+}
+
+int evexec_pool_shutdown(evexec_pool *pool, int how)
+{
+    struct evexec_job *cancelled = NULL, *next;
+    struct worker *w;
+
+    if (!pool || (how != EVEXEC_DRAIN && how != EVEXEC_CANCEL))
+        return -EINVAL;
+    pthread_mutex_lock(&pool->mu);
+    if (pool->closed >= how + 1) {
+        pthread_mutex_unlock(&pool->mu);
+        return -EALREADY;
+    }
+    pool->closed = how + 1;
+    if (how == EVEXEC_CANCEL) {
+        cancelled = pool->q_head;
+        for (struct evexec_job *j = cancelled; j; j = j->next)
+            atomic_store_explicit(&j->state, JOB_CANCELLED, memory_order_relaxed);
+        pool->cancelled += pool->nqueued;
+        pool->q_head = pool->q_tail = NULL;
+        pool->nqueued = 0;
+        for (w = pool->all; w; w = w->all_next)
+            if (w->current)
+                atomic_store_explicit(&w->current->stop, 1, memory_order_relaxed);
+    }
+    for (w = pool->idle; w; w = w->idle_next)
+        pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&pool->mu);
+
+    for (; cancelled; cancelled = next) {
+        next = cancelled->next; /* the push below rewrites next */
+        cancelled->u.result = NULL;
+        evexec__port_complete(cancelled);
+    }
+    return 0;
+}
+
+int evexec_pool_free(evexec_pool *pool)
+{
+    if (!pool)
+        return 0;
+    if (current_pool == pool)
+        return -EDEADLK;
+    evexec_pool_shutdown(pool, EVEXEC_DRAIN); /* -EALREADY is fine */
+    pthread_mutex_lock(&pool->mu);
+    while (pool->nthreads)
+        pthread_cond_wait(&pool->exit_cv, &pool->mu);
+    int had = pool->has_zombie;
+    pthread_t last = pool->zombie;
+    pool->has_zombie = 0;
+    pthread_mutex_unlock(&pool->mu);
+    if (had)
+        pthread_join(last, NULL); /* which joined the one before, and so on */
+    evexec__pool_unref(pool, 1);
+    return 0;
+}
+
+int evexec_pool_stats(evexec_pool *pool, struct evexec_pool_stats *out)
+{
+    if (!pool || !out)
+        return -EINVAL;
+    int rc = evexec__check_opts_size(out, out->size,
+                                     offsetof(struct evexec_pool_stats, threads_started) +
+                                         sizeof(uint64_t),
+                                     sizeof *out);
+    if (rc == -E2BIG)
+        rc = 0; /* a newer caller: fill what we know */
+    if (rc < 0)
+        return rc;
+    struct evexec_pool_stats s;
+    memset(&s, 0, sizeof s);
+    s.size = out->size;
+    pthread_mutex_lock(&pool->mu);
+    s.threads = pool->nthreads;
+    s.idle = pool->nidle;
+    s.running = pool->nrunning;
+    s.queued = pool->nqueued;
+    s.submitted = pool->submitted;
+    s.completed = pool->completed;
+    s.cancelled = pool->cancelled;
+    s.rejected = pool->rejected;
+    s.threads_started = pool->threads_started;
+    pthread_mutex_unlock(&pool->mu);
+    memcpy(out, &s, out->size < sizeof s ? out->size : sizeof s);
+    return 0;
+}

@@ -1,0 +1,441 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * DESIGN: the port is where finished jobs come home to one event_base.
+ *
+ * Workers push finished jobs on a lock-free LIFO list (one CAS) and write
+ * the wake fd only when the list was empty, so a burst of N completions
+ * costs one write and one read. The loop, woken, first empties the wake fd,
+ * then takes the whole list with one atomic exchange (reading first means a
+ * push after the exchange always finds the list empty and writes again: no
+ * wake-up is lost). It puts the batch back in submission order and runs at
+ * most max_batch callbacks; if more remain it arms a zero timer, so the loop
+ * polls its other events before going on.
+ *
+ * The port also owns the memory of its jobs: 64 KiB aligned chunks carved
+ * into jobs that are recycled through a free list and given back only when
+ * the port goes. Steady state therefore makes no malloc per job, a job finds
+ * its port by masking its own address, and a stale job id can always be
+ * checked against the slot it names.
+ *
+ * Release: a port freed with jobs outstanding cancels what it can and
+ * releases itself once the last callback has run *and* every wake-fd write
+ * owed has been read: a worker that has pushed onto the empty list may not
+ * have written yet, and must not find the port gone.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <event2/event.h>
+
+#include "evexec-internal.h"
+
+#define DEFAULT_MAX_BATCH 128u
+#define MAX_MAX_BATCH (1u << 20)
+#define MIN_PORT_OPTS_SIZE (offsetof(struct evexec_port_opts, priority) + sizeof(int))
+
+static void port_release(struct evexec_port *port);
+
+/* --- job storage --------------------------------------------------------- */
+
+static struct evexec_job *chunk_jobs(struct job_chunk *c)
+{
+    return (struct evexec_job *)((char *)c + EVEXEC_CHUNK_HDR);
+}
+
+/* An aligned chunk from mmap: only the pages touched count against RSS. */
+static struct job_chunk *chunk_map(void)
+{
+    size_t len = 2 * EVEXEC_CHUNK_SIZE;
+    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    uintptr_t a = ((uintptr_t)p + EVEXEC_CHUNK_SIZE - 1) & ~(uintptr_t)(EVEXEC_CHUNK_SIZE - 1);
+    size_t head = a - (uintptr_t)p;
+    if (head)
+        munmap(p, head);
+    munmap((char *)a + EVEXEC_CHUNK_SIZE, EVEXEC_CHUNK_SIZE - head);
+    return (struct job_chunk *)a;
+}
+
+static int port_add_chunk(struct evexec_port *port)
+{
+    if (port->nchunks >= UINT32_MAX / EVEXEC_JOBS_PER_CHUNK - 1)
+        return -ENOMEM;
+    if (port->nchunks == port->chunks_cap) {
+        uint32_t cap = port->chunks_cap ? 2 * port->chunks_cap : 8;
+        struct job_chunk **v = realloc(port->chunks, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        port->chunks = v;
+        port->chunks_cap = cap;
+    }
+    /* The batch array must hold every job that could be outstanding. */
+    size_t bcap = (size_t)(port->nchunks + 1) * EVEXEC_JOBS_PER_CHUNK;
+    struct evexec_job **b = realloc(port->batch, bcap * sizeof *b);
+    if (!b)
+        return -ENOMEM;
+    port->batch = b;
+    port->batch_cap = bcap;
+
+    struct job_chunk *c = chunk_map();
+    if (!c)
+        return -ENOMEM;
+    c->port = port;
+    c->first_index = port->nchunks * EVEXEC_JOBS_PER_CHUNK;
+    port->chunks[port->nchunks++] = c;
+    port->bump = chunk_jobs(c);
+    port->bump_end = port->bump + EVEXEC_JOBS_PER_CHUNK;
+    return 0;
+}
+
+struct evexec_job *evexec__port_job_alloc(struct evexec_port *port)
+{
+    struct evexec_job *job = port->free_list;
+    if (EVEXEC_LIKELY(job != NULL)) {
+        port->free_list = job->next;
+    } else {
+        if (port->bump == port->bump_end && port_add_chunk(port) < 0)
+            return NULL;
+        job = port->bump++;
+    }
+    if (EVEXEC_UNLIKELY(++port->next_seq == 0)) /* 0 would make id 0 */
+        port->next_seq = 1;
+    job->seq = port->next_seq;
+    return job;
+}
+
+void evexec__port_job_unalloc(struct evexec_port *port, struct evexec_job *job)
+{
+    atomic_store_explicit(&job->state, JOB_FREE, memory_order_relaxed);
+    job->next = port->free_list;
+    port->free_list = job;
+}
+
+evexec_job_id evexec__port_job_id(const struct evexec_port *port, const struct evexec_job *job)
+{
+    EVEXEC_UNUSED(port);
+    struct job_chunk *c = job_chunk_of(job);
+    uint32_t index = c->first_index + (uint32_t)(job - chunk_jobs(c));
+    return ((evexec_job_id)job->seq << 32) | index;
+}
+
+struct evexec_job *evexec__port_job_find(struct evexec_port *port, evexec_job_id id)
+{
+    uint32_t seq = (uint32_t)(id >> 32), index = (uint32_t)id;
+    uint32_t n = index / EVEXEC_JOBS_PER_CHUNK;
+    if (seq == 0 || n >= port->nchunks)
+        return NULL;
+    struct evexec_job *job = chunk_jobs(port->chunks[n]) + index % EVEXEC_JOBS_PER_CHUNK;
+    if (n == port->nchunks - 1 && job >= port->bump)
+        return NULL; /* never carved */
+    if (job->seq != seq || atomic_load_explicit(&job->state, memory_order_relaxed) == JOB_FREE)
+        return NULL;
+    return job;
+}
+
+/* --- completion ---------------------------------------------------------- */
+
+void evexec__port_complete(struct evexec_job *job)
+{
+    struct evexec_port *port = job_port(job);
+    struct evexec_job *old = atomic_load_explicit(&port->done_head, memory_order_relaxed);
+    do
+        job->next = old;
+    while (!atomic_compare_exchange_weak_explicit(&port->done_head, &old, job,
+                                                  memory_order_release, memory_order_relaxed));
+    /* Only the push onto an empty list signals; the port stays alive until
+     * this write has been read (see port_release). */
+    if (old == NULL)
+        evexec__wakefd_signal(&port->wake);
+}
+
+static inline int seq_before(const struct evexec_job *a, const struct evexec_job *b)
+{
+    return (int32_t)(a->seq - b->seq) < 0;
+}
+
+static void sift_down(struct evexec_job **a, size_t root, size_t n)
+{
+    for (;;) {
+        size_t child = 2 * root + 1;
+        if (child >= n)
+            return;
+        if (child + 1 < n && seq_before(a[child], a[child + 1]))
+            child++;
+        if (!seq_before(a[root], a[child]))
+            return;
+        struct evexec_job *t = a[root];
+        a[root] = a[child];
+        a[child] = t;
+        root = child;
+    }
+}
+
+/* Completion order is nearly submission order (jobs start in FIFO order, so
+ * a job can only overtake those running beside it): insertion sort costs
+ * O(n) then. A port fed by a fast and a slow pool can see far more disorder;
+ * past a budget of moves, heapsort bounds the work at O(n log n) with no
+ * allocation. */
+static void sort_by_seq(struct evexec_job **a, size_t n)
+{
+    size_t budget = 8 * n + 64;
+    for (size_t i = 1; i < n; i++) {
+        struct evexec_job *x = a[i];
+        size_t j = i;
+        while (j > 0 && seq_before(x, a[j - 1])) {
+            a[j] = a[j - 1];
+            j--;
+            if (--budget == 0) {
+                a[j] = x;
+                goto heapsort;
+            }
+        }
+        a[j] = x;
+    }
+    return;
+heapsort:
+    for (size_t i = n / 2; i-- > 0;)
+        sift_down(a, i, n);
+    for (size_t end = n; end-- > 1;) {
+        struct evexec_job *t = a[0];
+        a[0] = a[end];
+        a[end] = t;
+        sift_down(a, 0, end);
+    }
+}
+
+/* Takes the whole completion list and appends it, sorted, to the batch. */
+static void port_grab(struct evexec_port *port)
+{
+    struct evexec_job *list = atomic_exchange_explicit(&port->done_head, NULL, memory_order_acquire);
+    if (!list)
+        return;
+    port->signals_owed++;
+    size_t pending = port->batch_len - port->batch_head;
+    if (port->batch_cap - port->batch_len < port->outstanding - pending) {
+        memmove(port->batch, port->batch + port->batch_head, pending * sizeof *port->batch);
+        port->batch_head = 0;
+        port->batch_len = pending;
+    }
+    struct evexec_job **a = port->batch + port->batch_len;
+    size_t n = 0;
+    for (; list; list = list->next)
+        a[n++] = list;
+    /* LIFO to completion order, then to submission order. */
+    for (size_t i = 0, j = n - 1; i < j; i++, j--) {
+        struct evexec_job *t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+    sort_by_seq(a, n);
+    port->batch_len += n;
+}
+
+/* Runs up to max_batch done callbacks. */
+static void port_run(struct evexec_port *port)
+{
+    struct evexec_pool *pool = NULL;
+    unsigned long pool_refs = 0;
+    unsigned n = 0;
+
+    port->batches++;
+    port->in_run = 1;
+    while (port->batch_head < port->batch_len && n < port->max_batch) {
+        struct evexec_job *job = port->batch[port->batch_head++];
+        int cancelled = atomic_load_explicit(&job->state, memory_order_relaxed) == JOB_CANCELLED;
+        int status = cancelled ? -ECANCELED : 0;
+        void *result = cancelled ? NULL : job->u.result;
+        evexec_done_fn done = job->done;
+        void *arg = job->arg;
+
+        /* Pool references are dropped once per run of equal pools. */
+        if (job->pool != pool) {
+            if (pool_refs)
+                evexec__pool_unref(pool, pool_refs);
+            pool = job->pool;
+            pool_refs = 0;
+        }
+        pool_refs++;
+
+        /* Recycle before the callback: its id is dead, and a submit from
+         * the callback reuses the job while it is still in cache. */
+        evexec__port_job_unalloc(port, job);
+        port->outstanding--;
+        port->delivered++;
+        n++;
+        if (done)
+            done(status, result, arg);
+    }
+    if (pool_refs)
+        evexec__pool_unref(pool, pool_refs);
+    port->in_run = 0;
+    if (port->batch_head == port->batch_len) {
+        port->batch_head = port->batch_len = 0;
+    } else {
+        static const struct timeval zero = {0, 0};
+        event_add(port->resume_ev, &zero);
+    }
+    port_release(port);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct evexec_port *port = arg;
+    EVEXEC_UNUSED(fd);
+    EVEXEC_UNUSED(what);
+    /* Read before the exchange: see the DESIGN note. */
+    port->signals_read += evexec__wakefd_drain(&port->wake);
+    port_grab(port);
+    port_run(port);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    EVEXEC_UNUSED(fd);
+    EVEXEC_UNUSED(what);
+    port_run(arg);
+}
+
+/* --- lifetime ------------------------------------------------------------ */
+
+static void port_destroy(struct evexec_port *port)
+{
+    if (port->wake_ev)
+        event_free(port->wake_ev);
+    if (port->resume_ev)
+        event_free(port->resume_ev);
+    evexec__wakefd_close(&port->wake);
+    for (uint32_t i = 0; i < port->nchunks; i++)
+        munmap(port->chunks[i], EVEXEC_CHUNK_SIZE);
+    free(port->chunks);
+    free(port->batch);
+    free(port);
+}
+
+/* Releases a freed port once nothing can reach it any more. */
+static void port_release(struct evexec_port *port)
+{
+    if (!port->closing || port->in_run || port->outstanding)
+        return;
+    if (port->signals_read < port->signals_owed)
+        return; /* a worker has yet to write the wake fd: wait for it */
+    port_destroy(port);
+}
+
+int evexec__port_check_thread(const struct evexec_port *port)
+{
+    return pthread_equal(port->owner, pthread_self()) ? 0 : -EPERM;
+}
+
+int evexec__port_check_open(const struct evexec_port *port)
+{
+    return port->closing ? -ESHUTDOWN : 0;
+}
+
+int evexec_port_new(evexec_port **out, struct event_base *base, const struct evexec_port_opts *opts)
+{
+    struct evexec_port_opts o = EVEXEC_PORT_OPTS_INIT;
+    struct evexec_port *port;
+    int rc;
+
+    if (!out || !base)
+        return -EINVAL;
+    if (opts) {
+        rc = evexec__check_opts_size(opts, opts->size, MIN_PORT_OPTS_SIZE, sizeof o);
+        if (rc < 0)
+            return rc;
+        memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
+    }
+    if (o.max_batch > MAX_MAX_BATCH || o.priority < -1)
+        return -EINVAL;
+
+    if (posix_memalign((void **)&port, EVEXEC_CACHELINE, sizeof *port))
+        return -ENOMEM;
+    memset(port, 0, sizeof *port);
+    port->base = base;
+    port->owner = pthread_self();
+    port->max_batch = o.max_batch ? o.max_batch : DEFAULT_MAX_BATCH;
+    port->wake.rfd = port->wake.wfd = -1;
+
+    rc = evexec__wakefd_open(&port->wake);
+    if (rc < 0)
+        goto fail_free;
+    rc = -ENOMEM;
+    port->wake_ev = event_new(base, port->wake.rfd, EV_READ | EV_PERSIST, on_wake, port);
+    if (!port->wake_ev)
+        goto fail_close;
+    port->resume_ev = evtimer_new(base, on_resume, port);
+    if (!port->resume_ev)
+        goto fail_close;
+    rc = -EINVAL;
+    if (o.priority >= 0 && (event_priority_set(port->wake_ev, o.priority) < 0 ||
+                            event_priority_set(port->resume_ev, o.priority) < 0))
+        goto fail_close;
+    rc = -ENOMEM;
+    if (event_add(port->wake_ev, NULL) < 0)
+        goto fail_close;
+    *out = port;
+    return 0;
+
+fail_close:
+    /* port_destroy frees the events, closes the wake fd and frees port. */
+    port_destroy(port);
+    return rc;
+fail_free:
+    free(port);
+    return rc;
+}
+
+int evexec_port_free(evexec_port *port)
+{
+    if (!port)
+        return 0;
+    int rc = evexec__port_check_thread(port);
+    if (rc < 0)
+        return rc;
+    if (port->closing)
+        return 0;
+    port->closing = 1;
+    /* Cancel what is queued, ask what runs to stop; each still gets its
+     * callback from the loop. */
+    for (uint32_t c = 0; c < port->nchunks && port->outstanding; c++) {
+        struct evexec_job *job = chunk_jobs(port->chunks[c]);
+        struct evexec_job *end = c == port->nchunks - 1 ? port->bump : job + EVEXEC_JOBS_PER_CHUNK;
+        for (; job < end; job++) {
+            uint8_t st = atomic_load_explicit(&job->state, memory_order_relaxed);
+            if (st == JOB_QUEUED && evexec__pool_cancel(job->pool, job) == 0)
+                continue;
+            if (st == JOB_QUEUED || st == JOB_RUNNING)
+                atomic_store_explicit(&job->stop, 1, memory_order_relaxed);
+        }
+    }
+    port_release(port);
+    return 0;
+}
+
+int evexec_port_stats(evexec_port *port, struct evexec_port_stats *out)
+{
+    if (!port || !out)
+        return -EINVAL;
+    int rc = evexec__check_opts_size(out, out->size, offsetof(struct evexec_port_stats, batches) +
+                                                         sizeof(uint64_t), sizeof *out);
+    if (rc == -E2BIG)
+        rc = 0; /* a newer caller: fill what we know */
+    if (rc < 0)
+        return rc;
+    if ((rc = evexec__port_check_thread(port)) < 0)
+        return rc;
+    struct evexec_port_stats s;
+    memset(&s, 0, sizeof s);
+    s.size = out->size;
+    s.outstanding = port->outstanding;
+    s.delivered = port->delivered;
+    s.wakeups = port->signals_owed;
+    s.batches = port->batches;
+    memcpy(out, &s, out->size < sizeof s ? out->size : sizeof s);
+    return 0;
+}
