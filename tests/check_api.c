@@ -1,0 +1,389 @@
+/* SPDX-License-Identifier: MIT */
+/* Bad input and the error table: every documented error of the API. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+
+static struct event_base *base;
+static evexec_port *port;
+static evexec_pool *pool;
+
+/* Checked fixture: runs in the test's own process, after Check's fork. */
+static void setup(void)
+{
+    base = event_base_new();
+    ck_assert_ptr_nonnull(base);
+    ck_assert_int_eq(evexec_pool_new(&pool, NULL), 0);
+    ck_assert_int_eq(evexec_port_new(&port, base, NULL), 0);
+}
+
+static void teardown(void)
+{
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+    ck_assert_int_eq(evexec_port_free(port), 0);
+    event_base_dispatch(base); /* returns once the port is gone */
+    event_base_free(base);
+}
+
+START_TEST(pool_new_rejects_bad_options)
+{
+    evexec_pool *p = (evexec_pool *)0x1;
+    struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
+
+    ck_assert_int_eq(evexec_pool_new(NULL, NULL), -EINVAL);
+
+    o.size = 0;
+    ck_assert_int_eq(evexec_pool_new(&p, &o), -EINVAL);
+    o.size = sizeof(size_t) + 3; /* older than the first version */
+    ck_assert_int_eq(evexec_pool_new(&p, &o), -EINVAL);
+    o.size = (size_t)-1;
+    ck_assert_int_eq(evexec_pool_new(&p, &o), -EINVAL);
+
+    o = (struct evexec_pool_opts)EVEXEC_POOL_OPTS_INIT;
+    o.max_threads = EVEXEC_MAX_THREADS + 1;
+    ck_assert_int_eq(evexec_pool_new(&p, &o), -EINVAL);
+    o = (struct evexec_pool_opts)EVEXEC_POOL_OPTS_INIT;
+    o.max_threads = 2;
+    o.min_threads = 3;
+    ck_assert_int_eq(evexec_pool_new(&p, &o), -EINVAL);
+    o = (struct evexec_pool_opts)EVEXEC_POOL_OPTS_INIT;
+    o.max_queued = (size_t)EVEXEC_MAX_QUEUED + 1;
+    ck_assert_int_eq(evexec_pool_new(&p, &o), -EINVAL);
+    o = (struct evexec_pool_opts)EVEXEC_POOL_OPTS_INIT;
+    o.stack_size = 1024;
+    ck_assert_int_eq(evexec_pool_new(&p, &o), -EINVAL);
+    o.stack_size = (size_t)4 << 30;
+    ck_assert_int_eq(evexec_pool_new(&p, &o), -EINVAL);
+    o = (struct evexec_pool_opts)EVEXEC_POOL_OPTS_INIT;
+    char longname[80];
+    memset(longname, 'x', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    o.name = longname;
+    ck_assert_int_eq(evexec_pool_new(&p, &o), -EINVAL);
+
+    /* The out-parameter is untouched on every error. */
+    ck_assert_ptr_eq(p, (evexec_pool *)0x1);
+}
+END_TEST
+
+START_TEST(pool_new_accepts_newer_struct_only_if_zero)
+{
+    struct {
+        struct evexec_pool_opts o;
+        unsigned future_option;
+    } big;
+    evexec_pool *p = NULL;
+
+    memset(&big, 0, sizeof big);
+    big.o.size = sizeof big;
+    ck_assert_int_eq(evexec_pool_new(&p, &big.o), 0);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(evexec_pool_free(p), 0);
+
+    big.future_option = 1;
+    p = NULL;
+    ck_assert_int_eq(evexec_pool_new(&p, &big.o), -E2BIG);
+    ck_assert_ptr_null(p);
+
+    /* The smallest struct we accept: no stack_size was ever optional. */
+    struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
+    o.stack_size = 64 * 1024;
+    o.max_threads = 1;
+    o.min_threads = 1;
+    ck_assert_int_eq(evexec_pool_new(&p, &o), 0);
+    ck_assert_int_eq(evexec_pool_free(p), 0);
+}
+END_TEST
+
+START_TEST(port_new_rejects_bad_input)
+{
+    evexec_port *p = (evexec_port *)0x1;
+    struct evexec_port_opts o = EVEXEC_PORT_OPTS_INIT;
+
+    ck_assert_int_eq(evexec_port_new(NULL, base, NULL), -EINVAL);
+    ck_assert_int_eq(evexec_port_new(&p, NULL, NULL), -EINVAL);
+    o.size = 1;
+    ck_assert_int_eq(evexec_port_new(&p, base, &o), -EINVAL);
+    o = (struct evexec_port_opts)EVEXEC_PORT_OPTS_INIT;
+    o.max_batch = (1u << 20) + 1;
+    ck_assert_int_eq(evexec_port_new(&p, base, &o), -EINVAL);
+    o = (struct evexec_port_opts)EVEXEC_PORT_OPTS_INIT;
+    o.priority = -2;
+    ck_assert_int_eq(evexec_port_new(&p, base, &o), -EINVAL);
+    o.priority = 7; /* the base has one priority only */
+    ck_assert_int_eq(evexec_port_new(&p, base, &o), -EINVAL);
+    ck_assert_ptr_eq(p, (evexec_port *)0x1);
+
+    o.priority = 0;
+    o.max_batch = 1;
+    ck_assert_int_eq(evexec_port_new(&p, base, &o), 0);
+    ck_assert_int_eq(evexec_port_free(p), 0);
+}
+END_TEST
+
+START_TEST(submit_rejects_null_handles)
+{
+    struct tally t;
+    tally_init(&t);
+    ck_assert_int_eq(evexec_submit(NULL, pool, echo_work, tally_done, &t, NULL), -EINVAL);
+    ck_assert_int_eq(evexec_submit(port, NULL, echo_work, tally_done, &t, NULL), -EINVAL);
+    ck_assert_int_eq(evexec_submit(port, pool, NULL, tally_done, &t, NULL), -EINVAL);
+    run_nonblock(base, 3);
+    ck_assert_int_eq(t.calls, 0);
+    ck_assert_uint_eq(pool_stats(pool).submitted, 0);
+}
+END_TEST
+
+struct foreign_call {
+    evexec_port *port;
+    evexec_pool *pool;
+    struct tally *tally;
+    int submit_rc, cancel_rc, free_rc, stats_rc;
+};
+
+static void *call_from_foreign_thread(void *arg)
+{
+    struct foreign_call *c = arg;
+    struct evexec_port_stats ps = {sizeof ps, 0, 0, 0, 0};
+    c->submit_rc = evexec_submit(c->port, c->pool, echo_work, tally_done, c->tally, NULL);
+    c->cancel_rc = evexec_cancel(c->port, 1);
+    c->stats_rc = evexec_port_stats(c->port, &ps);
+    c->free_rc = evexec_port_free(c->port);
+    return NULL;
+}
+
+START_TEST(loop_thread_calls_from_another_thread_are_refused)
+{
+    struct tally t;
+    struct foreign_call c = {port, pool, &t, 0, 0, 0, 0};
+    pthread_t th;
+
+    tally_init(&t);
+    ck_assert_int_eq(pthread_create(&th, NULL, call_from_foreign_thread, &c), 0);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(c.submit_rc, -EPERM);
+    ck_assert_int_eq(c.cancel_rc, -EPERM);
+    ck_assert_int_eq(c.stats_rc, -EPERM);
+    ck_assert_int_eq(c.free_rc, -EPERM);
+    /* The port is still usable from its own thread. */
+    ck_assert_int_eq(evexec_submit(port, pool, echo_work, tally_done, &t, NULL), 0);
+    run_until(base, &t.calls, 1);
+    ck_assert_int_eq(t.ok, 1);
+}
+END_TEST
+
+START_TEST(submit_after_shutdown_is_refused_without_callback)
+{
+    struct tally t;
+    evexec_job_id id = 42;
+    tally_init(&t);
+    ck_assert_int_eq(evexec_pool_shutdown(pool, EVEXEC_DRAIN), 0);
+    ck_assert_int_eq(evexec_submit(port, pool, echo_work, tally_done, &t, &id), -ESHUTDOWN);
+    ck_assert_uint_eq(id, 42); /* untouched */
+    run_nonblock(base, 3);
+    ck_assert_int_eq(t.calls, 0);
+    ck_assert_uint_eq(pool_stats(pool).rejected, 1);
+}
+END_TEST
+
+START_TEST(shutdown_modes_and_repeats)
+{
+    ck_assert_int_eq(evexec_pool_shutdown(NULL, EVEXEC_DRAIN), -EINVAL);
+    ck_assert_int_eq(evexec_pool_shutdown(pool, 2), -EINVAL);
+    ck_assert_int_eq(evexec_pool_shutdown(pool, -1), -EINVAL);
+    ck_assert_int_eq(evexec_pool_shutdown(pool, EVEXEC_DRAIN), 0);
+    ck_assert_int_eq(evexec_pool_shutdown(pool, EVEXEC_DRAIN), -EALREADY);
+    ck_assert_int_eq(evexec_pool_shutdown(pool, EVEXEC_CANCEL), 0); /* escalation */
+    ck_assert_int_eq(evexec_pool_shutdown(pool, EVEXEC_CANCEL), -EALREADY);
+    ck_assert_int_eq(evexec_pool_shutdown(pool, EVEXEC_DRAIN), -EALREADY);
+}
+END_TEST
+
+START_TEST(cancel_of_unknown_ids)
+{
+    struct tally t;
+    evexec_job_id id = 0;
+    tally_init(&t);
+
+    ck_assert_int_eq(evexec_cancel(NULL, 1), -EINVAL);
+    ck_assert_int_eq(evexec_cancel(port, 0), -ENOENT);
+    ck_assert_int_eq(evexec_cancel(port, 0xdeadbeefdeadbeefull), -ENOENT);
+    ck_assert_int_eq(evexec_cancel(port, ((evexec_job_id)1 << 32) | 5), -ENOENT);
+
+    ck_assert_int_eq(evexec_submit(port, pool, echo_work, tally_done, &t, &id), 0);
+    ck_assert_uint_ne(id, 0);
+    run_until(base, &t.calls, 1);
+    /* Delivered: the id is dead, even though its slot is reused below. */
+    ck_assert_int_eq(evexec_cancel(port, id), -ENOENT);
+    evexec_job_id id2 = 0;
+    ck_assert_int_eq(evexec_submit(port, pool, echo_work, tally_done, &t, &id2), 0);
+    ck_assert_uint_ne(id2, id);
+    ck_assert_uint_eq((uint32_t)id2, (uint32_t)id); /* same slot, new number */
+    ck_assert_int_eq(evexec_cancel(port, id), -ENOENT);
+    run_until(base, &t.calls, 2);
+    ck_assert_int_eq(t.ok, 2);
+
+    /* An id of another port. */
+    evexec_port *other;
+    ck_assert_int_eq(evexec_port_new(&other, base, NULL), 0);
+    ck_assert_int_eq(evexec_cancel(other, id2), -ENOENT);
+    ck_assert_int_eq(evexec_port_free(other), 0);
+}
+END_TEST
+
+START_TEST(cancel_twice_is_already)
+{
+    struct gate g;
+    struct tally t;
+    evexec_pool *p1;
+    struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
+    evexec_job_id id;
+
+    tally_init(&t);
+    gate_init(&g, &t);
+    o.max_threads = 1;
+    ck_assert_int_eq(evexec_pool_new(&p1, &o), 0);
+    ck_assert_int_eq(evexec_submit(port, p1, park_work, gate_done, &g, NULL), 0);
+    gate_wait_entered(&g, 1);
+    ck_assert_int_eq(evexec_submit(port, p1, echo_work, tally_done, &t, &id), 0);
+    ck_assert_int_eq(evexec_cancel(port, id), 0);
+    ck_assert_int_eq(evexec_cancel(port, id), -EALREADY);
+    run_until(base, &t.calls, 1);
+    ck_assert_int_eq(t.cancelled, 1);
+    ck_assert_int_eq(evexec_cancel(port, id), -ENOENT);
+    gate_release(&g, 1);
+    run_until(base, &t.calls, 2);
+    ck_assert_int_eq(evexec_pool_free(p1), 0);
+    gate_destroy(&g);
+}
+END_TEST
+
+struct own_pool {
+    evexec_pool *pool;
+    int calls;
+    int rc;
+};
+
+static void *free_own_pool(evexec_job *job, void *arg)
+{
+    struct own_pool *o = arg;
+    (void)job;
+    return (void *)(intptr_t)evexec_pool_free(o->pool);
+}
+
+static void record_rc(int status, void *result, void *arg)
+{
+    struct own_pool *o = arg;
+    o->rc = status < 0 ? status : (int)(intptr_t)result;
+    o->calls++;
+}
+
+START_TEST(pool_free_from_own_worker_returns_edeadlk)
+{
+    struct own_pool o = {pool, 0, 1};
+    ck_assert_int_eq(evexec_submit(port, pool, free_own_pool, record_rc, &o, NULL), 0);
+    run_until(base, &o.calls, 1);
+    ck_assert_int_eq(o.rc, -EDEADLK);
+    /* The pool still works. */
+    struct tally t;
+    tally_init(&t);
+    ck_assert_int_eq(evexec_submit(port, pool, echo_work, tally_done, &t, NULL), 0);
+    run_until(base, &t.calls, 1);
+}
+END_TEST
+
+START_TEST(free_null_is_noop)
+{
+    ck_assert_int_eq(evexec_pool_free(NULL), 0);
+    ck_assert_int_eq(evexec_port_free(NULL), 0);
+    ck_assert_int_eq(evexec_job_cancelled(NULL), 0);
+}
+END_TEST
+
+START_TEST(stats_reject_bad_input)
+{
+    struct evexec_pool_stats ps;
+    struct evexec_port_stats qs;
+    memset(&ps, 0, sizeof ps);
+    memset(&qs, 0, sizeof qs);
+    ck_assert_int_eq(evexec_pool_stats(NULL, &ps), -EINVAL);
+    ck_assert_int_eq(evexec_pool_stats(pool, NULL), -EINVAL);
+    ps.size = 4;
+    ck_assert_int_eq(evexec_pool_stats(pool, &ps), -EINVAL);
+    ck_assert_int_eq(evexec_port_stats(NULL, &qs), -EINVAL);
+    ck_assert_int_eq(evexec_port_stats(port, NULL), -EINVAL);
+    qs.size = 4;
+    ck_assert_int_eq(evexec_port_stats(port, &qs), -EINVAL);
+    ps.size = sizeof ps;
+    ck_assert_int_eq(evexec_pool_stats(pool, &ps), 0);
+    ck_assert_uint_eq(ps.size, sizeof ps);
+}
+END_TEST
+
+START_TEST(error_table_names_every_code)
+{
+    static const int codes[] = {EINVAL, E2BIG, ENOMEM, EAGAIN, ESHUTDOWN, ECANCELED,
+                                EBUSY, EALREADY, ENOENT, EPERM, EDEADLK, EMFILE, ENFILE};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        const char *msg = evexec_strerror(-codes[i]);
+        ck_assert_ptr_nonnull(msg);
+        ck_assert_str_ne(msg, "unknown error");
+        ck_assert_str_eq(msg, evexec_strerror(codes[i]));
+        ck_assert_str_ne(evexec_errname(-codes[i]), "UNKNOWN");
+    }
+    ck_assert_str_eq(evexec_errname(-EINVAL), "EINVAL");
+    ck_assert_str_eq(evexec_errname(-ESHUTDOWN), "ESHUTDOWN");
+    ck_assert_str_eq(evexec_errname(0), "OK");
+    ck_assert_str_eq(evexec_strerror(0), "success");
+    ck_assert_str_eq(evexec_strerror(-12345), "unknown error");
+    ck_assert_str_eq(evexec_errname(-12345), "UNKNOWN");
+}
+END_TEST
+
+START_TEST(version_matches_header)
+{
+    char expect[32];
+    ck_assert_uint_eq(evexec_version(), EVEXEC_VERSION_NUMBER);
+    snprintf(expect, sizeof expect, "%d.%d.%d", EVEXEC_VERSION_MAJOR, EVEXEC_VERSION_MINOR,
+             EVEXEC_VERSION_PATCH);
+    ck_assert_str_eq(evexec_version_string(), expect);
+    ck_assert_str_eq(evexec_version_string(), PACKAGE_VERSION);
+}
+END_TEST
+
+static Suite *api_suite(void)
+{
+    Suite *s = suite_create("api");
+    TCase *tc = tcase_create("bad-input");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, pool_new_rejects_bad_options);
+    tcase_add_test(tc, pool_new_accepts_newer_struct_only_if_zero);
+    tcase_add_test(tc, port_new_rejects_bad_input);
+    tcase_add_test(tc, submit_rejects_null_handles);
+    tcase_add_test(tc, loop_thread_calls_from_another_thread_are_refused);
+    tcase_add_test(tc, submit_after_shutdown_is_refused_without_callback);
+    tcase_add_test(tc, shutdown_modes_and_repeats);
+    tcase_add_test(tc, cancel_of_unknown_ids);
+    tcase_add_test(tc, cancel_twice_is_already);
+    tcase_add_test(tc, pool_free_from_own_worker_returns_edeadlk);
+    tcase_add_test(tc, free_null_is_noop);
+    tcase_add_test(tc, stats_reject_bad_input);
+    tcase_add_test(tc, error_table_names_every_code);
+    tcase_add_test(tc, version_matches_header);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(api_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
