@@ -340,8 +340,9 @@ struct evexec_port_stats {
     size_t size;
     size_t outstanding;   /**< jobs accepted whose callback has not run yet */
     uint64_t delivered;   /**< done callbacks run */
-    uint64_t wakeups;     /**< times the wake fd was signalled (each signal
-                               covers a whole burst of completions) */
+    uint64_t wakeups;     /**< wake-fd writes the loop has read: workers
+                               write only when the completion list was
+                               empty, so one covers a whole burst */
     uint64_t batches;     /**< runs of the delivery loop (each at most
                                max_batch callbacks) */
 };

@@ -434,7 +434,7 @@ int evexec_port_stats(evexec_port *port, struct evexec_port_stats *out)
     s.size = out->size;
     s.outstanding = port->outstanding;
     s.delivered = port->delivered;
-    s.wakeups = port->signals_owed;
+    s.wakeups = port->signals_read;
     s.batches = port->batches;
     memcpy(out, &s, out->size < sizeof s ? out->size : sizeof s);
     return 0;
