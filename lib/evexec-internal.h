@@ -185,7 +185,8 @@ struct evexec_pool {
  * keeps no trace of the job. */
 int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job);
 /* Loop thread of the job's port: cancels a job that was seen QUEUED.
- * 0 (now CANCELLED and pushed to its port) or -EBUSY (a worker had it). */
+ * 0 (now CANCELLED and pushed to its port), -EBUSY (a worker took it) or
+ * -EALREADY (a concurrent EVEXEC_CANCEL shutdown cancelled it). */
 int evexec__pool_cancel(struct evexec_pool *pool, struct evexec_job *job);
 /* Drops n references that delivered jobs held on their pool; frees it when
  * none remains. Any thread. */

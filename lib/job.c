@@ -62,8 +62,9 @@ int evexec_cancel(evexec_port *port, evexec_job_id id)
     case JOB_CANCELLED:
         return -EALREADY;
     case JOB_QUEUED:
-        if (evexec__pool_cancel(job->pool, job) == 0)
-            return 0;
+        rc = evexec__pool_cancel(job->pool, job);
+        if (rc != -EBUSY)
+            return rc;
         /* a worker took it meanwhile */
         /* fall through */
     default:

@@ -320,6 +320,7 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job)
         idle_remove(pool, w);
         atomic_store_explicit(&job->state, JOB_RUNNING, memory_order_relaxed);
         w->handoff = job;
+        w->current = job; /* running from now on, for EVEXEC_CANCEL */
         pthread_mutex_unlock(&pool->mu);
         pthread_cond_signal(&w->cv); /* w outlives this: see DESIGN */
         return 0;
@@ -354,9 +355,11 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job)
 int evexec__pool_cancel(struct evexec_pool *pool, struct evexec_job *job)
 {
     pthread_mutex_lock(&pool->mu);
-    if (atomic_load_explicit(&job->state, memory_order_relaxed) != JOB_QUEUED) {
+    uint8_t st = atomic_load_explicit(&job->state, memory_order_relaxed);
+    if (st != JOB_QUEUED) {
+        /* A worker took it, or a concurrent EVEXEC_CANCEL shutdown. */
         pthread_mutex_unlock(&pool->mu);
-        return -EBUSY;
+        return st == JOB_CANCELLED ? -EALREADY : -EBUSY;
     }
     queue_unlink(pool, job);
     atomic_store_explicit(&job->state, JOB_CANCELLED, memory_order_relaxed);

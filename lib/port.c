@@ -407,8 +407,8 @@ int evexec_port_free(evexec_port *port)
         struct evexec_job *end = c == port->nchunks - 1 ? port->bump : job + EVEXEC_JOBS_PER_CHUNK;
         for (; job < end; job++) {
             uint8_t st = atomic_load_explicit(&job->state, memory_order_relaxed);
-            if (st == JOB_QUEUED && evexec__pool_cancel(job->pool, job) == 0)
-                continue;
+            if (st == JOB_QUEUED && evexec__pool_cancel(job->pool, job) != -EBUSY)
+                continue; /* cancelled, by us or by a shutdown */
             if (st == JOB_QUEUED || st == JOB_RUNNING)
                 atomic_store_explicit(&job->stop, 1, memory_order_relaxed);
         }

@@ -280,6 +280,33 @@ START_TEST(shutdown_cancel_cancels_queued_and_stops_running)
 }
 END_TEST
 
+static int idle_one(void *arg)
+{
+    return pool_stats(arg).idle == 1;
+}
+
+START_TEST(shutdown_cancel_stops_a_job_just_handed_to_an_idle_worker)
+{
+    struct gate g;
+    struct tally t;
+    evexec_pool *pool = new_pool(1, 1, 0, NULL);
+
+    tally_init(&t);
+    gate_init(&g, &t);
+    wait_for(idle_one, pool);
+    /* Handed straight to the idle worker, which may not have woken yet. */
+    ck_assert_int_eq(evexec_submit(port, pool, park_work_stop, gate_done, &g, NULL), 0);
+    ck_assert_int_eq(evexec_pool_shutdown(pool, EVEXEC_CANCEL), 0);
+    gate_wait_entered(&g, 1);
+    gate_release(&g, 1);
+    run_until(base, &t.calls, 1);
+    ck_assert_int_eq(t.ok, 1);
+    ck_assert_ptr_eq(t.last_result, (void *)1);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+    gate_destroy(&g);
+}
+END_TEST
+
 START_TEST(shutdown_drain_then_cancel_escalates)
 {
     struct gate g;
@@ -991,6 +1018,7 @@ static Suite *exec_suite(void)
     tcase_add_test(tc, full_queue_is_eagain_at_once);
     tcase_add_test(tc, shutdown_drain_runs_everything_queued);
     tcase_add_test(tc, shutdown_cancel_cancels_queued_and_stops_running);
+    tcase_add_test(tc, shutdown_cancel_stops_a_job_just_handed_to_an_idle_worker);
     tcase_add_test(tc, shutdown_drain_then_cancel_escalates);
     tcase_add_test(tc, pool_free_waits_for_queued_work_then_delivers);
     tcase_add_test(tc, port_free_inside_callback_still_delivers_the_rest);
