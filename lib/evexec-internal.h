@@ -23,6 +23,13 @@
 #define EVEXEC_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define EVEXEC_CACHELINE 64
 
+/* --- mailbox links ------------------------------------------------------- */
+
+/* The link of anything posted to a mailbox; first member of its owner. */
+struct evexec__node {
+    struct evexec__node *next;
+};
+
 /* --- jobs ---------------------------------------------------------------- */
 
 enum job_state {
@@ -37,7 +44,7 @@ enum job_state {
  * slot index are found from the address (see struct job_chunk), not stored.
  */
 struct evexec_job {
-    struct evexec_job *next;       /* the one list the job is on */
+    struct evexec__node link;      /* the one list the job is on */
     union {
         struct evexec_job *prev;   /* while queued: the queue is doubly linked
                                       so that cancel unlinks in O(1) */
@@ -53,6 +60,16 @@ struct evexec_job {
                                       read without it by evexec_cancel() */
     _Atomic uint8_t stop;          /* evexec_job_cancelled() */
 };
+
+static inline struct evexec_job *job_next(const struct evexec_job *job)
+{
+    return (struct evexec_job *)job->link.next; /* link is the first member */
+}
+
+static inline void job_set_next(struct evexec_job *job, struct evexec_job *next)
+{
+    job->link.next = (struct evexec__node *)next;
+}
 
 /* --- chunks of jobs ------------------------------------------------------ */
 
@@ -79,31 +96,53 @@ static inline struct evexec_port *job_port(const struct evexec_job *job)
     return job_chunk_of(job)->port;
 }
 
-/* --- wake fd (wakefd.c) -------------------------------------------------- */
+/* --- mailbox (mailbox.c) ------------------------------------------------ */
 
 struct evexec__wakefd {
     int rfd;
     int wfd;                       /* == rfd for an eventfd */
 };
 
-int evexec__wakefd_open(struct evexec__wakefd *w);
-void evexec__wakefd_close(struct evexec__wakefd *w);
-/* Makes rfd readable. Any thread; async-signal-safe. */
-void evexec__wakefd_signal(const struct evexec__wakefd *w);
-/* Empties rfd; returns how many signals it had absorbed. */
-uint64_t evexec__wakefd_drain(const struct evexec__wakefd *w);
+/*
+ * A multi-producer, single-consumer mailbox into one loop thread: a
+ * lock-free LIFO list of nodes and a wake fd written only when a post finds
+ * the list empty. Ports receive finished jobs through one.
+ */
+struct event_base;
+struct event;
+struct evexec__mailbox {
+    /* Written by every poster: alone on its cache line. */
+    _Alignas(EVEXEC_CACHELINE) _Atomic(struct evexec__node *) head;
+    _Alignas(EVEXEC_CACHELINE) struct evexec__wakefd wake; /* read by posters */
+    struct event *ev;              /* EV_READ|EV_PERSIST on wake.rfd */
+    /* Loop thread only. Each take of a non-empty list is owed exactly one
+     * wake-fd write (by whoever posted onto the empty list); once every
+     * write owed has been read, no poster can still touch the mailbox. */
+    uint64_t signals_owed, signals_read;
+};
+
+/* Loop thread: opens the wake fd and adds a persistent read event calling
+ * cb(fd, what, arg); priority -1 keeps the base's default. 0 or -errno. */
+int evexec__mailbox_open(struct evexec__mailbox *mb, struct event_base *base,
+                         void (*cb)(int, short, void *), void *arg, int priority);
+/* Loop thread: removes the event and closes the fd. */
+void evexec__mailbox_close(struct evexec__mailbox *mb);
+/* Any thread: posts a node. */
+void evexec__mailbox_post(struct evexec__mailbox *mb, struct evexec__node *node);
+/* Loop thread, when the event fires: empties the wake fd, then takes every
+ * node posted so far, newest first (NULL if none). */
+struct evexec__node *evexec__mailbox_take(struct evexec__mailbox *mb);
+/* Loop thread: no poster can still be touching the mailbox. */
+static inline int evexec__mailbox_quiet(const struct evexec__mailbox *mb)
+{
+    return mb->signals_read >= mb->signals_owed;
+}
 
 /* --- port (port.c) ------------------------------------------------------- */
 
-struct event;
-
 struct evexec_port {
-    /* The only field workers write: alone on its cache line. */
-    _Alignas(EVEXEC_CACHELINE) _Atomic(struct evexec_job *) done_head;
-
-    _Alignas(EVEXEC_CACHELINE) struct evexec__wakefd wake; /* read by workers */
+    struct evexec__mailbox mb;     /* finished jobs come home here */
     struct event_base *base;
-    struct event *wake_ev;         /* EV_READ|EV_PERSIST on wake.rfd */
     struct event *resume_ev;       /* zero timer: go on with a capped batch */
     pthread_t owner;               /* the loop thread */
     unsigned max_batch;
@@ -123,10 +162,6 @@ struct evexec_port {
     struct evexec_job **batch;
     size_t batch_head, batch_len, batch_cap;
     size_t outstanding;            /* accepted, callback not yet run */
-    /* Every grab of a non-empty completion list owes exactly one wake-fd
-     * write (by whoever pushed onto the empty list). Once every write has
-     * been read, no worker can still be about to touch the port. */
-    uint64_t signals_owed, signals_read;
     uint64_t delivered, batches;
 };
 

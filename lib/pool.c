@@ -86,10 +86,10 @@ static void idle_remove(struct evexec_pool *pool, struct worker *w)
 
 static void queue_append(struct evexec_pool *pool, struct evexec_job *job)
 {
-    job->next = NULL;
+    job_set_next(job, NULL);
     job->u.prev = pool->q_tail;
     if (pool->q_tail)
-        pool->q_tail->next = job;
+        job_set_next(pool->q_tail, job);
     else
         pool->q_head = job;
     pool->q_tail = job;
@@ -98,12 +98,13 @@ static void queue_append(struct evexec_pool *pool, struct evexec_job *job)
 
 static void queue_unlink(struct evexec_pool *pool, struct evexec_job *job)
 {
+    struct evexec_job *next = job_next(job);
     if (job->u.prev)
-        job->u.prev->next = job->next;
+        job_set_next(job->u.prev, next);
     else
-        pool->q_head = job->next;
-    if (job->next)
-        job->next->u.prev = job->u.prev;
+        pool->q_head = next;
+    if (next)
+        next->u.prev = job->u.prev;
     else
         pool->q_tail = job->u.prev;
     pool->nqueued--;
@@ -459,7 +460,7 @@ int evexec_pool_shutdown(evexec_pool *pool, int how)
     pool->closed = how + 1;
     if (how == EVEXEC_CANCEL) {
         cancelled = pool->q_head;
-        for (struct evexec_job *j = cancelled; j; j = j->next)
+        for (struct evexec_job *j = cancelled; j; j = job_next(j))
             atomic_store_explicit(&j->state, JOB_CANCELLED, memory_order_relaxed);
         pool->cancelled += pool->nqueued;
         pool->q_head = pool->q_tail = NULL;
@@ -473,7 +474,7 @@ int evexec_pool_shutdown(evexec_pool *pool, int how)
     pthread_mutex_unlock(&pool->mu);
 
     for (; cancelled; cancelled = next) {
-        next = cancelled->next; /* the push below rewrites next */
+        next = job_next(cancelled); /* the push below rewrites it */
         cancelled->u.result = NULL;
         evexec__port_complete(cancelled);
     }

@@ -2,13 +2,11 @@
 /*
  * DESIGN: the port is where finished jobs come home to one event_base.
  *
- * Workers push finished jobs on a lock-free LIFO list (one CAS) and write
- * the wake fd only when the list was empty, so a burst of N completions
- * costs one write and one read. The loop, woken, first empties the wake fd,
- * then takes the whole list with one atomic exchange (reading first means a
- * push after the exchange always finds the list empty and writes again: no
- * wake-up is lost). It puts the batch back in submission order and runs at
- * most max_batch callbacks; if more remain it arms a zero timer, so the loop
+ * Workers post finished jobs to the port's mailbox (mailbox.c: a lock-free
+ * list whose wake fd is written only when it was empty, so a burst of N
+ * completions costs one write and one read). The loop takes the whole list
+ * at once, puts the batch back in submission order and runs at most
+ * max_batch callbacks; if more remain it arms a zero timer, so the loop
  * polls its other events before going on.
  *
  * The port also owns the memory of its jobs: 64 KiB aligned chunks carved
@@ -96,7 +94,7 @@ struct evexec_job *evexec__port_job_alloc(struct evexec_port *port)
 {
     struct evexec_job *job = port->free_list;
     if (EVEXEC_LIKELY(job != NULL)) {
-        port->free_list = job->next;
+        port->free_list = job_next(job);
     } else {
         if (port->bump == port->bump_end && port_add_chunk(port) < 0)
             return NULL;
@@ -111,7 +109,7 @@ struct evexec_job *evexec__port_job_alloc(struct evexec_port *port)
 void evexec__port_job_unalloc(struct evexec_port *port, struct evexec_job *job)
 {
     atomic_store_explicit(&job->state, JOB_FREE, memory_order_relaxed);
-    job->next = port->free_list;
+    job_set_next(job, port->free_list);
     port->free_list = job;
 }
 
@@ -141,16 +139,7 @@ struct evexec_job *evexec__port_job_find(struct evexec_port *port, evexec_job_id
 
 void evexec__port_complete(struct evexec_job *job)
 {
-    struct evexec_port *port = job_port(job);
-    struct evexec_job *old = atomic_load_explicit(&port->done_head, memory_order_relaxed);
-    do
-        job->next = old;
-    while (!atomic_compare_exchange_weak_explicit(&port->done_head, &old, job,
-                                                  memory_order_release, memory_order_relaxed));
-    /* Only the push onto an empty list signals; the port stays alive until
-     * this write has been read (see port_release). */
-    if (old == NULL)
-        evexec__wakefd_signal(&port->wake);
+    evexec__mailbox_post(&job_port(job)->mb, &job->link);
 }
 
 static inline int seq_before(const struct evexec_job *a, const struct evexec_job *b)
@@ -208,13 +197,12 @@ heapsort:
     }
 }
 
-/* Takes the whole completion list and appends it, sorted, to the batch. */
+/* Takes every finished job and appends them, sorted, to the batch. */
 static void port_grab(struct evexec_port *port)
 {
-    struct evexec_job *list = atomic_exchange_explicit(&port->done_head, NULL, memory_order_acquire);
+    struct evexec_job *list = (struct evexec_job *)evexec__mailbox_take(&port->mb);
     if (!list)
         return;
-    port->signals_owed++;
     size_t pending = port->batch_len - port->batch_head;
     if (port->batch_cap - port->batch_len < port->outstanding - pending) {
         memmove(port->batch, port->batch + port->batch_head, pending * sizeof *port->batch);
@@ -223,7 +211,7 @@ static void port_grab(struct evexec_port *port)
     }
     struct evexec_job **a = port->batch + port->batch_len;
     size_t n = 0;
-    for (; list; list = list->next)
+    for (; list; list = job_next(list))
         a[n++] = list;
     /* LIFO to completion order, then to submission order. */
     for (size_t i = 0, j = n - 1; i < j; i++, j--) {
@@ -287,8 +275,6 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     struct evexec_port *port = arg;
     EVEXEC_UNUSED(fd);
     EVEXEC_UNUSED(what);
-    /* Read before the exchange: see the DESIGN note. */
-    port->signals_read += evexec__wakefd_drain(&port->wake);
     port_grab(port);
     port_run(port);
 }
@@ -304,11 +290,9 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
 
 static void port_destroy(struct evexec_port *port)
 {
-    if (port->wake_ev)
-        event_free(port->wake_ev);
+    evexec__mailbox_close(&port->mb);
     if (port->resume_ev)
         event_free(port->resume_ev);
-    evexec__wakefd_close(&port->wake);
     for (uint32_t i = 0; i < port->nchunks; i++)
         munmap(port->chunks[i], EVEXEC_CHUNK_SIZE);
     free(port->chunks);
@@ -321,7 +305,7 @@ static void port_release(struct evexec_port *port)
 {
     if (!port->closing || port->in_run || port->outstanding)
         return;
-    if (port->signals_read < port->signals_owed)
+    if (!evexec__mailbox_quiet(&port->mb))
         return; /* a worker has yet to write the wake fd: wait for it */
     port_destroy(port);
 }
@@ -359,34 +343,21 @@ int evexec_port_new(evexec_port **out, struct event_base *base, const struct eve
     port->base = base;
     port->owner = pthread_self();
     port->max_batch = o.max_batch ? o.max_batch : DEFAULT_MAX_BATCH;
-    port->wake.rfd = port->wake.wfd = -1;
+    port->mb.wake.rfd = port->mb.wake.wfd = -1;
 
-    rc = evexec__wakefd_open(&port->wake);
-    if (rc < 0)
-        goto fail_free;
     rc = -ENOMEM;
-    port->wake_ev = event_new(base, port->wake.rfd, EV_READ | EV_PERSIST, on_wake, port);
-    if (!port->wake_ev)
-        goto fail_close;
-    port->resume_ev = evtimer_new(base, on_resume, port);
-    if (!port->resume_ev)
-        goto fail_close;
+    if (!(port->resume_ev = evtimer_new(base, on_resume, port)))
+        goto fail;
     rc = -EINVAL;
-    if (o.priority >= 0 && (event_priority_set(port->wake_ev, o.priority) < 0 ||
-                            event_priority_set(port->resume_ev, o.priority) < 0))
-        goto fail_close;
-    rc = -ENOMEM;
-    if (event_add(port->wake_ev, NULL) < 0)
-        goto fail_close;
+    if (o.priority >= 0 && event_priority_set(port->resume_ev, o.priority) < 0)
+        goto fail;
+    if ((rc = evexec__mailbox_open(&port->mb, base, on_wake, port, o.priority)) < 0)
+        goto fail;
     *out = port;
     return 0;
 
-fail_close:
-    /* port_destroy frees the events, closes the wake fd and frees port. */
-    port_destroy(port);
-    return rc;
-fail_free:
-    free(port);
+fail:
+    port_destroy(port); /* frees what was made, closes what was opened */
     return rc;
 }
 
@@ -434,7 +405,7 @@ int evexec_port_stats(evexec_port *port, struct evexec_port_stats *out)
     s.size = out->size;
     s.outstanding = port->outstanding;
     s.delivered = port->delivered;
-    s.wakeups = port->signals_read;
+    s.wakeups = port->mb.signals_read;
     s.batches = port->batches;
     memcpy(out, &s, out->size < sizeof s ? out->size : sizeof s);
     return 0;

@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * DESIGN: a mailbox carries nodes from any thread into one loop thread.
+ *
+ * Posters push onto a lock-free LIFO list (one CAS) and write the wake fd
+ * only when the list was empty, so a burst of N posts costs one write and
+ * one read. The loop, woken, first empties the wake fd, then takes the whole
+ * list with one atomic exchange: reading first means a post made after the
+ * exchange always finds the list empty and writes again, so no wake-up is
+ * lost.
+ *
+ * The wake fd is an eventfd where there is one (one fd, an 8-byte counter)
+ * and a non-blocking pipe elsewhere or with ./configure --disable-eventfd.
+ * Both ends are non-blocking and close-on-exec. A write that would block
+ * means the fd is already readable, which is all a signal needs, so EAGAIN
+ * is not an error; EINTR is retried.
+ *
+ * A poster that found the list empty touches the mailbox once more, to
+ * write the wake fd, after its node may already have been taken. The loop
+ * counts the writes it is owed (one per non-empty take) and the writes it
+ * has read; the owner may release the mailbox only when they match.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#ifdef EVEXEC_USE_EVENTFD
+#include <sys/eventfd.h>
+#endif
+
+#include "evexec-internal.h"
+
+#if !defined(EVEXEC_USE_EVENTFD) && !defined(HAVE_PIPE2)
+static int set_flags(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    fl = fcntl(fd, F_GETFD);
+    if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0)
+        return -errno;
+    return 0;
+}
+#endif
+
+static int evexec__wakefd_open(struct evexec__wakefd *w)
+{
+#ifdef EVEXEC_USE_EVENTFD
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    w->rfd = w->wfd = fd;
+    return 0;
+#else
+    int fds[2];
+#ifdef HAVE_PIPE2
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+        return -errno;
+#else
+    int rc;
+    if (pipe(fds) < 0)
+        return -errno;
+    if ((rc = set_flags(fds[0])) < 0 || (rc = set_flags(fds[1])) < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return rc;
+    }
+#endif
+    w->rfd = fds[0];
+    w->wfd = fds[1];
+    return 0;
+#endif
+}
+
+static void evexec__wakefd_close(struct evexec__wakefd *w)
+{
+    if (w->wfd != w->rfd && w->wfd >= 0)
+        close(w->wfd);
+    if (w->rfd >= 0)
+        close(w->rfd);
+    w->rfd = w->wfd = -1;
+}
+
+static void evexec__wakefd_signal(const struct evexec__wakefd *w)
+{
+#ifdef EVEXEC_USE_EVENTFD
+    const uint64_t one = 1;
+    while (write(w->wfd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
+#else
+    const char one = 1;
+    while (write(w->wfd, &one, 1) < 0 && errno == EINTR)
+        ;
+#endif
+}
+
+static uint64_t evexec__wakefd_drain(const struct evexec__wakefd *w)
+{
+#ifdef EVEXEC_USE_EVENTFD
+    uint64_t n;
+    for (;;) {
+        ssize_t r = read(w->rfd, &n, sizeof n);
+        if (r == (ssize_t)sizeof n)
+            return n;
+        if (r < 0 && errno == EINTR)
+            continue;
+        return 0; /* EAGAIN: nothing was signalled */
+    }
+#else
+    uint64_t total = 0;
+    char buf[256];
+    for (;;) {
+        ssize_t r = read(w->rfd, buf, sizeof buf);
+        if (r > 0) {
+            total += (uint64_t)r;
+            if ((size_t)r < sizeof buf)
+                return total;
+        } else if (r < 0 && errno == EINTR) {
+            continue;
+        } else {
+            return total;
+        }
+    }
+#endif
+}
+
+int evexec__mailbox_open(struct evexec__mailbox *mb, struct event_base *base,
+                         void (*cb)(int, short, void *), void *arg, int priority)
+{
+    int rc;
+
+    atomic_init(&mb->head, NULL);
+    mb->signals_owed = mb->signals_read = 0;
+    mb->ev = NULL;
+    if ((rc = evexec__wakefd_open(&mb->wake)) < 0)
+        return rc;
+    rc = -ENOMEM;
+    if (!(mb->ev = event_new(base, mb->wake.rfd, EV_READ | EV_PERSIST, cb, arg)))
+        goto fail;
+    rc = -EINVAL;
+    if (priority >= 0 && event_priority_set(mb->ev, priority) < 0)
+        goto fail;
+    rc = -ENOMEM;
+    if (event_add(mb->ev, NULL) < 0)
+        goto fail;
+    return 0;
+fail:
+    evexec__mailbox_close(mb);
+    return rc;
+}
+
+void evexec__mailbox_close(struct evexec__mailbox *mb)
+{
+    if (mb->ev)
+        event_free(mb->ev);
+    mb->ev = NULL;
+    evexec__wakefd_close(&mb->wake);
+}
+
+void evexec__mailbox_post(struct evexec__mailbox *mb, struct evexec__node *node)
+{
+    struct evexec__node *old = atomic_load_explicit(&mb->head, memory_order_relaxed);
+    do
+        node->next = old;
+    while (!atomic_compare_exchange_weak_explicit(&mb->head, &old, node, memory_order_release,
+                                                  memory_order_relaxed));
+    if (old == NULL)
+        evexec__wakefd_signal(&mb->wake);
+}
+
+struct evexec__node *evexec__mailbox_take(struct evexec__mailbox *mb)
+{
+    mb->signals_read += evexec__wakefd_drain(&mb->wake);
+    struct evexec__node *list = atomic_exchange_explicit(&mb->head, NULL, memory_order_acquire);
+    if (list)
+        mb->signals_owed++;
+    return list;
+}
