@@ -209,7 +209,7 @@ struct evexec_pool {
     _Atomic unsigned long refs;
 
     /* Settings. */
-    unsigned max_threads, min_threads, idle_ms;
+    unsigned max_threads, min_threads, idle_ms, spin_us;
     size_t max_queued;
     pthread_attr_t attr;
     char name[64];

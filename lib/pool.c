@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,17 +41,22 @@
 #define DEFAULT_IDLE_MS 10000u
 #define MIN_STACK ((size_t)16 * 1024)
 #define MAX_STACK ((size_t)1 << 30)
+#define MAX_SPIN_US 10000u
 #define MIN_POOL_OPTS_SIZE (offsetof(struct evexec_pool_opts, stack_size) + sizeof(size_t))
 
 struct worker {
     struct evexec_pool *pool;
     pthread_cond_t cv;             /* this worker, idle, waits here */
-    struct evexec_job *handoff;    /* given by a submitter while idle */
+    /* Given by a submitter while idle. Written under mu; read without it
+     * only by the worker's own spin, as a hint. */
+    _Atomic(struct evexec_job *) handoff;
     struct evexec_job *current;    /* running; for EVEXEC_CANCEL */
     struct worker *idle_next, *idle_prev;
     struct worker *all_next;
     unsigned number;
     int idle;                      /* on pool->idle */
+    int parked;                    /* idle and asleep on cv: needs a signal */
+    int single_cpu;                /* may run on one CPU only: never spin */
     int alive;
 };
 
@@ -136,6 +142,47 @@ static void deadline_after(struct timespec *ts, unsigned ms)
     }
 }
 
+static int has_handoff(const struct worker *w)
+{
+    return atomic_load_explicit(&w->handoff, memory_order_relaxed) != NULL;
+}
+
+static double now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Without mu: polls for a hand-off for up to spin_us. A submitter that finds
+ * this worker idle but not parked hands it the job without a signal; waking
+ * a sleeping thread on another CPU costs tens of microseconds on a VM. With
+ * one CPU to run on, the worker yields instead, so that the submitter can
+ * run at all. */
+static void spin(struct evexec_pool *pool, struct worker *w)
+{
+    double deadline = now_us() + pool->spin_us;
+    for (unsigned i = 1;; i++) {
+        if (has_handoff(w))
+            return;
+        if (w->single_cpu || i % 64 == 0)
+            sched_yield();
+        else
+            cpu_relax();
+        if (i % 16 == 0 && now_us() >= deadline)
+            return;
+    }
+}
+
 /* With mu held: waits idle for a job. Returns 0 if this surplus thread has
  * been idle for the whole timeout and should exit. */
 static int idle_wait(struct evexec_pool *pool, struct worker *w)
@@ -144,18 +191,25 @@ static int idle_wait(struct evexec_pool *pool, struct worker *w)
     int timed = pool->idle_ms != EVEXEC_IDLE_FOREVER && pool->nthreads > pool->min_threads;
     int timedout = 0;
 
+    idle_push(pool, w);
+    if (pool->spin_us && !pool->closed) {
+        pthread_mutex_unlock(&pool->mu);
+        spin(pool, w);
+        pthread_mutex_lock(&pool->mu);
+    }
     if (timed)
         deadline_after(&deadline, pool->idle_ms);
-    idle_push(pool, w);
-    while (!w->handoff && !pool->closed && !timedout) {
+    w->parked = 1;
+    while (!has_handoff(w) && !pool->closed && !timedout) {
         if (timed)
             timedout = pthread_cond_timedwait(&w->cv, &pool->mu, &deadline) == ETIMEDOUT;
         else
             pthread_cond_wait(&w->cv, &pool->mu);
     }
+    w->parked = 0;
     if (w->idle) /* a submitter that hands us a job takes us off the list */
         idle_remove(pool, w);
-    if (w->handoff || pool->closed || !timedout)
+    if (has_handoff(w) || pool->closed || !timedout)
         return 1;
     return !(pool->nthreads > pool->min_threads && !pool->q_head);
 }
@@ -163,9 +217,9 @@ static int idle_wait(struct evexec_pool *pool, struct worker *w)
 /* With mu held: the worker's next job, or NULL. */
 static struct evexec_job *next_job(struct evexec_pool *pool, struct worker *w)
 {
-    struct evexec_job *job = w->handoff;
+    struct evexec_job *job = atomic_load_explicit(&w->handoff, memory_order_relaxed);
     if (job) {
-        w->handoff = NULL;
+        atomic_store_explicit(&w->handoff, NULL, memory_order_relaxed);
     } else if ((job = pool->q_head) != NULL) {
         queue_unlink(pool, job);
         atomic_store_explicit(&job->state, JOB_RUNNING, memory_order_relaxed);
@@ -182,6 +236,10 @@ static void *worker_main(void *arg)
 
     current_pool = pool;
     name_thread(w);
+#ifdef __linux__
+    cpu_set_t cpus;
+    w->single_cpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) < 2;
+#endif
     pthread_mutex_lock(&pool->mu);
     pool->nstarting--;
     for (;;) {
@@ -257,7 +315,9 @@ static int spawn(struct evexec_pool *pool)
         pool->all = w;
     }
     w->alive = 1;
-    w->handoff = w->current = NULL;
+    atomic_store_explicit(&w->handoff, NULL, memory_order_relaxed);
+    w->current = NULL;
+    w->parked = 0;
     w->number = ++pool->next_number;
     pool->nthreads++;
     pool->nstarting++;
@@ -320,10 +380,12 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job)
     if ((w = pool->idle) != NULL) {
         idle_remove(pool, w);
         atomic_store_explicit(&job->state, JOB_RUNNING, memory_order_relaxed);
-        w->handoff = job;
+        atomic_store_explicit(&w->handoff, job, memory_order_relaxed);
         w->current = job; /* running from now on, for EVEXEC_CANCEL */
+        int parked = w->parked; /* else it is spinning and will see the job */
         pthread_mutex_unlock(&pool->mu);
-        pthread_cond_signal(&w->cv); /* w outlives this: see DESIGN */
+        if (parked)
+            pthread_cond_signal(&w->cv); /* w outlives this: see DESIGN */
         return 0;
     }
     if (pool->nqueued >= pool->max_queued) {
@@ -396,7 +458,7 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
     if (!o.name || !o.name[0])
         o.name = "evexec";
     if (o.max_threads > EVEXEC_MAX_THREADS || o.min_threads > o.max_threads ||
-        o.max_queued > EVEXEC_MAX_QUEUED || strnlen(o.name, 64) >= 64 ||
+        o.max_queued > EVEXEC_MAX_QUEUED || strnlen(o.name, 64) >= 64 || o.spin_us > MAX_SPIN_US ||
         (o.stack_size && (o.stack_size < MIN_STACK || o.stack_size > MAX_STACK)))
         return -EINVAL;
 
@@ -406,10 +468,20 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
     pool->min_threads = o.min_threads;
     pool->max_queued = o.max_queued;
     pool->idle_ms = o.idle_timeout_ms;
+    pool->spin_us = o.spin_us;
     strcpy(pool->name, o.name);
     atomic_init(&pool->refs, 1);
 
-    if ((rc = -pthread_mutex_init(&pool->mu, NULL)) < 0)
+    /* Adaptive where available: the lock is held for a few instructions, so
+     * a contender spins a little before it sleeps in the kernel. */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+#endif
+    rc = -pthread_mutex_init(&pool->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
+    if (rc < 0)
         goto fail_free;
     if ((rc = -pthread_cond_init(&pool->exit_cv, NULL)) < 0)
         goto fail_mutex;

@@ -275,7 +275,11 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     struct evexec_port *port = arg;
     EVEXEC_UNUSED(fd);
     EVEXEC_UNUSED(what);
-    port_grab(port);
+    /* Take more only once the backlog is done: while the list is not empty,
+     * workers post to it without writing the wake fd, so a long burst costs
+     * a few writes, not one per batch. The fd stays readable meanwhile. */
+    if (port->batch_head == port->batch_len)
+        port_grab(port);
     port_run(port);
 }
 

@@ -522,6 +522,33 @@ START_TEST(an_idle_worker_is_reused_not_a_new_thread_started)
 }
 END_TEST
 
+/* With spinning on, a worker that has just finished polls for the next job
+ * instead of sleeping; submits that find it spinning hand the job over
+ * without a signal. Ping-pong through such a worker must lose nothing. */
+START_TEST(spinning_workers_take_handoffs_without_losing_any)
+{
+    struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
+    struct tally t;
+    evexec_pool *pool;
+
+    o.max_threads = 2;
+    o.spin_us = 2000;
+    ck_assert_int_eq(evexec_pool_new(&pool, &o), 0);
+    tally_init(&t);
+    for (int i = 1; i <= 2000; i++) {
+        ck_assert_int_eq(evexec_submit(port, pool, echo_work, tally_done, &t, NULL), 0);
+        if (i % 3 == 0) /* sometimes two in flight */
+            ck_assert_int_eq(evexec_submit(port, pool, echo_work, tally_done, &t, NULL), 0);
+        run_until(base, &t.calls, i + i / 3);
+    }
+    ck_assert_int_eq(t.ok, 2000 + 2000 / 3);
+    ck_assert_int_eq(t.wrong_thread, 0);
+    /* Idle spinning workers still sleep, time out and exit as usual. */
+    ck_assert_int_eq(evexec_pool_shutdown(pool, EVEXEC_CANCEL), 0);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+}
+END_TEST
+
 static int idle_pool(void *arg)
 {
     struct evexec_pool_stats s = pool_stats(arg);
@@ -1031,6 +1058,7 @@ static Suite *exec_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, threads_start_lazily_up_to_max);
     tcase_add_test(tc, an_idle_worker_is_reused_not_a_new_thread_started);
+    tcase_add_test(tc, spinning_workers_take_handoffs_without_losing_any);
     tcase_add_test(tc, min_threads_start_at_once_and_stay);
     tcase_add_test(tc, idle_threads_are_reaped_down_to_min);
     tcase_add_test(tc, workers_carry_their_names);
