@@ -347,6 +347,12 @@ int evexec_port_new(evexec_port **out, struct event_base *base, const struct eve
     port->base = base;
     port->owner = pthread_self();
     port->max_batch = o.max_batch ? o.max_batch : DEFAULT_MAX_BATCH;
+    /* Ids are (submission number << 32 | slot). Starting each port's
+     * numbers at a point derived from its address keeps two live ports'
+     * ids apart, so an id given to the wrong port is recognised (-ENOENT)
+     * rather than naming one of its jobs; they would meet only after
+     * billions of submissions. */
+    port->next_seq = (uint32_t)(((uintptr_t)port >> 6) * 0x9E3779B97F4A7C15ull >> 32);
     port->mb.wake.rfd = port->mb.wake.wfd = -1;
 
     rc = -ENOMEM;

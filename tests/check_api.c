@@ -230,11 +230,30 @@ START_TEST(cancel_of_unknown_ids)
     run_until(base, &t.calls, 2);
     ck_assert_int_eq(t.ok, 2);
 
-    /* An id of another port. */
+    /* An id of another port, even one whose own job sits in the same slot
+     * after as many submissions. */
     evexec_port *other;
+    struct gate g;
+    evexec_job_id other_ids[2];
+    struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
+    evexec_pool *p1;
+    o.max_threads = 1;
+    ck_assert_int_eq(evexec_pool_new(&p1, &o), 0);
     ck_assert_int_eq(evexec_port_new(&other, base, NULL), 0);
+    gate_init(&g, &t);
+    ck_assert_int_eq(evexec_submit(other, p1, park_work, gate_done, &g, &other_ids[0]), 0);
+    gate_wait_entered(&g, 1);
+    ck_assert_int_eq(evexec_submit(other, p1, echo_work, tally_done, &t, &other_ids[1]), 0);
     ck_assert_int_eq(evexec_cancel(other, id2), -ENOENT);
+    ck_assert_int_eq(evexec_cancel(port, other_ids[0]), -ENOENT);
+    ck_assert_int_eq(evexec_cancel(port, other_ids[1]), -ENOENT);
+    ck_assert_uint_eq(pool_stats(p1).queued, 1); /* still there */
+    gate_release(&g, 1);
+    run_until(base, &t.calls, 4);
+    ck_assert_int_eq(t.ok, 4);
     ck_assert_int_eq(evexec_port_free(other), 0);
+    ck_assert_int_eq(evexec_pool_free(p1), 0);
+    gate_destroy(&g);
 }
 END_TEST
 
