@@ -177,13 +177,18 @@ struct evexec_pool_opts {
      * submitted meanwhile starts without waking a sleeping thread (which
      * costs tens of microseconds on a virtual machine). Trades CPU time for
      * latency: worth it for request/response traffic with a job in flight
-     * at a time. A worker that may run on one CPU only yields instead of
-     * spinning. */
+     * at a time. At most one worker spins at a time, and none that may run
+     * on one CPU only (it would only delay the submitter). */
     unsigned spin_us;
+    /** Added to the workers' nice value, 0..19 (Linux, where nice is per
+     * thread; ignored elsewhere). Default 0. With CPU-bound jobs on few
+     * cores, a positive value keeps the loop thread (and its timers)
+     * responsive while the workers are busy. */
+    unsigned nice;
 };
 
 /** Initialiser for struct evexec_pool_opts: all defaults. */
-#define EVEXEC_POOL_OPTS_INIT { sizeof(struct evexec_pool_opts), 0, 0, 0, 0, NULL, 0, 0 }
+#define EVEXEC_POOL_OPTS_INIT { sizeof(struct evexec_pool_opts), 0, 0, 0, 0, NULL, 0, 0, 0 }
 
 /**
  * Creates a pool.

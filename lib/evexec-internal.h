@@ -119,6 +119,8 @@ struct evexec__mailbox {
      * wake-fd write (by whoever posted onto the empty list); once every
      * write owed has been read, no poster can still touch the mailbox. */
     uint64_t signals_owed, signals_read;
+    int edge;                      /* edge-triggered eventfd: not read on
+                                      each wake-up */
 };
 
 /* Loop thread: opens the wake fd and adds a persistent read event calling
@@ -129,14 +131,15 @@ int evexec__mailbox_open(struct evexec__mailbox *mb, struct event_base *base,
 void evexec__mailbox_close(struct evexec__mailbox *mb);
 /* Any thread: posts a node. */
 void evexec__mailbox_post(struct evexec__mailbox *mb, struct evexec__node *node);
-/* Loop thread, when the event fires: empties the wake fd, then takes every
- * node posted so far, newest first (NULL if none). */
+/* Loop thread: empties the wake fd (unless edge-triggered), then takes
+ * every node posted so far, newest first (NULL if none). A caller that does
+ * not take on every wake-up must take again before it goes idle: posts onto
+ * a non-empty list write nothing. */
 struct evexec__node *evexec__mailbox_take(struct evexec__mailbox *mb);
 /* Loop thread: no poster can still be touching the mailbox. */
-static inline int evexec__mailbox_quiet(const struct evexec__mailbox *mb)
-{
-    return mb->signals_read >= mb->signals_owed;
-}
+int evexec__mailbox_quiet(struct evexec__mailbox *mb);
+/* Loop thread: wake-fd writes read so far. */
+uint64_t evexec__mailbox_signals(struct evexec__mailbox *mb);
 
 /* --- port (port.c) ------------------------------------------------------- */
 
@@ -209,7 +212,8 @@ struct evexec_pool {
     _Atomic unsigned long refs;
 
     /* Settings. */
-    unsigned max_threads, min_threads, idle_ms, spin_us;
+    unsigned max_threads, min_threads, idle_ms, spin_us, nice;
+    unsigned nspinning;            /* workers spinning (guarded by mu) */
     size_t max_queued;
     pthread_attr_t attr;
     char name[64];

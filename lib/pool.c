@@ -6,9 +6,11 @@
  *   never held while user code runs, while a thread is created, or while a
  *   wake fd is written; it is the only lock here, so there is no lock order
  *   to keep.
- * - A worker is woken only if one is idle: idle workers wait on their own
- *   condition variable, on a most-recent-first list, and a submitter hands
- *   the job straight to the first of them. Surplus workers at the cold end
+ * - A worker is woken only if one is idle: idle workers sleep on a word of
+ *   their own (a futex; a condition variable where there is none), on a
+ *   most-recent-first list, and a submitter hands the job straight to the
+ *   first of them, waking it only if it sleeps (it may still be spinning,
+ *   with the spin_us option). Surplus workers at the cold end
  *   of that list time out and exit. When no worker is idle the job is
  *   queued, and a thread is started if the pool may grow and the queued jobs
  *   outnumber the threads already starting.
@@ -28,6 +30,13 @@
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#endif
+#ifdef EVEXEC_USE_FUTEX
+#include <linux/futex.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,11 +51,16 @@
 #define MIN_STACK ((size_t)16 * 1024)
 #define MAX_STACK ((size_t)1 << 30)
 #define MAX_SPIN_US 10000u
+#define MAX_NICE 19u
 #define MIN_POOL_OPTS_SIZE (offsetof(struct evexec_pool_opts, stack_size) + sizeof(size_t))
 
 struct worker {
     struct evexec_pool *pool;
-    pthread_cond_t cv;             /* this worker, idle, waits here */
+#ifdef EVEXEC_USE_FUTEX
+    _Atomic uint32_t wake;         /* parked: sleeps while 0 */
+#else
+    pthread_cond_t cv;             /* parked: waits here, with mu */
+#endif
     /* Given by a submitter while idle. Written under mu; read without it
      * only by the worker's own spin, as a hint. */
     _Atomic(struct evexec_job *) handoff;
@@ -55,8 +69,7 @@ struct worker {
     struct worker *all_next;
     unsigned number;
     int idle;                      /* on pool->idle */
-    int parked;                    /* idle and asleep on cv: needs a signal */
-    int single_cpu;                /* may run on one CPU only: never spin */
+    int parked;                    /* idle and asleep: needs a wake-up */
     int alive;
 };
 
@@ -163,25 +176,107 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/* Spinning only pays when the submitter runs on another CPU. */
+static int may_use_two_cpus(void)
+{
+#ifdef __linux__
+    cpu_set_t cpus;
+    return sched_getaffinity(0, sizeof cpus, &cpus) != 0 || CPU_COUNT(&cpus) > 1;
+#else
+    return 1;
+#endif
+}
+
 /* Without mu: polls for a hand-off for up to spin_us. A submitter that finds
- * this worker idle but not parked hands it the job without a signal; waking
- * a sleeping thread on another CPU costs tens of microseconds on a VM. With
- * one CPU to run on, the worker yields instead, so that the submitter can
- * run at all. */
+ * this worker idle but not parked hands it the job without a wake-up. */
 static void spin(struct evexec_pool *pool, struct worker *w)
 {
     double deadline = now_us() + pool->spin_us;
     for (unsigned i = 1;; i++) {
         if (has_handoff(w))
             return;
-        if (w->single_cpu || i % 64 == 0)
-            sched_yield();
-        else
-            cpu_relax();
-        if (i % 16 == 0 && now_us() >= deadline)
-            return;
+        cpu_relax();
+        if (i % 32 == 0) {
+            if (now_us() >= deadline)
+                return;
+            if (i % 1024 == 0)
+                sched_yield(); /* let anything else runnable here go first */
+        }
     }
 }
+
+/*
+ * Parking. An idle worker sleeps on a word of its own (a futex on Linux),
+ * outside the pool mutex, and whoever hands it a job or shuts the pool down
+ * wakes exactly that worker, and only if it is asleep (w->parked, under mu).
+ * A condition variable waited on with mu would make the woken worker
+ * re-take mu on the way out, and glibc then also wakes a contender on the
+ * next unlock: one more futex call per job.
+ */
+#ifdef EVEXEC_USE_FUTEX
+static void futex_wait(_Atomic uint32_t *word, const struct timespec *rel)
+{
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, 0, rel, NULL, 0);
+}
+
+/* With mu held: marks w to be woken; the caller calls unpark() after
+ * unlocking (or before: both are safe, workers outlive the pool's users). */
+static void unpark_mark(struct worker *w)
+{
+    atomic_store_explicit(&w->wake, 1, memory_order_release);
+}
+
+static void unpark(struct worker *w)
+{
+    syscall(SYS_futex, &w->wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* With mu held, w parked: sleeps until woken or the deadline. Returns with
+ * mu held; 1 if the deadline passed. */
+static int park(struct evexec_pool *pool, struct worker *w, const struct timespec *deadline)
+{
+    int timedout = 0;
+    atomic_store_explicit(&w->wake, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&pool->mu);
+    while (!atomic_load_explicit(&w->wake, memory_order_acquire)) {
+        struct timespec rel, now;
+        if (deadline) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            rel.tv_sec = deadline->tv_sec - now.tv_sec;
+            rel.tv_nsec = deadline->tv_nsec - now.tv_nsec;
+            if (rel.tv_nsec < 0) {
+                rel.tv_sec--;
+                rel.tv_nsec += 1000000000L;
+            }
+            if (rel.tv_sec < 0) {
+                timedout = 1;
+                break;
+            }
+        }
+        futex_wait(&w->wake, deadline ? &rel : NULL);
+    }
+    pthread_mutex_lock(&pool->mu);
+    return timedout;
+}
+#else
+static void unpark_mark(struct worker *w)
+{
+    EVEXEC_UNUSED(w);
+}
+
+static void unpark(struct worker *w)
+{
+    pthread_cond_signal(&w->cv);
+}
+
+static int park(struct evexec_pool *pool, struct worker *w, const struct timespec *deadline)
+{
+    if (deadline)
+        return pthread_cond_timedwait(&w->cv, &pool->mu, deadline) == ETIMEDOUT;
+    pthread_cond_wait(&w->cv, &pool->mu);
+    return 0;
+}
+#endif
 
 /* With mu held: waits idle for a job. Returns 0 if this surplus thread has
  * been idle for the whole timeout and should exit. */
@@ -192,21 +287,21 @@ static int idle_wait(struct evexec_pool *pool, struct worker *w)
     int timedout = 0;
 
     idle_push(pool, w);
-    if (pool->spin_us && !pool->closed) {
+    /* One spinner at a time: more would only take CPU from the submitter. */
+    if (pool->spin_us && !pool->closed && !pool->nspinning && may_use_two_cpus()) {
+        pool->nspinning++;
         pthread_mutex_unlock(&pool->mu);
         spin(pool, w);
         pthread_mutex_lock(&pool->mu);
+        pool->nspinning--;
     }
     if (timed)
         deadline_after(&deadline, pool->idle_ms);
-    w->parked = 1;
     while (!has_handoff(w) && !pool->closed && !timedout) {
-        if (timed)
-            timedout = pthread_cond_timedwait(&w->cv, &pool->mu, &deadline) == ETIMEDOUT;
-        else
-            pthread_cond_wait(&w->cv, &pool->mu);
+        w->parked = 1;
+        timedout = park(pool, w, timed ? &deadline : NULL);
+        w->parked = 0;
     }
-    w->parked = 0;
     if (w->idle) /* a submitter that hands us a job takes us off the list */
         idle_remove(pool, w);
     if (has_handoff(w) || pool->closed || !timedout)
@@ -237,8 +332,13 @@ static void *worker_main(void *arg)
     current_pool = pool;
     name_thread(w);
 #ifdef __linux__
-    cpu_set_t cpus;
-    w->single_cpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) < 2;
+    /* Linux's nice value is per thread: only the workers are niced. */
+    if (pool->nice) {
+        id_t tid = (id_t)syscall(SYS_gettid);
+        int base = getpriority(PRIO_PROCESS, tid);
+        int want = base + (int)pool->nice;
+        setpriority(PRIO_PROCESS, tid, want > 19 ? 19 : want);
+    }
 #endif
     pthread_mutex_lock(&pool->mu);
     pool->nstarting--;
@@ -297,9 +397,10 @@ static int spawn(struct evexec_pool *pool)
     for (w = pool->all; w && w->alive; w = w->all_next)
         ;
     if (!w) {
-        pthread_condattr_t ca;
         if (!(w = calloc(1, sizeof *w)))
             return -ENOMEM;
+#ifndef EVEXEC_USE_FUTEX
+        pthread_condattr_t ca;
         pthread_condattr_init(&ca);
 #ifdef HAVE_PTHREAD_CONDATTR_SETCLOCK
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -310,6 +411,7 @@ static int spawn(struct evexec_pool *pool)
             free(w);
             return -rc;
         }
+#endif
         w->pool = pool;
         w->all_next = pool->all;
         pool->all = w;
@@ -347,7 +449,9 @@ static void pool_destroy(struct evexec_pool *pool)
     struct worker *w, *next;
     for (w = pool->all; w; w = next) {
         next = w->all_next;
+#ifndef EVEXEC_USE_FUTEX
         pthread_cond_destroy(&w->cv);
+#endif
         free(w);
     }
     pthread_attr_destroy(&pool->attr);
@@ -383,9 +487,11 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job)
         atomic_store_explicit(&w->handoff, job, memory_order_relaxed);
         w->current = job; /* running from now on, for EVEXEC_CANCEL */
         int parked = w->parked; /* else it is spinning and will see the job */
+        if (parked)
+            unpark_mark(w);
         pthread_mutex_unlock(&pool->mu);
         if (parked)
-            pthread_cond_signal(&w->cv); /* w outlives this: see DESIGN */
+            unpark(w); /* w outlives this: see DESIGN */
         return 0;
     }
     if (pool->nqueued >= pool->max_queued) {
@@ -458,7 +564,8 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
     if (!o.name || !o.name[0])
         o.name = "evexec";
     if (o.max_threads > EVEXEC_MAX_THREADS || o.min_threads > o.max_threads ||
-        o.max_queued > EVEXEC_MAX_QUEUED || strnlen(o.name, 64) >= 64 || o.spin_us > MAX_SPIN_US ||
+        o.max_queued > EVEXEC_MAX_QUEUED || strnlen(o.name, 64) >= 64 ||
+        o.spin_us > MAX_SPIN_US || o.nice > MAX_NICE ||
         (o.stack_size && (o.stack_size < MIN_STACK || o.stack_size > MAX_STACK)))
         return -EINVAL;
 
@@ -469,6 +576,7 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
     pool->max_queued = o.max_queued;
     pool->idle_ms = o.idle_timeout_ms;
     pool->spin_us = o.spin_us;
+    pool->nice = o.nice;
     strcpy(pool->name, o.name);
     atomic_init(&pool->refs, 1);
 
@@ -542,7 +650,10 @@ int evexec_pool_shutdown(evexec_pool *pool, int how)
                 atomic_store_explicit(&w->current->stop, 1, memory_order_relaxed);
     }
     for (w = pool->idle; w; w = w->idle_next)
-        pthread_cond_signal(&w->cv);
+        if (w->parked) {
+            unpark_mark(w);
+            unpark(w);
+        }
     pthread_mutex_unlock(&pool->mu);
 
     for (; cancelled; cancelled = next) {

@@ -263,31 +263,39 @@ static void port_run(struct evexec_port *port)
     port->in_run = 0;
     if (port->batch_head == port->batch_len) {
         port->batch_head = port->batch_len = 0;
-    } else {
+        port_grab(port); /* see port_pump */
+    }
+    if (port->batch_head != port->batch_len) {
         static const struct timeval zero = {0, 0};
         event_add(port->resume_ev, &zero);
     }
     port_release(port);
 }
 
-static void on_wake(evutil_socket_t fd, short what, void *arg)
+/* Takes more finished jobs only once the backlog is done: while the list
+ * is not empty, workers post to it without writing the wake fd, so a long
+ * burst costs a few writes, not one per batch. So a run that empties the
+ * backlog takes again, or posts made meanwhile would wait for a wake-up
+ * that never comes. */
+static void port_pump(struct evexec_port *port)
 {
-    struct evexec_port *port = arg;
-    EVEXEC_UNUSED(fd);
-    EVEXEC_UNUSED(what);
-    /* Take more only once the backlog is done: while the list is not empty,
-     * workers post to it without writing the wake fd, so a long burst costs
-     * a few writes, not one per batch. The fd stays readable meanwhile. */
     if (port->batch_head == port->batch_len)
         port_grab(port);
     port_run(port);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    EVEXEC_UNUSED(fd);
+    EVEXEC_UNUSED(what);
+    port_pump(arg);
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
 {
     EVEXEC_UNUSED(fd);
     EVEXEC_UNUSED(what);
-    port_run(arg);
+    port_pump(arg);
 }
 
 /* --- lifetime ------------------------------------------------------------ */
@@ -415,7 +423,7 @@ int evexec_port_stats(evexec_port *port, struct evexec_port_stats *out)
     s.size = out->size;
     s.outstanding = port->outstanding;
     s.delivered = port->delivered;
-    s.wakeups = port->mb.signals_read;
+    s.wakeups = evexec__mailbox_signals(&port->mb);
     s.batches = port->batches;
     memcpy(out, &s, out->size < sizeof s ? out->size : sizeof s);
     return 0;

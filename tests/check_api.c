@@ -62,6 +62,9 @@ START_TEST(pool_new_rejects_bad_options)
     o.spin_us = 10001;
     ck_assert_int_eq(evexec_pool_new(&p, &o), -EINVAL);
     o = (struct evexec_pool_opts)EVEXEC_POOL_OPTS_INIT;
+    o.nice = 20;
+    ck_assert_int_eq(evexec_pool_new(&p, &o), -EINVAL);
+    o = (struct evexec_pool_opts)EVEXEC_POOL_OPTS_INIT;
     char longname[80];
     memset(longname, 'x', sizeof longname - 1);
     longname[sizeof longname - 1] = '\0';

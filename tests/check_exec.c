@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -549,6 +551,33 @@ START_TEST(spinning_workers_take_handoffs_without_losing_any)
 }
 END_TEST
 
+static void *report_nice(evexec_job *job, void *arg)
+{
+    (void)job;
+    (void)arg;
+    errno = 0;
+    int n = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+    return (void *)(intptr_t)(errno ? -100 : n);
+}
+
+START_TEST(nice_applies_to_workers_only)
+{
+    struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
+    struct tally t;
+    evexec_pool *pool;
+    int before = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+
+    o.nice = 7;
+    ck_assert_int_eq(evexec_pool_new(&pool, &o), 0);
+    tally_init(&t);
+    ck_assert_int_eq(evexec_submit(port, pool, report_nice, tally_done, &t, NULL), 0);
+    run_until(base, &t.calls, 1);
+    ck_assert_int_eq((int)(intptr_t)t.last_result, before + 7 > 19 ? 19 : before + 7);
+    ck_assert_int_eq(getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid)), before);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+}
+END_TEST
+
 static int idle_pool(void *arg)
 {
     struct evexec_pool_stats s = pool_stats(arg);
@@ -1059,6 +1088,7 @@ static Suite *exec_suite(void)
     tcase_add_test(tc, threads_start_lazily_up_to_max);
     tcase_add_test(tc, an_idle_worker_is_reused_not_a_new_thread_started);
     tcase_add_test(tc, spinning_workers_take_handoffs_without_losing_any);
+    tcase_add_test(tc, nice_applies_to_workers_only);
     tcase_add_test(tc, min_threads_start_at_once_and_stay);
     tcase_add_test(tc, idle_threads_are_reaped_down_to_min);
     tcase_add_test(tc, workers_carry_their_names);
