@@ -21,6 +21,10 @@
  * - job: one call of a work function. It is identified by an ::evexec_job_id,
  *   which stays safe to pass to evexec_cancel() after the job is gone (the
  *   call then answers -ENOENT).
+ * - ::evexec_loop, ::evexec_future, ::evexec_promise: the mirror image, for
+ *   programs made of blocking threads: an event_base run by evexec in a
+ *   thread of its own, calls posted into it from any thread, and futures to
+ *   wait on their results (see "Loop thread and futures" below).
  *
  * Threads
  * -------
@@ -29,7 +33,8 @@
  * Unless a function's `Thread:` line says otherwise, it must be called on the
  * loop thread of the port it is given. Calls that can detect the wrong thread
  * return -EPERM. *Any thread* means any thread, workers included. *Worker*
- * means from inside a work function.
+ * means from inside a work function. The loop thread of an ::evexec_loop is
+ * the thread evexec_loop_start() created for it.
  *
  * Workers never touch an event_base, so the base needs no
  * evthread_use_pthreads(). Workers block every signal, so signals reach the
@@ -58,6 +63,10 @@
  * with jobs still outstanding stays on its base until their callbacks have
  * run (see evexec_port_free()), so keep running the loop until
  * event_base_dispatch() returns, then free the base.
+ *
+ * A loop (evexec_loop_start()) owns its base and its port: stopping it
+ * frees them on its thread. Futures may outlive the loop or pool they came
+ * from (they are all complete by then) and are freed on their own.
  */
 #ifndef EVEXEC_H
 #define EVEXEC_H
@@ -436,6 +445,536 @@ EVEXEC_EXPORT int evexec_cancel(evexec_port *port, evexec_job_id id);
  * Thread: the worker running @p job (from inside its work function).
  */
 EVEXEC_EXPORT int evexec_job_cancelled(const evexec_job *job);
+/**@}*/
+
+/* ------------------------------------------------------------------------ */
+/** @name Loop thread and futures
+ *
+ * The mirror image of pools and ports, for programs made of plain blocking
+ * threads (a thread-per-request server, a command-line tool, a framework
+ * with no event loop) that want libevent's asynchronous clients: evhttp,
+ * evdns, bufferevents. evexec runs an event_base in a thread of its own (a
+ * *loop*); any thread posts calls into it and waits on their results:
+ * Python's loop-in-a-thread with run_coroutine_threadsafe(...).result().
+ *
+ * - evexec_loop_start() creates the base and its thread, runs an optional
+ *   init hook there (to create what every call shares: an HTTP connection,
+ *   a DNS base, a client session) and returns once the loop runs.
+ * - evexec_loop_call() posts fn(loop, promise, arg) to the loop thread and
+ *   gives the caller an ::evexec_future. The function settles its promise
+ *   exactly once, with evexec_promise_resolve() or evexec_promise_fail():
+ *   before it returns, or later from a callback of the I/O it started.
+ * - The caller waits with evexec_future_wait(), reads the outcome with
+ *   evexec_future_result(), may cancel with evexec_future_cancel(), and
+ *   releases the handle with evexec_future_free().
+ * - evexec_loop_stop() drains (or cancels) what is pending, runs the fini
+ *   hook on the loop thread, and joins the thread; evexec_loop_free()
+ *   releases the handle.
+ *
+ * Calls reach the loop through the same machinery as finished jobs reach a
+ * port: a lock-free list and a wake fd written only when the list was
+ * empty, so a burst of calls costs one wake-up. The same future type serves
+ * jobs submitted to a pool from any thread with evexec_pool_call().
+ *
+ * The life of a call: *queued* (posted, not yet started), *in progress*
+ * (fn was called, the promise is not settled), *complete* (resolved,
+ * failed or cancelled). Every accepted call completes exactly once,
+ * including when the loop is stopped, and a waiter is woken when it does.
+ *
+ * Ownership: the caller of evexec_loop_call() owns the future handle and
+ * frees it once. The loop side owns the promise handle from the moment fn
+ * is called until it settles it; if the loop thread ends first (a stop with
+ * ::EVEXEC_CANCEL, or I/O that never called back), evexec releases it. A
+ * result pointer belongs to whoever holds it: the loop side until
+ * evexec_promise_resolve() returns 0, the future's holder after that. The
+ * call's `arg` may be used by the call's code until it settles its promise,
+ * which, after a cancel, happens later than the future's completion: a
+ * caller that may cancel either hands `arg` over to the call (which frees
+ * it once settled, as examples/fetch.c does) or waits for a sign from the
+ * call's code before freeing it.
+ *
+ * Background tasks: a call whose promise stays unsettled is a task that
+ * runs on the loop until it decides to end, e.g. a poller re-arming a timer
+ * and pushing messages. It registers evexec_promise_on_stop() to learn that
+ * the loop is stopping, then ends its work and settles its promise (a stop
+ * with ::EVEXEC_DRAIN waits for that). Start one from init or from any
+ * thread with evexec_loop_call(), with a NULL future if nobody waits for
+ * it:
+ * @code
+ * struct poller { struct event *tick; evexec_promise *p; unsigned n; };
+ *
+ * static void poller_stop(evexec_promise *p, void *arg)   // loop thread
+ * {
+ *     struct poller *po = arg;
+ *     event_free(po->tick);               // no more ticks
+ *     evexec_promise_resolve(p, NULL);    // the task is over
+ * }
+ * static void poller_tick(evutil_socket_t fd, short what, void *arg)
+ * {
+ *     struct poller *po = arg;
+ *     po->n++;                            // poll something, push messages
+ * }
+ * static void poller_start(evexec_loop *loop, evexec_promise *p, void *arg)
+ * {
+ *     struct poller *po = arg;
+ *     struct timeval every = {0, 100000};
+ *     po->tick = event_new(evexec_loop_base(loop), -1, EV_PERSIST, poller_tick, po);
+ *     event_add(po->tick, &every);
+ *     evexec_promise_on_stop(p, poller_stop, po);
+ * }
+ * // from init, or from any thread:
+ * evexec_loop_call(loop, poller_start, &poller, NULL);
+ * @endcode
+ * evexec_loop_stopping() answers the same question for code that polls.
+ */
+/**@{*/
+
+/** A loop: an event_base run by evexec in a thread of its own. Opaque. */
+typedef struct evexec_loop evexec_loop;
+/** The waiting side of a call (evexec_loop_call()) or of a pool job
+ *  (evexec_pool_call()). Opaque. */
+typedef struct evexec_future evexec_future;
+/** The loop side of a call, settled once by the call's code. Opaque. */
+typedef struct evexec_promise evexec_promise;
+
+/**
+ * A call, run on the loop thread.
+ *
+ * It starts its work (an evhttp request, a DNS lookup, a pool job through
+ * evexec_loop_port()...) and settles @p promise exactly once, with
+ * evexec_promise_resolve() or evexec_promise_fail(): before returning, or
+ * later from a callback on the loop thread. Until then the call is in
+ * progress, and a stop with ::EVEXEC_DRAIN waits for it. A call that can be
+ * aborted registers evexec_promise_on_cancel().
+ *
+ * @param loop     the loop; evexec_loop_context() gives its shared context.
+ * @param promise  the call's promise, owned by the call until settled.
+ * @param arg      the pointer given to evexec_loop_call().
+ *
+ * Thread: the loop thread.
+ */
+typedef void (*evexec_call_fn)(evexec_loop *loop, evexec_promise *promise, void *arg);
+
+/**
+ * A hook of a promise: see evexec_promise_on_cancel() and
+ * evexec_promise_on_stop(). It may settle the promise.
+ *
+ * Thread: the loop thread.
+ */
+typedef void (*evexec_promise_fn)(evexec_promise *promise, void *arg);
+
+/**
+ * The init hook of a loop, run on the loop thread before any call is run.
+ *
+ * It creates what calls share (see evexec_loop_set_context()) and may post
+ * calls itself, for instance to start background tasks. If it fails, it
+ * must release what it made: no fini hook runs.
+ *
+ * @return 0, or a negative errno that evexec_loop_start() returns (a
+ *   positive value is negated).
+ *
+ * Thread: the loop thread.
+ */
+typedef int (*evexec_loop_init_fn)(evexec_loop *loop, void *arg);
+
+/**
+ * The fini hook of a loop, run on the loop thread once the last call has
+ * completed and the loop's port has delivered its last job, before the base
+ * is freed. It releases what init made; the loop does not run any more
+ * (a synchronous call like evhttp_connection_free() is fine; waiting for a
+ * callback is not). Promises still unsettled may be settled here.
+ *
+ * Thread: the loop thread.
+ */
+typedef void (*evexec_loop_fini_fn)(evexec_loop *loop, void *arg);
+
+/** Options for evexec_loop_start(); start from ::EVEXEC_LOOP_OPTS_INIT. */
+struct evexec_loop_opts {
+    /** sizeof(struct evexec_loop_opts), set by ::EVEXEC_LOOP_OPTS_INIT. */
+    size_t size;
+    /** Run on the loop thread before any call; NULL for none. */
+    evexec_loop_init_fn init;
+    /** Run on the loop thread after the last call; NULL for none. */
+    evexec_loop_fini_fn fini;
+    /** Passed to init and fini. */
+    void *arg;
+    /** Name of the loop thread. Copied. NULL or "" means "evexec-loop".
+     * Linux keeps 15 bytes. At most 63 bytes. */
+    const char *name;
+    /** Most calls started per wake-up before the loop gets to its other
+     * events again, 1..1048576; 0 means 128. */
+    unsigned max_batch;
+};
+
+/** Initialiser for struct evexec_loop_opts: no hooks, all defaults. */
+#define EVEXEC_LOOP_OPTS_INIT { sizeof(struct evexec_loop_opts), NULL, NULL, NULL, NULL, 0 }
+
+/** evexec_future_wait() timeout: wait until the future completes. */
+#define EVEXEC_WAIT_FOREVER (-1)
+
+/**
+ * Starts a loop: creates an event_base and a thread that runs it, runs the
+ * init hook on that thread, and returns once the loop runs.
+ *
+ * The loop thread blocks every signal, like pool workers, so signals keep
+ * reaching the program's own threads (and a write to a closed socket on the
+ * loop thread returns EPIPE instead of raising SIGPIPE). The base is
+ * created without evthread_use_pthreads(): only the loop thread may touch
+ * it.
+ *
+ * @param[out] out  receives the loop; untouched on error.
+ * @param opts      options, or NULL for all defaults. Only read during the
+ *                  call (@c name is copied).
+ * @return 0, or, with nothing left behind (no thread, no fd, no memory):
+ *   - -EINVAL: @p out NULL, opts->size smaller than the first version of
+ *     the struct, or a field out of range;
+ *   - -E2BIG: see evexec_pool_new();
+ *   - -ENOMEM: out of memory, or event_base_new() failed (which it also
+ *     does when no fd is left for its backend);
+ *   - -EAGAIN (or another error of pthread_create()): no thread;
+ *   - -EMFILE, -ENFILE: no fd for the wake fd;
+ *   - the error init returned: the loop thread has then cancelled the
+ *     calls init posted (they complete as -ECANCELED, never run), freed the
+ *     base and ended, and fini was not run.
+ *
+ * Thread: any thread. It blocks while init runs.
+ */
+EVEXEC_EXPORT int evexec_loop_start(evexec_loop **out, const struct evexec_loop_opts *opts);
+
+/**
+ * Stops a loop: no new calls, then pending ones drained or cancelled, then
+ * fini, then the thread ends.
+ *
+ * From the moment it is called, evexec_loop_call() returns -ESHUTDOWN.
+ * Then, on the loop thread: the stop hooks of in-progress calls run
+ * (evexec_promise_on_stop()), and
+ * - with ::EVEXEC_DRAIN, queued calls still run and the loop goes on until
+ *   every call has settled its promise and the loop's port (if any) has
+ *   delivered every job;
+ * - with ::EVEXEC_CANCEL, queued calls complete as -ECANCELED without
+ *   running; in-progress calls complete as -ECANCELED at once (their
+ *   waiters wake) and their cancel hooks run (evexec_promise_on_cancel());
+ *   the port's queued jobs are cancelled and the loop waits only for its
+ *   running jobs to be delivered.
+ * Then fini runs, the base is freed, promises still unsettled are released
+ * by evexec, and the thread ends.
+ *
+ * Called from any other thread, it returns once the thread has ended and
+ * has been joined. The first such call joins it, including after a stop
+ * begun on the loop thread. A stop with ::EVEXEC_CANCEL while a stop with
+ * ::EVEXEC_DRAIN is under way escalates it (a daemon's second Ctrl-C) and
+ * returns once the thread has ended. Any other repeated stop returns
+ * -EALREADY at once.
+ *
+ * Called on the loop thread (from a call, a hook, init or a callback of
+ * the base), it only begins the stop, which proceeds once the current
+ * callback returns, and returns -EINPROGRESS; the thread is joined later by
+ * evexec_loop_stop() from another thread or by evexec_loop_free().
+ *
+ * A call that never settles its promise holds a drain up forever;
+ * ::EVEXEC_CANCEL does not wait for it.
+ *
+ * @param loop  the loop.
+ * @param how   ::EVEXEC_DRAIN or ::EVEXEC_CANCEL.
+ * @return 0 (stopped and joined), or
+ *   - -EINPROGRESS: called on the loop thread; the stop (or its
+ *     escalation) has begun;
+ *   - -EALREADY: already stopped, or being stopped, with this mode or a
+ *     stronger one (and, from another thread, already joined or being
+ *     joined by another caller);
+ *   - -EINVAL: @p loop NULL or @p how not a mode.
+ *
+ * Thread: any thread. Blocks, except on the loop thread.
+ */
+EVEXEC_EXPORT int evexec_loop_stop(evexec_loop *loop, int how);
+
+/**
+ * Stops the loop with ::EVEXEC_DRAIN unless it was stopped, waits for its
+ * thread to end (see evexec_loop_stop()) and releases the handle.
+ *
+ * Futures of the loop's calls stay valid (all complete by then) and must
+ * still be freed. No other thread may use the handle during or after the
+ * call.
+ *
+ * @return 0, or -EDEADLK when called on the loop's own thread (nothing is
+ *   done). NULL is a no-op returning 0.
+ *
+ * Thread: any thread but the loop thread. Blocks.
+ */
+EVEXEC_EXPORT int evexec_loop_free(evexec_loop *loop);
+
+/**
+ * Posts a call: @p fn runs on the loop thread, on a later iteration of the
+ * loop (never inside this function, even on the loop thread). Calls start
+ * in the order they were posted from one thread.
+ *
+ * Never blocks.
+ *
+ * @param loop  the loop.
+ * @param fn    the call; must not be NULL.
+ * @param arg   passed to @p fn; owned by the caller.
+ * @param[out] out  receives the call's future, or NULL for a call nobody
+ *   waits for (its result is then dropped). Untouched on error.
+ * @return 0 (the call will complete exactly once), or, with no call made:
+ *   - -EINVAL: @p loop or @p fn NULL;
+ *   - -ESHUTDOWN: the loop is stopping or stopped;
+ *   - -ENOMEM: out of memory.
+ *
+ * Thread: any thread, the loop thread included.
+ */
+EVEXEC_EXPORT int evexec_loop_call(evexec_loop *loop, evexec_call_fn fn, void *arg,
+                                   evexec_future **out);
+
+/**
+ * @return the loop's event_base, or NULL if @p loop is NULL. Only the loop
+ *   thread may use the base; it is freed when the loop thread ends, after
+ *   fini.
+ *
+ * Thread: any thread (the base itself: the loop thread only).
+ */
+EVEXEC_EXPORT struct event_base *evexec_loop_base(evexec_loop *loop);
+
+/**
+ * Sets the loop's context: a pointer every call can fetch with
+ * evexec_loop_context(), typically set by init to the objects it created.
+ * evexec never reads or frees it.
+ *
+ * @return 0, or -EINVAL (@p loop NULL), or -EPERM (not on the loop thread).
+ *
+ * Thread: the loop thread.
+ */
+EVEXEC_EXPORT int evexec_loop_set_context(evexec_loop *loop, void *context);
+
+/**
+ * @return the loop's context (NULL until set, or if @p loop is NULL).
+ *
+ * Thread: any thread. A value set by init is visible to every thread once
+ * evexec_loop_start() has returned; a later change, only on the loop
+ * thread.
+ */
+EVEXEC_EXPORT void *evexec_loop_context(evexec_loop *loop);
+
+/**
+ * Gives the loop's completion port, created on first use: calls use it to
+ * offload blocking work to a pool with evexec_submit(), and settle their
+ * promise from the done callback. The port belongs to the loop: do not
+ * free it. A stop waits for its jobs to be delivered (see
+ * evexec_loop_stop()); it is freed after fini.
+ *
+ * @param loop      the loop.
+ * @param[out] out  receives the port; untouched on error.
+ * @return 0, or -EINVAL (NULL pointer), -EPERM (not on the loop thread),
+ *   or an error of evexec_port_new() (-ENOMEM, -EMFILE, -ENFILE).
+ *
+ * Thread: the loop thread.
+ */
+EVEXEC_EXPORT int evexec_loop_port(evexec_loop *loop, evexec_port **out);
+
+/**
+ * @return 1 once a stop of the loop has begun (evexec_loop_call() then
+ *   returns -ESHUTDOWN), else 0; 0 for NULL.
+ *
+ * Thread: any thread.
+ */
+EVEXEC_EXPORT int evexec_loop_stopping(evexec_loop *loop);
+
+/**
+ * Settles a promise with a result: the call's future completes with status
+ * 0 and @p result, and its waiters wake.
+ *
+ * Exactly one of evexec_promise_resolve() and evexec_promise_fail() is
+ * called once per promise, also after a cancel. Once it has returned 0 or
+ * -ECANCELED the promise handle is released and must not be used again.
+ *
+ * @param promise  the promise given to the call.
+ * @param result   handed to the future's holder, who owns it from now on.
+ * @return 0 (delivered), or
+ *   - -ECANCELED: the future had been cancelled meanwhile: @p result was
+ *     not delivered and still belongs to the caller (free it); the promise
+ *     is released all the same;
+ *   - -EINVAL: @p promise NULL, not a call's, or (as far as can still be
+ *     told: its memory may be gone) already settled; nothing is done;
+ *   - -EPERM: not on the loop thread (nothing is done).
+ *
+ * Thread: the loop thread of the promise's loop.
+ */
+EVEXEC_EXPORT int evexec_promise_resolve(evexec_promise *promise, void *result);
+
+/**
+ * Settles a promise with a failure: the call's future completes with
+ * status @p err, and its waiters wake. See evexec_promise_resolve() for the
+ * rules.
+ *
+ * @param promise  the promise given to the call.
+ * @param err      a negative errno, e.g. -ECONNREFUSED or -ETIMEDOUT
+ *                 (evexec_future_result() returns it as is).
+ * @return 0 (delivered), -ECANCELED (the future had been cancelled; the
+ *   promise is released all the same), -EINVAL (@p err not negative, or as
+ *   for evexec_promise_resolve(): nothing is done), -EPERM (not on the loop
+ *   thread: nothing is done).
+ *
+ * Thread: the loop thread of the promise's loop.
+ */
+EVEXEC_EXPORT int evexec_promise_fail(evexec_promise *promise, int err);
+
+/**
+ * Registers the cancel hook of an in-progress call: @p fn(promise, arg)
+ * runs on the loop thread, once, if the future is cancelled while the call
+ * is in progress (by evexec_future_cancel(), evexec_future_free() or a stop
+ * with ::EVEXEC_CANCEL). The future has then already completed as
+ * -ECANCELED; the hook aborts the work (e.g. evhttp_cancel_request()) and,
+ * if nothing else will, settles the promise (which returns -ECANCELED).
+ * It never runs inside evexec_future_cancel() or from another thread.
+ *
+ * A new registration replaces the previous one; @p fn NULL removes it.
+ *
+ * @return 0, or
+ *   - -ECANCELED: the future is already cancelled; @p fn is not
+ *     registered and will not run: abort now;
+ *   - -EINVAL: @p promise NULL or settled;
+ *   - -EPERM: not on the loop thread.
+ *
+ * Thread: the loop thread of the promise's loop.
+ */
+EVEXEC_EXPORT int evexec_promise_on_cancel(evexec_promise *promise, evexec_promise_fn fn,
+                                           void *arg);
+
+/**
+ * Registers the stop hook of an in-progress call: @p fn(promise, arg) runs
+ * on the loop thread, once, when a stop of the loop begins (either mode),
+ * before queued calls are drained or cancelled. This is how a background
+ * task (see above) learns that it must end: the hook stops its work and
+ * settles its promise, now or soon (a drain waits for it).
+ *
+ * A new registration replaces the previous one; @p fn NULL removes it.
+ *
+ * @return 0, or
+ *   - -ESHUTDOWN: the stop has already begun; @p fn is not registered:
+ *     end now;
+ *   - -EINVAL: @p promise NULL or settled;
+ *   - -EPERM: not on the loop thread.
+ *
+ * Thread: the loop thread of the promise's loop.
+ */
+EVEXEC_EXPORT int evexec_promise_on_stop(evexec_promise *promise, evexec_promise_fn fn,
+                                         void *arg);
+
+/**
+ * @return 1 if the promise's future was cancelled (a result would not be
+ *   delivered), 0 if not or if @p promise is NULL.
+ *
+ * Thread: the loop thread of the promise's loop.
+ */
+EVEXEC_EXPORT int evexec_promise_cancelled(const evexec_promise *promise);
+
+/**
+ * Waits until a future completes, or until @p timeout_ms have passed.
+ *
+ * Does not consume anything: read the outcome with evexec_future_result(),
+ * and wait again as often as wanted. Several threads may wait on one
+ * future at once.
+ *
+ * @param future      the future.
+ * @param timeout_ms  most milliseconds to wait; 0 does not block;
+ *                    ::EVEXEC_WAIT_FOREVER (-1) waits until it completes.
+ * @return 0 (complete), or
+ *   - -ETIMEDOUT: still pending after @p timeout_ms; the future stays valid;
+ *   - -EDEADLK: the future is pending and the caller is the thread that
+ *     must complete it, which would wait forever: the loop thread of the
+ *     call's loop, or a worker of the job's pool (use
+ *     evexec_future_result() to poll there);
+ *   - -EINVAL: @p future NULL or @p timeout_ms < -1.
+ *
+ * Thread: any thread (see -EDEADLK). Blocks.
+ */
+EVEXEC_EXPORT int evexec_future_wait(evexec_future *future, int timeout_ms);
+
+/**
+ * Reads the outcome of a future, without blocking: the poll.
+ *
+ * The status of a failure is whatever the call gave evexec_promise_fail(),
+ * so it can be any negative errno, -ETIMEDOUT included: that is why
+ * waiting and reading are two functions.
+ *
+ * @param future       the future.
+ * @param[out] result  receives the result when the outcome is 0 (NULL
+ *   otherwise), or NULL if not wanted. Reading it again gives the same
+ *   pointer: the future does not own it.
+ * @return the outcome: 0 (resolved; a pool job's work function returned),
+ *   the negative errno the call failed with, -ECANCELED (cancelled, by
+ *   evexec_future_cancel() or a stop), or
+ *   - -EINPROGRESS: not complete yet;
+ *   - -EINVAL: @p future NULL.
+ *
+ * Thread: any thread.
+ */
+EVEXEC_EXPORT int evexec_future_result(evexec_future *future, void **result);
+
+/**
+ * Cancels the call or job behind a future.
+ *
+ * - A queued call never runs; the future completes as -ECANCELED.
+ * - A call in progress: the future completes as -ECANCELED at once (its
+ *   waiters wake); the call's cancel hook runs later on the loop thread
+ *   (evexec_promise_on_cancel()), and its settling returns -ECANCELED.
+ *   Until it has settled, the call's code may still use its `arg` (see
+ *   "Ownership" above).
+ * - A queued pool job is taken off the queue and never runs; the future
+ *   completes as -ECANCELED.
+ * - A pool job already running cannot be taken back: -EBUSY; its stop flag
+ *   is set (evexec_job_cancelled()), and the future completes with its
+ *   result when it returns.
+ *
+ * Never runs a callback and never blocks for long.
+ *
+ * @return 0 (the future is now complete as -ECANCELED), or
+ *   - -EALREADY: the future was already complete (read its outcome: a
+ *     result delivered before the cancel is still yours to free);
+ *   - -EBUSY: a pool job is running (see above);
+ *   - -EINVAL: @p future NULL.
+ *
+ * Thread: any thread.
+ */
+EVEXEC_EXPORT int evexec_future_cancel(evexec_future *future);
+
+/**
+ * Releases a future handle.
+ *
+ * A pending future is cancelled first (see evexec_future_cancel()); a pool
+ * job that is running finishes, and its result is then dropped. A result
+ * already delivered is not freed: read it first if it needs freeing. No
+ * other thread may be waiting on the future or use it afterwards.
+ *
+ * Thread: any thread. NULL is a no-op.
+ */
+EVEXEC_EXPORT void evexec_future_free(evexec_future *future);
+
+/**
+ * Submits a job to a pool from any thread, with a future instead of a port:
+ * @p work runs on a worker and its return value completes the future
+ * directly, from the worker (no loop is involved).
+ *
+ * Never blocks. Jobs start in submission order, mixed with the port jobs of
+ * the pool. evexec_pool_shutdown() and evexec_pool_free() treat them like
+ * any job (a cancelled one completes as -ECANCELED). The future keeps the
+ * pool's memory (not its threads) alive until it is freed.
+ *
+ * @param pool  the pool whose worker runs @p work.
+ * @param work  the blocking function; must not be NULL. Its @c job
+ *              argument works with evexec_job_cancelled().
+ * @param arg   passed to @p work; owned by the caller.
+ * @param[out] out  receives the future; must not be NULL. Untouched on
+ *   error.
+ * @return 0, or, with no job made:
+ *   - -EINVAL: @p pool, @p work or @p out NULL;
+ *   - -EAGAIN: the queue is at max_queued, or no worker could be started;
+ *   - -ESHUTDOWN: the pool was shut down;
+ *   - -ENOMEM: out of memory.
+ *
+ * Thread: any thread.
+ */
+EVEXEC_EXPORT int evexec_pool_call(evexec_pool *pool, evexec_work_fn work, void *arg,
+                                   evexec_future **out);
 /**@}*/
 
 /* ------------------------------------------------------------------------ */

@@ -19,17 +19,21 @@
     X(ENOMEM, "ENOMEM", "out of memory")                                               \
     X(EAGAIN, "EAGAIN", "the pool's queue is full or no worker thread could be "       \
                         "started; try again later")                                    \
-    X(ESHUTDOWN, "ESHUTDOWN", "the pool has been shut down or the port freed")         \
-    X(ECANCELED, "ECANCELED", "the job was cancelled before it ran")                   \
-    X(EBUSY, "EBUSY", "the job is already running or has run; its stop flag is set")  \
-    X(EALREADY, "EALREADY", "already done: the job is already cancelled, or the pool " \
-                            "already shut down")                                       \
+    X(ESHUTDOWN, "ESHUTDOWN", "the pool has been shut down, the port freed or the "    \
+                              "loop stopped")                                          \
+    X(ECANCELED, "ECANCELED", "cancelled: the job before it ran, or the call or its "  \
+                              "future")                                                \
+    X(EBUSY, "EBUSY", "the job is already running or has run; its stop flag is set")   \
+    X(EALREADY, "EALREADY", "already done: the job already cancelled, the future "     \
+                            "already complete, or the pool or loop already stopped")   \
     X(ENOENT, "ENOENT", "no such job: the id is unknown to this port or its callback " \
                         "has already run")                                             \
-    X(EPERM, "EPERM", "called from a thread other than the port's loop thread")        \
-    X(EDEADLK, "EDEADLK", "would deadlock: called from one of the pool's own worker "  \
-                          "threads")                                                   \
+    X(EPERM, "EPERM", "called from a thread other than the port's or loop's thread")   \
+    X(EDEADLK, "EDEADLK", "would deadlock: called from the thread that must do the "   \
+                          "work (the pool's own worker, or the loop's own thread)")    \
     X(ETIMEDOUT, "ETIMEDOUT", "timed out")                                             \
+    X(EINPROGRESS, "EINPROGRESS", "in progress: the future is not complete yet, or "   \
+                                  "the loop's stop has begun")                         \
     X(EMFILE, "EMFILE", "too many open files in this process (wake fd)")               \
     X(ENFILE, "ENFILE", "too many open files in the system (wake fd)")
 

@@ -32,6 +32,12 @@ struct evexec__node {
 
 /* --- jobs ---------------------------------------------------------------- */
 
+/* What completes a job: its port (the common case) or a future. */
+enum job_kind {
+    JOB_KIND_PORT = 0,  /* port jobs are carved from zeroed memory: 0 */
+    JOB_KIND_FUTURE     /* embedded in a struct evexec_future (future.c) */
+};
+
 enum job_state {
     JOB_FREE = 0,   /* on the port's free list */
     JOB_QUEUED,     /* in a pool's queue; only here can it be cancelled */
@@ -59,7 +65,13 @@ struct evexec_job {
                                       mutex while the pool holds the job,
                                       read without it by evexec_cancel() */
     _Atomic uint8_t stop;          /* evexec_job_cancelled() */
+    uint8_t kind;                  /* enum job_kind; never changes */
 };
+
+/* W6: at most 64 bytes per queued job; 56 on LP64, and the kind byte fits
+ * in what was padding. */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct evexec_job) == 56,
+               "struct evexec_job must stay 56 bytes");
 
 static inline struct evexec_job *job_next(const struct evexec_job *job)
 {
@@ -166,11 +178,28 @@ struct evexec_port {
     size_t batch_head, batch_len, batch_cap;
     size_t outstanding;            /* accepted, callback not yet run */
     uint64_t delivered, batches;
+    /* Called at the end of a delivery run that left nothing outstanding;
+     * set by the loop that owns the port (loop.c) to resume its stop. */
+    void (*idle_hook)(void *arg);
+    void *idle_arg;
 };
 
 /* Pushes a job whose work ran or was cancelled onto its port's completion
  * list, and wakes the port if the list was empty. Any thread. */
 void evexec__port_complete(struct evexec_job *job);
+/* Completes the future a JOB_KIND_FUTURE job is embedded in (future.c). */
+void evexec__future_job_complete(struct evexec_job *job);
+
+/* The one way the pool hands back a job that ran or was cancelled. Port
+ * jobs, the hot path, cost one well-predicted branch more. Any thread;
+ * never with the pool's mutex held. */
+static inline void evexec__job_complete(struct evexec_job *job)
+{
+    if (EVEXEC_LIKELY(job->kind == JOB_KIND_PORT))
+        evexec__port_complete(job);
+    else
+        evexec__future_job_complete(job);
+}
 
 /* Loop thread: allocates a job for a submission, or NULL (-ENOMEM). */
 struct evexec_job *evexec__port_job_alloc(struct evexec_port *port);
@@ -184,6 +213,9 @@ evexec_job_id evexec__port_job_id(const struct evexec_port *port, const struct e
 int evexec__port_check_thread(const struct evexec_port *port);
 /* Loop thread: 0, or -ESHUTDOWN once the port has been freed. */
 int evexec__port_check_open(const struct evexec_port *port);
+/* Loop thread: cancels the port's queued jobs and sets the stop flag of its
+ * running ones; each still gets its callback from the loop. */
+void evexec__port_cancel_all(struct evexec_port *port);
 
 /* --- pool (pool.c) ------------------------------------------------------- */
 
@@ -219,17 +251,121 @@ struct evexec_pool {
     char name[64];
 };
 
-/* Loop thread of the job's port: hands the job (state, pool, work, done, arg
- * filled) to the pool. 0 or -EAGAIN/-ESHUTDOWN/-ENOMEM; on error the pool
- * keeps no trace of the job. */
+/* Hands the job (pool, work, done, arg, kind filled) to the pool: from the
+ * loop thread of the job's port, or from any thread for a future's job.
+ * 0 or -EAGAIN/-ESHUTDOWN/-ENOMEM; on error the pool keeps no trace of the
+ * job. On success the job holds a reference on the pool (see refs). */
 int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job);
-/* Loop thread of the job's port: cancels a job that was seen QUEUED.
+/* Any thread that knows the pool is alive: cancels a job seen QUEUED.
  * 0 (now CANCELLED and pushed to its port), -EBUSY (a worker took it) or
  * -EALREADY (a concurrent EVEXEC_CANCEL shutdown cancelled it). */
 int evexec__pool_cancel(struct evexec_pool *pool, struct evexec_job *job);
 /* Drops n references that delivered jobs held on their pool; frees it when
  * none remains. Any thread. */
 void evexec__pool_unref(struct evexec_pool *pool, unsigned long n);
+/* The pool whose worker the calling thread is, or NULL. */
+struct evexec_pool *evexec__pool_current(void);
+
+/* --- futures (future.c) and loops (loop.c) ------------------------------ */
+
+/* A doubly linked ring; a ring head is a node linked to itself. */
+struct evexec__ring {
+    struct evexec__ring *prev, *next;
+};
+
+static inline void ring_init(struct evexec__ring *r)
+{
+    r->prev = r->next = r;
+}
+
+static inline int ring_empty(const struct evexec__ring *r)
+{
+    return r->next == r;
+}
+
+static inline void ring_remove(struct evexec__ring *r)
+{
+    r->prev->next = r->next;
+    r->next->prev = r->prev;
+    r->prev = r->next = r;
+}
+
+static inline void ring_push_tail(struct evexec__ring *head, struct evexec__ring *r)
+{
+    r->prev = head->prev;
+    r->next = head;
+    head->prev->next = r;
+    head->prev = r;
+}
+
+enum future_state {
+    FUTURE_QUEUED = 0,  /* posted / in the pool, not started */
+    FUTURE_RUNNING,     /* a call's fn has run, its promise is unsettled */
+    FUTURE_DONE         /* status and result are final */
+};
+
+enum future_kind {
+    FUTURE_CALL = 0,    /* evexec_loop_call() */
+    FUTURE_JOB          /* evexec_pool_call() */
+};
+
+/* The part of a call's future that only its loop thread touches. */
+struct future_call {
+    struct evexec_loop *loop;
+    evexec_call_fn fn;
+    void *arg;
+    struct evexec__ring ring;      /* in loop->live while the promise is */
+    evexec_promise_fn on_cancel, on_stop;
+    void *cancel_arg, *stop_arg;
+    uint8_t taken;                 /* taken from the mailbox once */
+    uint8_t live;                  /* promise handed out, not settled */
+    uint8_t loop_cancelled;        /* completed as -ECANCELED by the loop */
+    uint8_t notice_seen;           /* the poster's cancel notice arrived */
+    uint8_t notice_awaited;        /* counted in loop->notices_due */
+};
+
+/*
+ * A future, and (for calls) its promise: an evexec_promise * is the same
+ * pointer. Reference counted: the holder's handle, the loop side (the
+ * posted node, then the promise) or the pool side (the job), and a cancel
+ * notice in flight. A call's link is posted to its loop's mailbox as the
+ * call, and at most once more as a cancel notice, after it was taken.
+ */
+struct evexec_future {
+    struct evexec__node link;      /* first member: see struct evexec__node */
+    _Atomic uint8_t state;         /* enum future_state; changes under mu */
+    uint8_t kind;                  /* enum future_kind */
+    _Atomic unsigned refs;
+    unsigned waiters;              /* under mu */
+    int status;                    /* under mu until DONE, then final */
+    void *result;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    union {
+        struct future_call call;
+        struct evexec_job job;
+    } u;
+};
+
+/* future.c */
+/* Allocates a future with refs references, state QUEUED. NULL: -ENOMEM. */
+struct evexec_future *evexec__future_new(enum future_kind kind, unsigned refs);
+void evexec__future_ref(struct evexec_future *f);
+void evexec__future_unref(struct evexec_future *f);
+/* Completes f (under its mutex) unless already DONE; wakes its waiters.
+ * Returns 1 if this call completed it. */
+int evexec__future_settle(struct evexec_future *f, int status, void *result);
+
+/* loop.c */
+/* The loop whose thread the caller is, or NULL. */
+struct evexec_loop *evexec__loop_current(void);
+/* Loop thread: the promise of f has just been settled; lost says the
+ * future had been completed by a cancel. Drops the loop side's reference. */
+void evexec__loop_promise_released(struct evexec_loop *loop, struct evexec_future *f, int lost);
+/* Loop thread: 1 once the stop has begun on the loop thread. */
+int evexec__loop_stop_applied(const struct evexec_loop *loop);
+/* Any thread: posts f's cancel notice (f holds a reference for it). */
+void evexec__loop_post_notice(struct evexec_loop *loop, struct evexec_future *f);
 
 /* --- options (error.c) --------------------------------------------------- */
 

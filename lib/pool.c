@@ -22,7 +22,11 @@
  * - Worker structs are never freed before the pool, so a submitter may
  *   signal a worker's condition variable after unlocking.
  * - The pool's memory outlives evexec_pool_free() while jobs it accepted are
- *   undelivered (refs), because evexec_cancel() may still lock the mutex.
+ *   undelivered (refs), because evexec_cancel() may still lock the mutex;
+ *   a future's job (evexec_pool_call()) keeps its reference until the
+ *   future is freed, for evexec_future_cancel().
+ * - A job that ran or was cancelled goes back through evexec__job_complete():
+ *   to its port, or straight into its future. Either way, never with mu held.
  */
 #include "config.h"
 
@@ -347,7 +351,7 @@ static void *worker_main(void *arg)
         if (!job) {
             if (finished) {
                 pthread_mutex_unlock(&pool->mu);
-                evexec__port_complete(finished);
+                evexec__job_complete(finished);
                 finished = NULL;
                 pthread_mutex_lock(&pool->mu);
                 continue; /* look again: work may have come meanwhile */
@@ -362,7 +366,7 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&pool->mu);
 
         if (finished)
-            evexec__port_complete(finished);
+            evexec__job_complete(finished);
         job->u.result = job->work(job, job->arg);
         finished = job;
 
@@ -460,6 +464,11 @@ static void pool_destroy(struct evexec_pool *pool)
     free(pool);
 }
 
+struct evexec_pool *evexec__pool_current(void)
+{
+    return current_pool;
+}
+
 void evexec__pool_unref(struct evexec_pool *pool, unsigned long n)
 {
     if (atomic_fetch_sub_explicit(&pool->refs, n, memory_order_acq_rel) == n)
@@ -535,7 +544,7 @@ int evexec__pool_cancel(struct evexec_pool *pool, struct evexec_job *job)
     pool->cancelled++;
     pthread_mutex_unlock(&pool->mu);
     job->u.result = NULL;
-    evexec__port_complete(job);
+    evexec__job_complete(job);
     return 0;
 }
 
@@ -659,7 +668,7 @@ int evexec_pool_shutdown(evexec_pool *pool, int how)
     for (; cancelled; cancelled = next) {
         next = job_next(cancelled); /* the push below rewrites it */
         cancelled->u.result = NULL;
-        evexec__port_complete(cancelled);
+        evexec__job_complete(cancelled);
     }
     return 0;
 }

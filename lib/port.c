@@ -261,6 +261,8 @@ static void port_run(struct evexec_port *port)
     if (pool_refs)
         evexec__pool_unref(pool, pool_refs);
     port->in_run = 0;
+    if (EVEXEC_UNLIKELY(port->idle_hook != NULL) && port->outstanding == 0)
+        port->idle_hook(port->idle_arg);
     if (port->batch_head == port->batch_len) {
         port->batch_head = port->batch_len = 0;
         port_grab(port); /* see port_pump */
@@ -389,6 +391,13 @@ int evexec_port_free(evexec_port *port)
     if (port->closing)
         return 0;
     port->closing = 1;
+    evexec__port_cancel_all(port);
+    port_release(port);
+    return 0;
+}
+
+void evexec__port_cancel_all(struct evexec_port *port)
+{
     /* Cancel what is queued, ask what runs to stop; each still gets its
      * callback from the loop. */
     for (uint32_t c = 0; c < port->nchunks && port->outstanding; c++) {
@@ -402,8 +411,6 @@ int evexec_port_free(evexec_port *port)
                 atomic_store_explicit(&job->stop, 1, memory_order_relaxed);
         }
     }
-    port_release(port);
-    return 0;
 }
 
 int evexec_port_stats(evexec_port *port, struct evexec_port_stats *out)

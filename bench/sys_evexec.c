@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * evexec, through its public API only: one pool, one port on a plain
+ * event_base (no evthread_use_pthreads()), default options except the pool
+ * size and the queue bound the workload needs. "evexec-spin" is the same
+ * with worker spinning on, where this evexec has the option.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <event2/event.h>
+#include <evexec.h>
+
+#include "bench.h"
+
+/* Without EVENT_BASE_FLAG_PRECISE_TIMER, libevent reads CLOCK_MONOTONIC_COARSE
+ * and its timers fire up to a jiffy (here 4 ms) late; with it, epoll waits
+ * on a timerfd, one more syscall per loop iteration: only W5 asks for it. */
+static struct event_base *new_base(int precise)
+{
+    struct event_config *c;
+    struct event_base *b;
+    if (!precise)
+        return event_base_new();
+    if (!(c = event_config_new()))
+        return NULL;
+    event_config_set_flag(c, EVENT_BASE_FLAG_PRECISE_TIMER);
+    b = event_base_new_with_config(c);
+    event_config_free(c);
+    return b;
+}
+
+struct bench_sys {
+    struct event_base *base;
+    evexec_pool *pool;
+    evexec_port *port;
+    struct event *timer;
+    void (*timer_cb)(void *);
+    void *timer_arg;
+    unsigned threads;
+};
+
+static void *work(evexec_job *job, void *arg)
+{
+    (void)job;
+    bench_work(arg);
+    return NULL;
+}
+
+static void done(int status, void *result, void *arg)
+{
+    (void)status;
+    (void)result;
+    bench_done(arg);
+}
+
+static int init_common(struct bench_sys **out, const struct bench_cfg *cfg, int spin)
+{
+    struct evexec_pool_opts po = EVEXEC_POOL_OPTS_INIT;
+    struct bench_sys *s = calloc(1, sizeof *s);
+    int rc;
+
+    if (!s)
+        return -ENOMEM;
+    po.max_threads = cfg->threads;
+    po.max_queued = cfg->max_queued;
+#ifdef HAVE_STRUCT_EVEXEC_POOL_OPTS_SPIN_US
+    po.spin_us = spin ? cfg->spin_us : 0;
+#else
+    if (spin) {
+        free(s);
+        return -ENOTSUP;
+    }
+#endif
+    s->threads = cfg->threads;
+    if (!(s->base = new_base(cfg->precise_timers))) {
+        free(s);
+        return -ENOMEM;
+    }
+    if ((rc = evexec_pool_new(&s->pool, &po)) < 0)
+        goto fail;
+    if ((rc = evexec_port_new(&s->port, s->base, NULL)) < 0)
+        goto fail;
+    *out = s;
+    return 0;
+fail:
+    fprintf(stderr, "evexec: %s\n", evexec_strerror(rc));
+    evexec_pool_free(s->pool);
+    event_base_free(s->base);
+    free(s);
+    return rc;
+}
+
+static int sys_init(struct bench_sys **out, const struct bench_cfg *cfg)
+{
+    return init_common(out, cfg, 0);
+}
+
+static int sys_init_spin(struct bench_sys **out, const struct bench_cfg *cfg)
+{
+    return init_common(out, cfg, 1);
+}
+
+static int sys_submit(struct bench_sys *s, struct bench_job *job)
+{
+    return evexec_submit(s->port, s->pool, work, done, job, NULL);
+}
+
+static void sys_run(struct bench_sys *s)
+{
+    event_base_dispatch(s->base);
+}
+
+static void sys_stop(struct bench_sys *s)
+{
+    event_base_loopbreak(s->base);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct bench_sys *s = arg;
+    (void)fd;
+    (void)what;
+    s->timer_cb(s->timer_arg);
+}
+
+static int sys_timer(struct bench_sys *s, unsigned delay_us, void (*cb)(void *), void *arg)
+{
+    struct timeval tv = {(time_t)(delay_us / 1000000), (suseconds_t)(delay_us % 1000000)};
+    if (!s->timer && !(s->timer = evtimer_new(s->base, on_timer, s)))
+        return -ENOMEM;
+    s->timer_cb = cb;
+    s->timer_arg = arg;
+    event_base_update_cache_time(s->base);
+    return evtimer_add(s->timer, &tv) < 0 ? -EINVAL : 0;
+}
+
+static unsigned sys_threads(const struct bench_sys *s)
+{
+    return s->threads;
+}
+
+static void sys_fini(struct bench_sys *s)
+{
+    if (s->timer)
+        event_free(s->timer);
+    evexec_pool_free(s->pool);
+    evexec_port_free(s->port);
+    event_base_free(s->base);
+    free(s);
+}
+
+static void sys_version(char *buf, size_t n)
+{
+    snprintf(buf, n, "evexec %s, libevent %s", evexec_version_string(), event_get_version());
+}
+
+const struct bench_ops bench_sys_evexec = {
+    "evexec", "evexec",
+    sys_init, sys_submit, sys_run, sys_stop, sys_timer, sys_threads, sys_fini, sys_version,
+};
+
+const struct bench_ops bench_sys_evexec_spin = {
+    "evexec-spin", "evexec, worker spinning on",
+    sys_init_spin, sys_submit, sys_run, sys_stop, sys_timer, sys_threads, sys_fini, sys_version,
+};
