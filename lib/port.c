@@ -223,7 +223,13 @@ static void port_grab(struct evexec_port *port)
     port->batch_len += n;
 }
 
-/* Runs up to max_batch done callbacks. */
+/*
+ * Runs up to max_batch done callbacks, taking more finished jobs whenever
+ * the batch runs out. It takes only then: while the completion list is not
+ * empty, workers post to it without writing the wake fd, so a long burst
+ * costs a few writes, not one per batch. If the cap stops it with jobs
+ * left, a zero timer brings it back after the loop's other events.
+ */
 static void port_run(struct evexec_port *port)
 {
     struct evexec_pool *pool = NULL;
@@ -232,7 +238,13 @@ static void port_run(struct evexec_port *port)
 
     port->batches++;
     port->in_run = 1;
-    while (port->batch_head < port->batch_len && n < port->max_batch) {
+    while (n < port->max_batch) {
+        if (port->batch_head == port->batch_len) {
+            port->batch_head = port->batch_len = 0;
+            port_grab(port);
+            if (port->batch_len == 0)
+                break;
+        }
         struct evexec_job *job = port->batch[port->batch_head++];
         int cancelled = atomic_load_explicit(&job->state, memory_order_relaxed) == JOB_CANCELLED;
         int status = cancelled ? -ECANCELED : 0;
@@ -263,9 +275,11 @@ static void port_run(struct evexec_port *port)
     port->in_run = 0;
     if (EVEXEC_UNLIKELY(port->idle_hook != NULL) && port->outstanding == 0)
         port->idle_hook(port->idle_arg);
-    if (port->batch_head == port->batch_len) {
+    /* Stopped by the cap just as the batch ran out: jobs posted since the
+     * last take may have spent their wake-up on this very run. */
+    if (port->batch_head == port->batch_len && n == port->max_batch) {
         port->batch_head = port->batch_len = 0;
-        port_grab(port); /* see port_pump */
+        port_grab(port);
     }
     if (port->batch_head != port->batch_len) {
         static const struct timeval zero = {0, 0};
@@ -274,30 +288,18 @@ static void port_run(struct evexec_port *port)
     port_release(port);
 }
 
-/* Takes more finished jobs only once the backlog is done: while the list
- * is not empty, workers post to it without writing the wake fd, so a long
- * burst costs a few writes, not one per batch. So a run that empties the
- * backlog takes again, or posts made meanwhile would wait for a wake-up
- * that never comes. */
-static void port_pump(struct evexec_port *port)
-{
-    if (port->batch_head == port->batch_len)
-        port_grab(port);
-    port_run(port);
-}
-
 static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
     EVEXEC_UNUSED(fd);
     EVEXEC_UNUSED(what);
-    port_pump(arg);
+    port_run(arg);
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
 {
     EVEXEC_UNUSED(fd);
     EVEXEC_UNUSED(what);
-    port_pump(arg);
+    port_run(arg);
 }
 
 /* --- lifetime ------------------------------------------------------------ */
