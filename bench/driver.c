@@ -39,7 +39,7 @@ const char *const bench_workloads[] = {
 };
 
 const char *const bench_systems[] = {
-    "evexec", "evexec-spin", "libuv", "gtask", "gpool", "handrolled",
+    "evexec", "evexec-spin", "evexec-nice", "libuv", "gtask", "gpool", "handrolled",
     "floor-futex", "floor-eventfd", "floor-threads", NULL,
 };
 
@@ -63,6 +63,8 @@ const struct bench_ops *bench_find_system(const char *name, const char **why_not
         return NULL;
 #endif
     }
+    if (!strcmp(name, "evexec-nice"))
+        return &bench_sys_evexec_nice;
     if (!strcmp(name, "libuv")) {
 #ifdef BENCH_HAVE_LIBUV
         return &bench_sys_libuv;
@@ -92,6 +94,8 @@ int bench_applies(const char *workload, const char *system)
         return !strncmp(workload, "W2", 2);
     if (!strcmp(system, "floor-threads"))
         return !strcmp(workload, "W3");
+    if (!strcmp(system, "evexec-nice")) /* the option is for W5's situation */
+        return !strcmp(workload, "W5");
     return 1;
 }
 

@@ -3,7 +3,8 @@
  * evexec, through its public API only: one pool, one port on a plain
  * event_base (no evthread_use_pthreads()), default options except the pool
  * size and the queue bound the workload needs. "evexec-spin" is the same
- * with worker spinning on, where this evexec has the option.
+ * with worker spinning on, where this evexec has the option; "evexec-nice"
+ * (W5 only) with the workers at nice 19.
  */
 #include "config.h"
 
@@ -57,7 +58,7 @@ static void done(int status, void *result, void *arg)
     bench_done(arg);
 }
 
-static int init_common(struct bench_sys **out, const struct bench_cfg *cfg, int spin)
+static int init_common(struct bench_sys **out, const struct bench_cfg *cfg, int spin, unsigned nice)
 {
     struct evexec_pool_opts po = EVEXEC_POOL_OPTS_INIT;
     struct bench_sys *s = calloc(1, sizeof *s);
@@ -67,6 +68,7 @@ static int init_common(struct bench_sys **out, const struct bench_cfg *cfg, int 
         return -ENOMEM;
     po.max_threads = cfg->threads;
     po.max_queued = cfg->max_queued;
+    po.nice = nice;
 #ifdef HAVE_STRUCT_EVEXEC_POOL_OPTS_SPIN_US
     po.spin_us = spin ? cfg->spin_us : 0;
 #else
@@ -96,12 +98,19 @@ fail:
 
 static int sys_init(struct bench_sys **out, const struct bench_cfg *cfg)
 {
-    return init_common(out, cfg, 0);
+    return init_common(out, cfg, 0, 0);
 }
 
 static int sys_init_spin(struct bench_sys **out, const struct bench_cfg *cfg)
 {
-    return init_common(out, cfg, 1);
+    return init_common(out, cfg, 1, 0);
+}
+
+/* Workers at nice 19: what a daemon with CPU-bound jobs on few cores does
+ * to keep its loop (and timers) responsive. */
+static int sys_init_nice(struct bench_sys **out, const struct bench_cfg *cfg)
+{
+    return init_common(out, cfg, 0, 19);
 }
 
 static int sys_submit(struct bench_sys *s, struct bench_job *job)
@@ -166,4 +175,9 @@ const struct bench_ops bench_sys_evexec = {
 const struct bench_ops bench_sys_evexec_spin = {
     "evexec-spin", "evexec, worker spinning on",
     sys_init_spin, sys_submit, sys_run, sys_stop, sys_timer, sys_threads, sys_fini, sys_version,
+};
+
+const struct bench_ops bench_sys_evexec_nice = {
+    "evexec-nice", "evexec, workers at nice 19",
+    sys_init_nice, sys_submit, sys_run, sys_stop, sys_timer, sys_threads, sys_fini, sys_version,
 };
