@@ -187,7 +187,8 @@ struct evexec_pool_opts {
      * costs tens of microseconds on a virtual machine). Trades CPU time for
      * latency: worth it for request/response traffic with a job in flight
      * at a time. At most one worker spins at a time, and none that may run
-     * on one CPU only (it would only delay the submitter). */
+     * only on the CPU its submitters last ran on (it would only delay
+     * them). */
     unsigned spin_us;
     /** Added to the workers' nice value, 0..19 (Linux, where nice is per
      * thread; ignored elsewhere). Default 0. With CPU-bound jobs on few
@@ -349,8 +350,9 @@ EVEXEC_EXPORT int evexec_port_new(evexec_port **out, struct event_base *base,
  * After the call the handle must not be used, except that evexec_submit()
  * through it from a done callback still delivered by it returns -ESHUTDOWN.
  *
- * @return 0, or -EPERM when not called on the loop thread (nothing is done).
- *   NULL is a no-op returning 0.
+ * @return 0, or -EPERM when not called on the loop thread, or when @p port
+ *   is a loop's own port (evexec_loop_port(): the loop frees it); nothing
+ *   is done then. NULL is a no-op returning 0.
  *
  * Thread: the port's loop thread, including from a done callback.
  */
@@ -403,8 +405,12 @@ EVEXEC_EXPORT int evexec_port_stats(evexec_port *port, struct evexec_port_stats 
  *   - -EINVAL: @p port, @p pool or @p work is NULL;
  *   - -EPERM: not called on the port's loop thread;
  *   - -EAGAIN: the queue is at max_queued, or no worker thread exists and
- *     none could be started;
- *   - -ESHUTDOWN: the pool was shut down, or the port freed;
+ *     none could be started (jobs other loops had queued, counting on a
+ *     thread that then failed to start, are then delivered as
+ *     -ECANCELED: accepted jobs are never left without a thread);
+ *   - -ESHUTDOWN: the pool was shut down, or the port freed, or the port
+ *     is a loop's (evexec_loop_port()) and the loop is being stopped with
+ *     ::EVEXEC_CANCEL or is finishing (see evexec_loop_stop());
  *   - -ENOMEM: out of memory.
  *
  * Thread: the port's loop thread.
@@ -468,13 +474,16 @@ EVEXEC_EXPORT int evexec_job_cancelled(const evexec_job *job);
  *   evexec_future_result(), may cancel with evexec_future_cancel(), and
  *   releases the handle with evexec_future_free().
  * - evexec_loop_stop() drains (or cancels) what is pending, runs the fini
- *   hook on the loop thread, and joins the thread; evexec_loop_free()
- *   releases the handle.
+ *   hook on the loop thread, and waits for the thread to end;
+ *   evexec_loop_free() joins it and releases the handle.
  *
  * Calls reach the loop through the same machinery as finished jobs reach a
  * port: a lock-free list and a wake fd written only when the list was
  * empty, so a burst of calls costs one wake-up. The same future type serves
- * jobs submitted to a pool from any thread with evexec_pool_call().
+ * jobs submitted to a pool from any thread with evexec_pool_call(). Unlike
+ * a port's jobs, each call and each pool future is one allocation (with a
+ * mutex and a condition variable of its own), made by evexec_loop_call()
+ * or evexec_pool_call() and released when both sides are done with it.
  *
  * The life of a call: *queued* (posted, not yet started), *in progress*
  * (fn was called, the promise is not settled), *complete* (resolved,
@@ -483,8 +492,10 @@ EVEXEC_EXPORT int evexec_job_cancelled(const evexec_job *job);
  *
  * Ownership: the caller of evexec_loop_call() owns the future handle and
  * frees it once. The loop side owns the promise handle from the moment fn
- * is called until it settles it; if the loop thread ends first (a stop with
- * ::EVEXEC_CANCEL, or I/O that never called back), evexec releases it. A
+ * is called until it settles it. Only a stop with ::EVEXEC_CANCEL lets the
+ * loop thread end with promises unsettled (a drain waits for every one,
+ * however long their I/O takes); evexec then releases them once fini has
+ * run, so their code must not use them afterwards. A
  * result pointer belongs to whoever holds it: the loop side until
  * evexec_promise_resolve() returns 0, the future's holder after that. The
  * call's `arg` may be used by the call's code until it settles its promise,
@@ -578,11 +589,17 @@ typedef void (*evexec_promise_fn)(evexec_promise *promise, void *arg);
 typedef int (*evexec_loop_init_fn)(evexec_loop *loop, void *arg);
 
 /**
- * The fini hook of a loop, run on the loop thread once the last call has
- * completed and the loop's port has delivered its last job, before the base
- * is freed. It releases what init made; the loop does not run any more
- * (a synchronous call like evhttp_connection_free() is fine; waiting for a
- * callback is not). Promises still unsettled may be settled here.
+ * The fini hook of a loop, run on the loop thread once the stop is
+ * complete: the last call has completed and the loop's port has delivered
+ * its last job. It releases what init made. The event loop does not run
+ * any more, before or after it: nothing fini starts will call back (a
+ * synchronous call like evhttp_connection_free() is fine; waiting for a
+ * callback is not), and the loop's port refuses new jobs (-ESHUTDOWN).
+ * The base is freed as soon as fini returns, so a port the program made on
+ * it with evexec_port_new() must have been freed, with no job outstanding,
+ * by then. Promises still unsettled (only a stop with ::EVEXEC_CANCEL
+ * leaves any) may be settled here; evexec releases the others when fini
+ * returns.
  *
  * Thread: the loop thread.
  */
@@ -650,38 +667,48 @@ EVEXEC_EXPORT int evexec_loop_start(evexec_loop **out, const struct evexec_loop_
  * (evexec_promise_on_stop()), and
  * - with ::EVEXEC_DRAIN, queued calls still run and the loop goes on until
  *   every call has settled its promise and the loop's port (if any) has
- *   delivered every job;
+ *   delivered every job. The port still accepts jobs meanwhile, so a done
+ *   callback that submits again (a retry or poll loop) holds the drain up,
+ *   like a call that never settles its promise: have it check
+ *   evexec_loop_stopping(), or escalate to ::EVEXEC_CANCEL;
  * - with ::EVEXEC_CANCEL, queued calls complete as -ECANCELED without
  *   running; in-progress calls complete as -ECANCELED at once (their
  *   waiters wake) and their cancel hooks run (evexec_promise_on_cancel());
- *   the port's queued jobs are cancelled and the loop waits only for its
- *   running jobs to be delivered.
- * Then fini runs, the base is freed, promises still unsettled are released
- * by evexec, and the thread ends.
+ *   the loop's port refuses new jobs from then on (evexec_submit() returns
+ *   -ESHUTDOWN), its queued jobs are cancelled, and the loop waits only for
+ *   its running jobs to be delivered. Calls that never settle do not hold
+ *   it up.
+ * Then the port refuses jobs in either mode, fini runs, the port and the
+ * base are freed, promises still unsettled are released by evexec, and the
+ * thread ends.
  *
- * Called from any other thread, it returns once the thread has ended and
- * has been joined. The first such call joins it, including after a stop
- * begun on the loop thread. A stop with ::EVEXEC_CANCEL while a stop with
- * ::EVEXEC_DRAIN is under way escalates it (a daemon's second Ctrl-C) and
- * returns once the thread has ended. Any other repeated stop returns
- * -EALREADY at once.
+ * Called from any other thread, it returns once the loop thread has ended
+ * (evexec_loop_free() joins it), whatever it returns: a first stop, a stop
+ * with ::EVEXEC_CANCEL while one with ::EVEXEC_DRAIN is under way (an
+ * escalation: a daemon's second Ctrl-C), even when it comes too late to
+ * cancel anything, and a repeated stop alike. It blocks the thread it is
+ * called on (called on another loop's thread, that loop waits too). On a
+ * worker running a job submitted through this loop's port, a drain never
+ * ends: it waits for that job.
  *
- * Called on the loop thread (from a call, a hook, init or a callback of
- * the base), it only begins the stop, which proceeds once the current
- * callback returns, and returns -EINPROGRESS; the thread is joined later by
- * evexec_loop_stop() from another thread or by evexec_loop_free().
+ * Called on the loop thread (from a call, a hook, init, fini or a callback
+ * of the base), it only begins the stop (or escalates it), which proceeds
+ * once the current callback returns, and returns -EINPROGRESS.
  *
- * A call that never settles its promise holds a drain up forever;
- * ::EVEXEC_CANCEL does not wait for it.
+ * Not async-signal-safe (it takes a mutex and may block): a daemon's
+ * signal handler must not call it. Catch the signal with a libevent signal
+ * event on the program's own loop, or in a thread of its own that waits
+ * with sigwait(), and call it from there (the loop thread itself blocks
+ * every signal).
  *
  * @param loop  the loop.
  * @param how   ::EVEXEC_DRAIN or ::EVEXEC_CANCEL.
- * @return 0 (stopped and joined), or
+ * @return 0 (this call began or escalated the stop, and the thread has
+ *   ended), or
  *   - -EINPROGRESS: called on the loop thread; the stop (or its
  *     escalation) has begun;
  *   - -EALREADY: already stopped, or being stopped, with this mode or a
- *     stronger one (and, from another thread, already joined or being
- *     joined by another caller);
+ *     stronger one (from another thread, once the thread has ended);
  *   - -EINVAL: @p loop NULL or @p how not a mode.
  *
  * Thread: any thread. Blocks, except on the loop thread.
@@ -690,11 +717,14 @@ EVEXEC_EXPORT int evexec_loop_stop(evexec_loop *loop, int how);
 
 /**
  * Stops the loop with ::EVEXEC_DRAIN unless it was stopped, waits for its
- * thread to end (see evexec_loop_stop()) and releases the handle.
+ * thread to end (see evexec_loop_stop()), joins it and releases the handle.
  *
  * Futures of the loop's calls stay valid (all complete by then) and must
- * still be freed. No other thread may use the handle during or after the
- * call.
+ * still be freed. Calls of evexec_loop_stop() already under way on other
+ * threads are waited for (a signal thread's escalation may race with the
+ * main thread's free); no other call on the handle may begin once
+ * evexec_loop_free() may have been called. Not async-signal-safe (see
+ * evexec_loop_stop()).
  *
  * @return 0, or -EDEADLK when called on the loop's own thread (nothing is
  *   done). NULL is a no-op returning 0.
@@ -728,6 +758,8 @@ EVEXEC_EXPORT int evexec_loop_call(evexec_loop *loop, evexec_call_fn fn, void *a
 /**
  * @return the loop's event_base, or NULL if @p loop is NULL. Only the loop
  *   thread may use the base; it is freed when the loop thread ends, after
+ *   fini. A port made on it with evexec_port_new() (rather than
+ *   evexec_loop_port()) is the program's: free it, idle, by the end of
  *   fini.
  *
  * Thread: any thread (the base itself: the loop thread only).
@@ -757,9 +789,11 @@ EVEXEC_EXPORT void *evexec_loop_context(evexec_loop *loop);
 /**
  * Gives the loop's completion port, created on first use: calls use it to
  * offload blocking work to a pool with evexec_submit(), and settle their
- * promise from the done callback. The port belongs to the loop: do not
- * free it. A stop waits for its jobs to be delivered (see
- * evexec_loop_stop()); it is freed after fini.
+ * promise from the done callback. The port belongs to the loop, which
+ * frees it after fini: evexec_port_free() refuses it (-EPERM). A stop
+ * waits for its jobs to be delivered; it refuses new ones once a stop
+ * with ::EVEXEC_CANCEL has begun, and from fini on (see
+ * evexec_loop_stop()).
  *
  * @param loop      the loop.
  * @param[out] out  receives the port; untouched on error.
@@ -807,11 +841,12 @@ EVEXEC_EXPORT int evexec_promise_resolve(evexec_promise *promise, void *result);
  *
  * @param promise  the promise given to the call.
  * @param err      a negative errno, e.g. -ECONNREFUSED or -ETIMEDOUT
- *                 (evexec_future_result() returns it as is).
+ *                 (evexec_future_result() returns it as is), but not
+ *                 -EINPROGRESS, which means "not complete" there.
  * @return 0 (delivered), -ECANCELED (the future had been cancelled; the
- *   promise is released all the same), -EINVAL (@p err not negative, or as
- *   for evexec_promise_resolve(): nothing is done), -EPERM (not on the loop
- *   thread: nothing is done).
+ *   promise is released all the same), -EINVAL (@p err not negative, or
+ *   -EINPROGRESS, or as for evexec_promise_resolve(): nothing is done, the
+ *   promise stays live), -EPERM (not on the loop thread: nothing is done).
  *
  * Thread: the loop thread of the promise's loop.
  */
@@ -874,15 +909,22 @@ EVEXEC_EXPORT int evexec_promise_cancelled(const evexec_promise *promise);
  * and wait again as often as wanted. Several threads may wait on one
  * future at once.
  *
+ * It blocks the calling thread, whatever it is: called on the thread of a
+ * loop (evexec's or the program's own), it holds that whole loop up until
+ * the future completes. There, poll with evexec_future_result() instead,
+ * or give a timeout of 0.
+ *
  * @param future      the future.
  * @param timeout_ms  most milliseconds to wait; 0 does not block;
  *                    ::EVEXEC_WAIT_FOREVER (-1) waits until it completes.
  * @return 0 (complete), or
  *   - -ETIMEDOUT: still pending after @p timeout_ms; the future stays valid;
- *   - -EDEADLK: the future is pending and the caller is the thread that
- *     must complete it, which would wait forever: the loop thread of the
- *     call's loop, or a worker of the job's pool (use
- *     evexec_future_result() to poll there);
+ *   - -EDEADLK: the future is pending and the caller is a thread it may
+ *     need, so the wait might never end: the loop thread of the call's
+ *     loop (which must run the call), or any worker of the job's pool
+ *     (refused even when other workers could run the job: they might all
+ *     be waiting too). Nothing is waited for; poll with
+ *     evexec_future_result() there;
  *   - -EINVAL: @p future NULL or @p timeout_ms < -1.
  *
  * Thread: any thread (see -EDEADLK). Blocks.
@@ -925,11 +967,15 @@ EVEXEC_EXPORT int evexec_future_result(evexec_future *future, void **result);
  *   is set (evexec_job_cancelled()), and the future completes with its
  *   result when it returns.
  *
- * Never runs a callback and never blocks for long.
+ * Never runs a callback and never blocks for long: a pool job that a
+ * concurrent evexec_pool_shutdown() with ::EVEXEC_CANCEL (or another
+ * thread's cancel) has just taken off the queue is waited for until that
+ * call has completed it, which it does at once.
  *
  * @return 0 (the future is now complete as -ECANCELED), or
- *   - -EALREADY: the future was already complete (read its outcome: a
- *     result delivered before the cancel is still yours to free);
+ *   - -EALREADY: the future is complete, and was not completed by this
+ *     call (read its outcome: a result delivered before the cancel is
+ *     still yours to free);
  *   - -EBUSY: a pool job is running (see above);
  *   - -EINVAL: @p future NULL.
  *

@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include "evexec-internal.h"
@@ -40,7 +41,7 @@
 const char *evexec_strerror(int err)
 {
     if (err < 0)
-        err = -err;
+        err = err == INT_MIN ? INT_MAX : -err; /* -INT_MIN overflows */
 #define X(code, name, text) \
     if (err == (code))      \
         return text;
@@ -52,7 +53,7 @@ const char *evexec_strerror(int err)
 const char *evexec_errname(int err)
 {
     if (err < 0)
-        err = -err;
+        err = err == INT_MIN ? INT_MAX : -err; /* -INT_MIN overflows */
 #define X(code, name, text) \
     if (err == (code))      \
         return name;

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "evexec.h"
 
@@ -22,6 +23,27 @@
 #define EVEXEC_LIKELY(x) __builtin_expect(!!(x), 1)
 #define EVEXEC_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define EVEXEC_CACHELINE 64
+
+/* Done callbacks (ports) and calls (loops) run per wake-up by default, and
+ * at most. */
+#define EVEXEC__DEFAULT_MAX_BATCH 128u
+#define EVEXEC__MAX_MAX_BATCH (1u << 20)
+
+/* --- threads (thread.c) -------------------------------------------------- */
+
+/* pthread_create() with every signal blocked in the new thread from its
+ * first instruction. 0 or -errno. */
+int evexec__thread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *),
+                          void *arg);
+/* Names the calling thread, cut to the 15 bytes Linux keeps. */
+void evexec__thread_name(const char *name);
+/* Initialises a condition variable whose timed waits use the clock of
+ * evexec__clock_now() (monotonic where possible). 0 or -errno. */
+int evexec__cond_init(pthread_cond_t *cv);
+void evexec__clock_now(struct timespec *ts);
+/* *ts = now + ms, for pthread_cond_timedwait() on evexec__cond_init()'s
+ * condition variables. */
+void evexec__deadline_after(struct timespec *ts, unsigned ms);
 
 /* --- mailbox links ------------------------------------------------------- */
 
@@ -131,8 +153,6 @@ struct evexec__mailbox {
      * wake-fd write (by whoever posted onto the empty list); once every
      * write owed has been read, no poster can still touch the mailbox. */
     uint64_t signals_owed, signals_read;
-    int edge;                      /* edge-triggered eventfd: not read on
-                                      each wake-up */
 };
 
 /* Loop thread: opens the wake fd and adds a persistent read event calling
@@ -143,15 +163,14 @@ int evexec__mailbox_open(struct evexec__mailbox *mb, struct event_base *base,
 void evexec__mailbox_close(struct evexec__mailbox *mb);
 /* Any thread: posts a node. */
 void evexec__mailbox_post(struct evexec__mailbox *mb, struct evexec__node *node);
-/* Loop thread: empties the wake fd (unless edge-triggered), then takes
- * every node posted so far, newest first (NULL if none). A caller that does
- * not take on every wake-up must take again before it goes idle: posts onto
- * a non-empty list write nothing. */
+/* Loop thread: empties the wake fd, then takes every node posted so far,
+ * newest first (NULL if none). A caller that does not take on a wake-up
+ * leaves the fd readable, so the event fires again. */
 struct evexec__node *evexec__mailbox_take(struct evexec__mailbox *mb);
 /* Loop thread: no poster can still be touching the mailbox. */
-int evexec__mailbox_quiet(struct evexec__mailbox *mb);
+int evexec__mailbox_quiet(const struct evexec__mailbox *mb);
 /* Loop thread: wake-fd writes read so far. */
-uint64_t evexec__mailbox_signals(struct evexec__mailbox *mb);
+uint64_t evexec__mailbox_signals(const struct evexec__mailbox *mb);
 
 /* --- port (port.c) ------------------------------------------------------- */
 
@@ -162,6 +181,8 @@ struct evexec_port {
     pthread_t owner;               /* the loop thread */
     unsigned max_batch;
     int closing;                   /* evexec_port_free() was called */
+    int refusing;                  /* evexec_submit() answers -ESHUTDOWN:
+                                      a loop's port, its loop stopping */
     int in_run;                    /* delivering: release must wait */
 
     /* Job storage (loop thread only). */
@@ -211,7 +232,8 @@ struct evexec_job *evexec__port_job_find(struct evexec_port *port, evexec_job_id
 evexec_job_id evexec__port_job_id(const struct evexec_port *port, const struct evexec_job *job);
 /* Checks the caller is on the port's loop thread: 0 or -EPERM. */
 int evexec__port_check_thread(const struct evexec_port *port);
-/* Loop thread: 0, or -ESHUTDOWN once the port has been freed. */
+/* Loop thread: 0, or -ESHUTDOWN once the port has been freed or set
+ * refusing. */
 int evexec__port_check_open(const struct evexec_port *port);
 /* Loop thread: cancels the port's queued jobs and sets the stop flag of its
  * running ones; each still gets its callback from the loop. */
@@ -246,6 +268,7 @@ struct evexec_pool {
     /* Settings. */
     unsigned max_threads, min_threads, idle_ms, spin_us, nice;
     unsigned nspinning;            /* workers spinning (guarded by mu) */
+    _Atomic int submit_cpu;        /* CPU of the last submit, with spin_us */
     size_t max_queued;
     pthread_attr_t attr;
     char name[64];
@@ -257,8 +280,9 @@ struct evexec_pool {
  * job. On success the job holds a reference on the pool (see refs). */
 int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job);
 /* Any thread that knows the pool is alive: cancels a job seen QUEUED.
- * 0 (now CANCELLED and pushed to its port), -EBUSY (a worker took it) or
- * -EALREADY (a concurrent EVEXEC_CANCEL shutdown cancelled it). */
+ * 0 (now CANCELLED and completed), -EBUSY (a worker took it) or -EALREADY
+ * (a concurrent EVEXEC_CANCEL shutdown or cancel took it, and completes it
+ * outside the pool's mutex: maybe not yet). */
 int evexec__pool_cancel(struct evexec_pool *pool, struct evexec_job *job);
 /* Drops n references that delivered jobs held on their pool; frees it when
  * none remains. Any thread. */
@@ -319,9 +343,6 @@ struct future_call {
     void *cancel_arg, *stop_arg;
     uint8_t taken;                 /* taken from the mailbox once */
     uint8_t live;                  /* promise handed out, not settled */
-    uint8_t loop_cancelled;        /* completed as -ECANCELED by the loop */
-    uint8_t notice_seen;           /* the poster's cancel notice arrived */
-    uint8_t notice_awaited;        /* counted in loop->notices_due */
 };
 
 /*
@@ -359,12 +380,14 @@ int evexec__future_settle(struct evexec_future *f, int status, void *result);
 /* loop.c */
 /* The loop whose thread the caller is, or NULL. */
 struct evexec_loop *evexec__loop_current(void);
-/* Loop thread: the promise of f has just been settled; lost says the
- * future had been completed by a cancel. Drops the loop side's reference. */
-void evexec__loop_promise_released(struct evexec_loop *loop, struct evexec_future *f, int lost);
+/* Loop thread: the promise of f has just been settled. Drops the loop
+ * side's reference. */
+void evexec__loop_promise_released(struct evexec_loop *loop, struct evexec_future *f);
 /* Loop thread: 1 once the stop has begun on the loop thread. */
 int evexec__loop_stop_applied(const struct evexec_loop *loop);
-/* Any thread: posts f's cancel notice (f holds a reference for it). */
+/* Any thread, with f->mu held, having just completed f while RUNNING:
+ * counts and posts f's cancel notice (f holds a reference for it). Under
+ * f->mu, so a loop that sees f complete also sees the notice coming. */
 void evexec__loop_post_notice(struct evexec_loop *loop, struct evexec_future *f);
 
 /* --- options (error.c) --------------------------------------------------- */

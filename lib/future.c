@@ -25,10 +25,18 @@
  * until the future is freed, so evexec_future_cancel() may always lock the
  * pool's mutex.
  *
- * Lock order: a future's mutex is taken before a pool's mutex
- * (evexec_future_cancel() of a pool job reads the state under neither, and
- * the pool never completes a job with its mutex held), and no lock is held
- * while user code runs or while a mailbox is posted to.
+ * Locks: a future's mutex is never held together with another evexec
+ * lock: evexec_future_cancel() of a pool job reads the job's state under
+ * neither and calls into the pool without the future's mutex, and the pool
+ * completes jobs after dropping its own. The one thing done under a
+ * future's mutex besides its state is posting a cancel notice to its loop
+ * (lock-free, see loop.c). No lock is held while user code runs.
+ *
+ * A pool job cancelled by a concurrent EVEXEC_CANCEL shutdown (or cancel)
+ * is marked cancelled under the pool's mutex and completed just after,
+ * outside it: evexec_future_cancel() that finds it so waits for that
+ * completion (it runs no user code and needs no lock the waiter holds), so
+ * that -EALREADY always means "complete".
  */
 #include "config.h"
 
@@ -59,8 +67,6 @@ static uint8_t state_of(const struct evexec_future *f)
 struct evexec_future *evexec__future_new(enum future_kind kind, unsigned refs)
 {
     struct evexec_future *f = calloc(1, sizeof *f);
-    pthread_condattr_t ca;
-    int rc;
 
     if (!f)
         return NULL;
@@ -68,13 +74,7 @@ struct evexec_future *evexec__future_new(enum future_kind kind, unsigned refs)
         free(f);
         return NULL;
     }
-    pthread_condattr_init(&ca);
-#ifdef HAVE_PTHREAD_CONDATTR_SETCLOCK
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-#endif
-    rc = pthread_cond_init(&f->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    if (rc) {
+    if (evexec__cond_init(&f->cv) < 0) {
         pthread_mutex_destroy(&f->mu);
         free(f);
         return NULL;
@@ -145,19 +145,23 @@ void evexec__future_job_complete(struct evexec_job *job)
 
 /* --- futures ------------------------------------------------------------- */
 
-static void deadline_after(struct timespec *ts, int ms)
+/* Waits until f is DONE, or until the deadline if there is one. 1 if DONE. */
+static int wait_done(struct evexec_future *f, const struct timespec *deadline)
 {
-#ifdef HAVE_PTHREAD_CONDATTR_SETCLOCK
-    clock_gettime(CLOCK_MONOTONIC, ts);
-#else
-    clock_gettime(CLOCK_REALTIME, ts);
-#endif
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
+    int done;
+
+    pthread_mutex_lock(&f->mu);
+    f->waiters++;
+    while (atomic_load_explicit(&f->state, memory_order_relaxed) != FUTURE_DONE) {
+        if (!deadline)
+            pthread_cond_wait(&f->cv, &f->mu);
+        else if (pthread_cond_timedwait(&f->cv, &f->mu, deadline) == ETIMEDOUT)
+            break;
     }
+    f->waiters--;
+    done = atomic_load_explicit(&f->state, memory_order_relaxed) == FUTURE_DONE;
+    pthread_mutex_unlock(&f->mu);
+    return done;
 }
 
 /* Would waiting on the calling thread wait for itself? */
@@ -171,7 +175,6 @@ static int waits_for_itself(const struct evexec_future *f)
 int evexec_future_wait(evexec_future *f, int timeout_ms)
 {
     struct timespec deadline;
-    int done;
 
     if (!f || timeout_ms < EVEXEC_WAIT_FOREVER)
         return -EINVAL;
@@ -184,20 +187,8 @@ int evexec_future_wait(evexec_future *f, int timeout_ms)
     if (timeout_ms == 0)
         return -ETIMEDOUT;
     if (timeout_ms > 0)
-        deadline_after(&deadline, timeout_ms);
-    pthread_mutex_lock(&f->mu);
-    f->waiters++;
-    while (atomic_load_explicit(&f->state, memory_order_relaxed) != FUTURE_DONE) {
-        if (timeout_ms < 0) {
-            pthread_cond_wait(&f->cv, &f->mu);
-        } else if (pthread_cond_timedwait(&f->cv, &f->mu, &deadline) == ETIMEDOUT) {
-            break;
-        }
-    }
-    f->waiters--;
-    done = atomic_load_explicit(&f->state, memory_order_relaxed) == FUTURE_DONE;
-    pthread_mutex_unlock(&f->mu);
-    return done ? 0 : -ETIMEDOUT;
+        evexec__deadline_after(&deadline, (unsigned)timeout_ms);
+    return wait_done(f, timeout_ms > 0 ? &deadline : NULL) ? 0 : -ETIMEDOUT;
 }
 
 int evexec_future_result(evexec_future *f, void **result)
@@ -214,29 +205,31 @@ int evexec_future_result(evexec_future *f, void **result)
 static int cancel_job(struct evexec_future *f)
 {
     struct evexec_job *job = &f->u.job;
-    int rc;
+    int rc = -EALREADY;
 
     if (state_of(f) == FUTURE_DONE)
         return -EALREADY;
     switch (atomic_load_explicit(&job->state, memory_order_relaxed)) {
     case JOB_CANCELLED:
-        return -EALREADY; /* by a shutdown: completing or complete */
+        break; /* by a shutdown or another cancel: completing or complete */
     case JOB_QUEUED:
         /* The pool is alive: this future holds a reference on it. */
         rc = evexec__pool_cancel(job->pool, job);
         if (rc != -EBUSY)
-            return rc; /* 0: completed as -ECANCELED; -EALREADY: shutdown */
+            break; /* 0: completed as -ECANCELED; -EALREADY: as above */
         /* a worker took it meanwhile */
         /* fall through */
     default:
         atomic_store_explicit(&job->stop, 1, memory_order_relaxed);
         return state_of(f) == FUTURE_DONE ? -EALREADY : -EBUSY;
     }
+    if (rc == -EALREADY)
+        wait_done(f, NULL); /* whoever cancelled it completes it now */
+    return rc;
 }
 
 static int cancel_call(struct evexec_future *f)
 {
-    int notify = 0;
     uint8_t st;
 
     pthread_mutex_lock(&f->mu);
@@ -247,12 +240,10 @@ static int cancel_call(struct evexec_future *f)
         complete_locked(f, -ECANCELED, NULL);
         if (st == FUTURE_RUNNING) {
             evexec__future_ref(f); /* for the notice */
-            notify = 1;
+            evexec__loop_post_notice(f->u.call.loop, f);
         }
     }
     pthread_mutex_unlock(&f->mu);
-    if (notify)
-        evexec__loop_post_notice(f->u.call.loop, f);
     return st == FUTURE_DONE ? -EALREADY : 0;
 }
 
@@ -290,7 +281,7 @@ static int settle(evexec_promise *p, int status, void *result)
     if (rc < 0)
         return rc;
     int lost = !evexec__future_settle(f, status, result);
-    evexec__loop_promise_released(f->u.call.loop, f, lost);
+    evexec__loop_promise_released(f->u.call.loop, f);
     return lost ? -ECANCELED : 0;
 }
 
@@ -301,7 +292,8 @@ int evexec_promise_resolve(evexec_promise *p, void *result)
 
 int evexec_promise_fail(evexec_promise *p, int err)
 {
-    if (p && err >= 0)
+    /* -EINPROGRESS would read as "not complete" from a complete future. */
+    if (p && (err >= 0 || err == -EINPROGRESS))
         return -EINVAL;
     return settle(p, err, NULL);
 }

@@ -5,45 +5,47 @@
  *
  * Posting: a call's future embeds a mailbox node (mailbox.c, the machinery
  * finished jobs take to their port): one CAS, and a wake-fd write only when
- * the list was empty. Before posting, a caller counts itself in `gate` (one
- * CAS: bit 0 says "stopping", the rest counts calls accepted and not yet
- * taken by the loop), so a stop knows when every accepted call has arrived,
- * and a call can never be accepted once the stop has begun.
+ * the list was empty. A poster first counts its node in `gate` (bit 0 says
+ * "stopping", the rest counts nodes posted and not yet taken): a call by a
+ * CAS that fails once bit 0 is set, so no call is accepted once a stop has
+ * begun; a cancel notice (a holder cancelled a call in progress: the loop
+ * must run its cancel hook) unconditionally, under the future's mutex as
+ * it completes the future, so a loop that has seen the future complete
+ * sees the notice counted. A count of 0: no poster is still on its way.
  *
  * The loop thread, woken, takes the list, puts it back in posting order and
  * sorts it: a future seen for the first time is a new call (to the backlog,
  * run up to max_batch per wake-up, then a zero timer lets other events in);
- * seen again, it is a cancel notice (its holder cancelled it while in
- * progress: run its cancel hook here, on the loop thread); the loop's own
- * stop node is a stop request.
+ * seen again, it is a cancel notice (run its cancel hook here, on the loop
+ * thread); the loop's own stop node is a stop request.
  *
  * Stopping (on the loop thread): run the stop hooks of in-progress calls;
  * with CANCEL, complete every in-progress call as -ECANCELED and run its
- * cancel hook, cancel the port's queued jobs, and cancel queued calls as
- * they are taken. The loop finishes when
- *   - every accepted call has been taken (gate count 0) and started or
- *     cancelled (backlog empty);
+ * cancel hook, make the loop's port refuse new jobs and cancel its queued
+ * ones, and cancel queued calls as they are taken. The loop finishes when
+ *   - no posted node is still on its way (gate count 0) and every call
+ *     taken has been started or cancelled (backlog empty);
  *   - DRAIN: every promise has been settled (nlive 0);
- *   - every cancel notice a holder owes has arrived (notices_due 0): a
- *     holder who completed a running call posts one, and must not find the
- *     mailbox gone;
- *   - the loop's port has delivered every job;
- *   - no stop request is in flight, and every wake-fd write owed has been
- *     read (evexec__mailbox_quiet): a poster that found the list empty
- *     writes the fd after its node may have been taken.
- * Then fini runs, the port and the base go, and any promise still
- * unsettled (CANCEL does not wait for them) is released: no code of the
- * loop can run any more. The thread then ends; the first evexec_loop_stop()
- * from another thread (or evexec_loop_free()) joins it.
+ *   - the loop's port has delivered every job and is quiet (no worker
+ *     still has to write its wake fd);
+ *   - no stop request is in flight, and every wake-fd write owed to the
+ *     loop's mailbox has been read (evexec__mailbox_quiet).
+ * From then on the port refuses jobs, so once fini has run, the port and
+ * the base go at once, and any promise still unsettled (CANCEL does not
+ * wait for them) is released: no code of the loop can run any more. The
+ * thread then ends; evexec_loop_free() joins it.
  *
  * Locks: loop->mu guards the start/stop handshake only (phase, stop mode,
- * the stop node, joining). It is never held while user code runs; a future's
- * mutex is never taken while holding it.
+ * the stop node, the threads waiting for the end). It is never held while
+ * user code runs, and no other lock is taken while holding it. Every stop
+ * from another thread waits under it for the thread's end, counted in
+ * `waiting`, and evexec_loop_free() waits for that count to drop to 0
+ * before it destroys the loop: a stopper woken by the end may still be
+ * re-taking mu.
  */
 #include "config.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,8 +55,6 @@
 
 #include "evexec-internal.h"
 
-#define DEFAULT_MAX_BATCH 128u
-#define MAX_MAX_BATCH (1u << 20)
 #define MIN_LOOP_OPTS_SIZE (offsetof(struct evexec_loop_opts, max_batch) + sizeof(unsigned))
 
 enum loop_phase {
@@ -73,7 +73,6 @@ struct evexec_loop {
     struct event *resume_ev;       /* zero timer: go on with a capped batch */
     struct evexec_port *port;      /* created by evexec_loop_port() */
     _Atomic(void *) context;
-    _Atomic int stopping;          /* evexec_loop_stopping() */
     pthread_t thread;
 
     /* The start/stop handshake, under mu. */
@@ -84,7 +83,8 @@ struct evexec_loop {
     int start_rc;
     int stop_mode;                 /* -1, EVEXEC_DRAIN, EVEXEC_CANCEL asked */
     int stop_posted;               /* stop_node is in the mailbox */
-    int joining, joined;
+    unsigned waiting;              /* threads in evexec_loop_stop() waiting
+                                      for the end */
     struct evexec__node stop_node;
 
     /* Loop thread only. */
@@ -93,7 +93,6 @@ struct evexec_loop {
     int applying;                  /* in apply_stop(): do not finish yet */
     struct evexec__ring live;      /* calls whose promise is unsettled */
     size_t nlive;
-    size_t notices_due;            /* cancel notices known to be coming */
     struct evexec__node *backlog, *backlog_tail; /* taken, not started */
 
     /* Settings. */
@@ -113,9 +112,14 @@ static struct evexec_future *ring_future(struct evexec__ring *r)
     return (struct evexec_future *)((char *)r - offsetof(struct evexec_future, u.call.ring));
 }
 
-static evexec_promise *promise_of(struct evexec_future *f)
+/* Runs and clears a hook of f's call. */
+static void run_hook(struct evexec_future *f, evexec_promise_fn *hook, void *arg)
 {
-    return (evexec_promise *)f;
+    evexec_promise_fn fn = *hook;
+    if (fn) {
+        *hook = NULL;
+        fn((evexec_promise *)f, arg);
+    }
 }
 
 /* --- for future.c -------------------------------------------------------- */
@@ -132,24 +136,21 @@ int evexec__loop_stop_applied(const struct evexec_loop *loop)
 
 void evexec__loop_post_notice(struct evexec_loop *loop, struct evexec_future *f)
 {
+    atomic_fetch_add_explicit(&loop->gate, 2, memory_order_acq_rel);
     evexec__mailbox_post(&loop->mb, &f->link);
 }
 
-void evexec__loop_promise_released(struct evexec_loop *loop, struct evexec_future *f, int lost)
+static void release_promise(struct evexec_loop *loop, struct evexec_future *f)
 {
-    struct future_call *c = &f->u.call;
-
-    c->live = 0;
-    ring_remove(&c->ring);
+    f->u.call.live = 0;
+    ring_remove(&f->u.call.ring);
     loop->nlive--;
-    /* Lost to a cancel by the holder, whose notice has not come yet: the
-     * loop may not finish before it has (the notice holds its own
-     * reference, so f outlives the one dropped below). */
-    if (lost && !c->loop_cancelled && !c->notice_seen && !c->notice_awaited) {
-        c->notice_awaited = 1;
-        loop->notices_due++;
-    }
-    evexec__future_unref(f);
+    evexec__future_unref(f); /* the loop side's reference */
+}
+
+void evexec__loop_promise_released(struct evexec_loop *loop, struct evexec_future *f)
+{
+    release_promise(loop, f);
     finish_check(loop);
 }
 
@@ -177,7 +178,7 @@ static void start_call(struct evexec_loop *loop, struct evexec_future *f)
     c->live = 1;
     ring_push_tail(&loop->live, &c->ring);
     loop->nlive++;
-    c->fn(loop, promise_of(f), c->arg); /* f may be gone when it returns */
+    c->fn(loop, (evexec_promise *)f, c->arg); /* f may be gone when it returns */
 }
 
 /* Starts up to max_batch calls of the backlog (all of them, cancelled, once
@@ -201,27 +202,19 @@ static void run_backlog(struct evexec_loop *loop)
     }
 }
 
-static void process_notice(struct evexec_loop *loop, struct evexec_future *f)
+/* Its holder completed f while in progress: run the cancel hook. */
+static void process_notice(struct evexec_future *f)
 {
     struct future_call *c = &f->u.call;
 
-    c->notice_seen = 1;
-    if (c->notice_awaited) {
-        c->notice_awaited = 0;
-        loop->notices_due--;
-    }
-    if (c->live && c->on_cancel) {
-        evexec_promise_fn fn = c->on_cancel;
-        c->on_cancel = NULL;
-        fn(promise_of(f), c->cancel_arg);
-    }
+    if (c->live)
+        run_hook(f, &c->on_cancel, c->cancel_arg);
     evexec__future_unref(f); /* the notice's reference */
 }
 
 /* Visits every live promise; visit may settle any of them (settling
  * unlinks a call from whichever ring it is on). */
-static void each_live(struct evexec_loop *loop,
-                      void (*visit)(struct evexec_loop *, struct evexec_future *))
+static void each_live(struct evexec_loop *loop, void (*visit)(struct evexec_future *))
 {
     struct evexec__ring todo;
 
@@ -238,40 +231,22 @@ static void each_live(struct evexec_loop *loop,
         ring_remove(r);
         ring_push_tail(&loop->live, r);
         evexec__future_ref(f);
-        visit(loop, f);
+        visit(f);
         evexec__future_unref(f);
     }
 }
 
-static void visit_stop(struct evexec_loop *loop, struct evexec_future *f)
+static void visit_stop(struct evexec_future *f)
 {
-    struct future_call *c = &f->u.call;
-    EVEXEC_UNUSED(loop);
-    if (c->live && c->on_stop) {
-        evexec_promise_fn fn = c->on_stop;
-        c->on_stop = NULL;
-        fn(promise_of(f), c->stop_arg);
-    }
+    if (f->u.call.live)
+        run_hook(f, &f->u.call.on_stop, f->u.call.stop_arg);
 }
 
-static void visit_cancel(struct evexec_loop *loop, struct evexec_future *f)
+static void visit_cancel(struct evexec_future *f)
 {
-    struct future_call *c = &f->u.call;
-
-    if (!c->live)
-        return;
-    if (evexec__future_settle(f, -ECANCELED, NULL)) {
-        c->loop_cancelled = 1;
-        if (c->on_cancel) {
-            evexec_promise_fn fn = c->on_cancel;
-            c->on_cancel = NULL;
-            fn(promise_of(f), c->cancel_arg);
-        }
-    } else if (!c->notice_seen && !c->notice_awaited) {
-        /* Its holder cancelled it first: the notice is on its way. */
-        c->notice_awaited = 1;
-        loop->notices_due++;
-    }
+    /* Completed by its holder first: the hook comes with the notice. */
+    if (f->u.call.live && evexec__future_settle(f, -ECANCELED, NULL))
+        run_hook(f, &f->u.call.on_cancel, f->u.call.cancel_arg);
 }
 
 /* Acts on the stop mode asked for, if stronger than the one applied. */
@@ -286,31 +261,33 @@ static void apply_stop(struct evexec_loop *loop)
     int first = loop->applied < 0;
     loop->applied = mode;
     /* A hook that settles its promise checks whether the loop may finish:
-     * not before every step below has run (the cancel step counts the
-     * notices still owed). */
+     * not before every step below has run. */
     loop->applying = 1;
     if (first)
         each_live(loop, visit_stop);
     if (mode == EVEXEC_CANCEL) {
         each_live(loop, visit_cancel);
-        if (loop->port)
+        if (loop->port) {
+            /* A done callback that resubmits must not keep the loop alive. */
+            loop->port->refusing = 1;
             evexec__port_cancel_all(loop->port);
+        }
     }
     loop->applying = 0;
 }
 
 static void finish_check(struct evexec_loop *loop)
 {
+    struct evexec_port *port = loop->port;
+
     if (loop->applied < 0 || loop->finished || loop->applying)
         return;
     if (atomic_load_explicit(&loop->gate, memory_order_acquire) >> 1)
-        return; /* accepted calls still on their way */
-    if (loop->backlog || loop->notices_due)
+        return; /* calls or cancel notices still on their way */
+    if (loop->backlog || (loop->applied == EVEXEC_DRAIN && loop->nlive))
         return;
-    if (loop->applied == EVEXEC_DRAIN && loop->nlive)
-        return;
-    if (loop->port && loop->port->outstanding)
-        return;
+    if (port && (port->outstanding || !evexec__mailbox_quiet(&port->mb)))
+        return; /* the port's idle hook checks again */
     pthread_mutex_lock(&loop->mu);
     int posted = loop->stop_posted;
     if (!posted)
@@ -321,6 +298,8 @@ static void finish_check(struct evexec_loop *loop)
     if (!evexec__mailbox_quiet(&loop->mb))
         return; /* a poster still has to write the wake fd: wait for it */
     loop->finished = 1;
+    if (port)
+        port->refusing = 1; /* fini starts nothing that outlives it */
     event_base_loopbreak(loop->base);
 }
 
@@ -345,13 +324,13 @@ static void on_mail(evutil_socket_t fd, short what, void *arg)
             continue;
         }
         struct evexec_future *f = (struct evexec_future *)n;
+        taken++;
         if (f->u.call.taken) { /* seen before: a cancel notice */
             n->next = notices;
             notices = n;
             continue;
         }
         f->u.call.taken = 1;
-        taken++;
         n->next = NULL;
         if (loop->backlog_tail)
             loop->backlog_tail->next = n;
@@ -363,7 +342,7 @@ static void on_mail(evutil_socket_t fd, short what, void *arg)
         atomic_fetch_sub_explicit(&loop->gate, taken << 1, memory_order_acq_rel);
     for (n = notices; n; n = next) {
         next = n->next;
-        process_notice(loop, (struct evexec_future *)n);
+        process_notice((struct evexec_future *)n);
     }
     if (stop)
         apply_stop(loop);
@@ -386,38 +365,25 @@ static void on_port_idle(void *arg)
 
 /* --- the thread ---------------------------------------------------------- */
 
-/* With loop->mu held: asks for a stop in mode how, if stronger than asked
- * so far and the loop has not finished. 1 if asked. */
+/* With loop->mu held: asks for a stop in mode how. 1 if that is more than
+ * was asked so far and the thread has not ended. Once the loop is
+ * finishing, everything is complete and the port refuses jobs: there is
+ * nothing left for a stronger mode to do, and no request is posted. */
 static int request_stop_locked(struct evexec_loop *loop, int how)
 {
-    if (loop->phase >= LOOP_FINISHING || loop->stop_mode >= how)
+    if (loop->phase == LOOP_EXITED || loop->stop_mode >= how)
         return 0;
     loop->stop_mode = how;
     atomic_fetch_or_explicit(&loop->gate, 1, memory_order_acq_rel);
-    atomic_store_explicit(&loop->stopping, 1, memory_order_relaxed);
-    if (!loop->stop_posted) {
+    if (loop->phase < LOOP_FINISHING && !loop->stop_posted) {
         loop->stop_posted = 1;
         evexec__mailbox_post(&loop->mb, &loop->stop_node);
     }
     return 1;
 }
 
-static void name_thread(const char *name)
-{
-#ifdef HAVE_PTHREAD_SETNAME_NP
-    char buf[16]; /* Linux keeps 15 bytes */
-    size_t n = strnlen(name, sizeof buf - 1);
-    memcpy(buf, name, n);
-    buf[n] = '\0';
-    pthread_setname_np(pthread_self(), buf);
-#else
-    EVEXEC_UNUSED(name);
-#endif
-}
-
 static void run(struct evexec_loop *loop)
 {
-    finish_check(loop);
     while (!loop->finished) {
         if (event_base_loop(loop->base, EVLOOP_NO_EXIT_ON_EMPTY) < 0) {
             /* The backend failed: nothing sensible to do but retry without
@@ -434,13 +400,10 @@ static void teardown(struct evexec_loop *loop, int run_fini)
     if (run_fini && loop->fini)
         loop->fini(loop, loop->arg);
     if (loop->port) {
-        struct evexec_port *port = loop->port;
-        /* Only jobs fini submitted can be outstanding; wait for them and for
-         * the wake-fd writes owed, so the port is released at once. */
-        while (port->outstanding || !evexec__mailbox_quiet(&port->mb))
-            event_base_loop(loop->base, EVLOOP_ONCE);
-        port->idle_hook = NULL;
-        evexec_port_free(port);
+        /* Idle, quiet and refusing since the loop finished: released at
+         * once. */
+        loop->port->idle_hook = NULL;
+        evexec_port_free(loop->port);
         loop->port = NULL;
     }
     evexec__mailbox_close(&loop->mb);
@@ -454,11 +417,8 @@ static void teardown(struct evexec_loop *loop, int run_fini)
      * settled (their futures complete as -ECANCELED if they had not). */
     while (!ring_empty(&loop->live)) {
         struct evexec_future *f = ring_future(loop->live.next);
-        f->u.call.live = 0;
-        ring_remove(&f->u.call.ring);
-        loop->nlive--;
         evexec__future_settle(f, -ECANCELED, NULL);
-        evexec__future_unref(f);
+        release_promise(loop, f);
     }
 }
 
@@ -484,7 +444,7 @@ static void *loop_main(void *arg)
     int rc = -ENOMEM;
 
     current_loop = loop;
-    name_thread(loop->name);
+    evexec__thread_name(loop->name);
     if (!(loop->base = event_base_new()))
         goto fail;
     if (!(loop->resume_ev = evtimer_new(loop->base, on_resume, loop)))
@@ -526,7 +486,6 @@ int evexec_loop_start(evexec_loop **out, const struct evexec_loop_opts *opts)
 {
     struct evexec_loop_opts o = EVEXEC_LOOP_OPTS_INIT;
     struct evexec_loop *loop;
-    sigset_t all, old;
     int rc;
 
     if (!out)
@@ -539,7 +498,7 @@ int evexec_loop_start(evexec_loop **out, const struct evexec_loop_opts *opts)
     }
     if (!o.name || !o.name[0])
         o.name = "evexec-loop";
-    if (o.max_batch > MAX_MAX_BATCH || strnlen(o.name, 64) >= 64)
+    if (o.max_batch > EVEXEC__MAX_MAX_BATCH || strnlen(o.name, 64) >= 64)
         return -EINVAL;
 
     if (posix_memalign((void **)&loop, EVEXEC_CACHELINE, sizeof *loop))
@@ -548,13 +507,12 @@ int evexec_loop_start(evexec_loop **out, const struct evexec_loop_opts *opts)
     loop->mb.wake.rfd = loop->mb.wake.wfd = -1;
     atomic_init(&loop->gate, 0);
     atomic_init(&loop->context, NULL);
-    atomic_init(&loop->stopping, 0);
     loop->stop_mode = loop->applied = -1;
     ring_init(&loop->live);
     loop->init = o.init;
     loop->fini = o.fini;
     loop->arg = o.arg;
-    loop->max_batch = o.max_batch ? o.max_batch : DEFAULT_MAX_BATCH;
+    loop->max_batch = o.max_batch ? o.max_batch : EVEXEC__DEFAULT_MAX_BATCH;
     strcpy(loop->name, o.name);
     if ((rc = -pthread_mutex_init(&loop->mu, NULL)) < 0) {
         free(loop);
@@ -565,13 +523,8 @@ int evexec_loop_start(evexec_loop **out, const struct evexec_loop_opts *opts)
         free(loop);
         return rc;
     }
-
     /* Like workers, the thread starts with every signal blocked. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    rc = -pthread_create(&loop->thread, NULL, loop_main, loop);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc < 0) {
+    if ((rc = evexec__thread_create(&loop->thread, NULL, loop_main, loop)) < 0) {
         loop_destroy(loop);
         return rc;
     }
@@ -593,28 +546,20 @@ int evexec_loop_stop(evexec_loop *loop, int how)
 {
     if (!loop || (how != EVEXEC_DRAIN && how != EVEXEC_CANCEL))
         return -EINVAL;
+    int here = current_loop == loop;
     pthread_mutex_lock(&loop->mu);
     int asked = request_stop_locked(loop, how);
-    if (current_loop == loop) {
-        pthread_mutex_unlock(&loop->mu);
-        return asked ? -EINPROGRESS : -EALREADY;
-    }
-    if (loop->joining || loop->joined) {
-        /* Someone else joins; an escalation waits for the end all the same. */
-        while (asked && loop->phase != LOOP_EXITED)
+    if (!here) {
+        loop->waiting++;
+        while (loop->phase != LOOP_EXITED)
             pthread_cond_wait(&loop->cv, &loop->mu);
-        pthread_mutex_unlock(&loop->mu);
-        return asked ? 0 : -EALREADY;
+        if (--loop->waiting == 0)
+            pthread_cond_broadcast(&loop->cv); /* a free may wait for us */
     }
-    loop->joining = 1;
     pthread_mutex_unlock(&loop->mu);
-    pthread_join(loop->thread, NULL);
-    pthread_mutex_lock(&loop->mu);
-    loop->joining = 0;
-    loop->joined = 1;
-    pthread_cond_broadcast(&loop->cv);
-    pthread_mutex_unlock(&loop->mu);
-    return 0;
+    if (here)
+        return asked ? -EINPROGRESS : -EALREADY;
+    return asked ? 0 : -EALREADY;
 }
 
 int evexec_loop_free(evexec_loop *loop)
@@ -623,11 +568,13 @@ int evexec_loop_free(evexec_loop *loop)
         return 0;
     if (current_loop == loop)
         return -EDEADLK;
-    (void)evexec_loop_stop(loop, EVEXEC_DRAIN); /* joins, unless done */
     pthread_mutex_lock(&loop->mu);
-    while (!loop->joined) /* joined by another thread's stop */
+    request_stop_locked(loop, EVEXEC_DRAIN);
+    /* Stoppers woken by the end still have to re-take mu: wait for them. */
+    while (loop->phase != LOOP_EXITED || loop->waiting)
         pthread_cond_wait(&loop->cv, &loop->mu);
     pthread_mutex_unlock(&loop->mu);
+    pthread_join(loop->thread, NULL);
     loop_destroy(loop);
     return 0;
 }
@@ -692,6 +639,8 @@ int evexec_loop_port(evexec_loop *loop, evexec_port **out)
             return rc;
         loop->port->idle_hook = on_port_idle;
         loop->port->idle_arg = loop;
+        /* Made during a CANCEL stop, or by fini: refuses like the old one. */
+        loop->port->refusing = loop->applied == EVEXEC_CANCEL || loop->finished;
     }
     *out = loop->port;
     return 0;
@@ -699,5 +648,5 @@ int evexec_loop_port(evexec_loop *loop, evexec_port **out)
 
 int evexec_loop_stopping(evexec_loop *loop)
 {
-    return loop ? atomic_load_explicit(&loop->stopping, memory_order_relaxed) : 0;
+    return loop ? (int)(atomic_load_explicit(&loop->gate, memory_order_relaxed) & 1) : 0;
 }

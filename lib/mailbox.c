@@ -7,8 +7,7 @@
  * one read. The loop, woken, first empties the wake fd, then takes the whole
  * list with one atomic exchange: reading first means a post made after the
  * exchange always finds the list empty and writes again, so no wake-up is
- * lost. (With an edge-triggered eventfd, every write is an edge of its
- * own and the loop skips the read altogether.)
+ * lost.
  *
  * The wake fd is an eventfd where there is one (one fd, an 8-byte counter)
  * and a non-blocking pipe elsewhere or with ./configure --disable-eventfd.
@@ -133,25 +132,18 @@ int evexec__mailbox_open(struct evexec__mailbox *mb, struct event_base *base,
 {
     int rc;
 
-    short what = EV_READ | EV_PERSIST;
-
     atomic_init(&mb->head, NULL);
     mb->signals_owed = mb->signals_read = 0;
     mb->ev = NULL;
-    mb->edge = 0;
     if ((rc = evexec__wakefd_open(&mb->wake)) < 0)
         return rc;
-#ifdef EVEXEC_USE_EVENTFD
-    /* Every write to an eventfd is a new edge, so with an edge-triggered
-     * backend the loop need not read the counter on each wake-up: one
-     * syscall less per wake-up. Pipes fill up and are always read. */
-    if (event_base_get_features(base) & EV_FEATURE_ET) {
-        what |= EV_ET;
-        mb->edge = 1;
-    }
-#endif
+    /* Level-triggered: the loop reads the fd on every take, and a reader
+     * that cannot take yet leaves it readable, so the loop comes back. (An
+     * edge-triggered eventfd would save that read, but any read outside a
+     * take then swallows a wake-up, and a full counter can never signal
+     * again: not worth one syscall.) */
     rc = -ENOMEM;
-    if (!(mb->ev = event_new(base, mb->wake.rfd, what, cb, arg)))
+    if (!(mb->ev = event_new(base, mb->wake.rfd, EV_READ | EV_PERSIST, cb, arg)))
         goto fail;
     rc = -EINVAL;
     if (priority >= 0 && event_priority_set(mb->ev, priority) < 0)
@@ -184,24 +176,27 @@ void evexec__mailbox_post(struct evexec__mailbox *mb, struct evexec__node *node)
         evexec__wakefd_signal(&mb->wake);
 }
 
-uint64_t evexec__mailbox_signals(struct evexec__mailbox *mb)
+uint64_t evexec__mailbox_signals(const struct evexec__mailbox *mb)
 {
-    if (mb->edge) /* the counter is not read on wake-ups: read it now */
-        mb->signals_read += evexec__wakefd_drain(&mb->wake);
     return mb->signals_read;
 }
 
-int evexec__mailbox_quiet(struct evexec__mailbox *mb)
+int evexec__mailbox_quiet(const struct evexec__mailbox *mb)
 {
-    return evexec__mailbox_signals(mb) >= mb->signals_owed;
+    return mb->signals_read >= mb->signals_owed;
 }
 
 struct evexec__node *evexec__mailbox_take(struct evexec__mailbox *mb)
 {
-    if (!mb->edge)
-        mb->signals_read += evexec__wakefd_drain(&mb->wake);
+    mb->signals_read += evexec__wakefd_drain(&mb->wake);
     struct evexec__node *list = atomic_exchange_explicit(&mb->head, NULL, memory_order_acquire);
     if (list)
         mb->signals_owed++;
+    /* Every write read was made by a post that this take or an earlier one
+     * has taken, so read <= owed. Only a wake fd that something else
+     * filled (a full eventfd counter reads as 2^64-2) reads more: clamp, so
+     * the accounting neither wraps nor runs ahead. */
+    if (mb->signals_read > mb->signals_owed)
+        mb->signals_read = mb->signals_owed;
     return list;
 }

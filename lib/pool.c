@@ -33,7 +33,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <sched.h>
-#include <signal.h>
 #include <sys/resource.h>
 #ifdef __linux__
 #include <sys/syscall.h>
@@ -137,26 +136,10 @@ static void queue_unlink(struct evexec_pool *pool, struct evexec_job *job)
 
 static void name_thread(struct worker *w)
 {
-#ifdef HAVE_PTHREAD_SETNAME_NP
-    /* Linux keeps 15 bytes: build the whole name, then cut it. */
+    /* Build the whole name; evexec__thread_name() cuts it. */
     char name[64 + 12];
     snprintf(name, sizeof name, "%s-%u", w->pool->name, w->number);
-    name[15] = '\0';
-    pthread_setname_np(pthread_self(), name);
-#else
-    EVEXEC_UNUSED(w);
-#endif
-}
-
-static void deadline_after(struct timespec *ts, unsigned ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
+    evexec__thread_name(name);
 }
 
 static int has_handoff(const struct worker *w)
@@ -180,13 +163,19 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Spinning only pays when the submitter runs on another CPU. */
-static int may_use_two_cpus(void)
+/* Spinning only pays when the submitter runs on another CPU: not when this
+ * worker may run on one CPU only, the one its submitters last ran on (a
+ * worker pinned apart from its loop thread still spins). */
+static int may_run_beside_submitter(const struct evexec_pool *pool)
 {
 #ifdef __linux__
     cpu_set_t cpus;
-    return sched_getaffinity(0, sizeof cpus, &cpus) != 0 || CPU_COUNT(&cpus) > 1;
+    if (sched_getaffinity(0, sizeof cpus, &cpus) != 0 || CPU_COUNT(&cpus) > 1)
+        return 1;
+    int cpu = atomic_load_explicit(&pool->submit_cpu, memory_order_relaxed);
+    return cpu < 0 || !CPU_ISSET(cpu, &cpus);
 #else
+    EVEXEC_UNUSED(pool);
     return 1;
 #endif
 }
@@ -245,7 +234,7 @@ static int park(struct evexec_pool *pool, struct worker *w, const struct timespe
     while (!atomic_load_explicit(&w->wake, memory_order_acquire)) {
         struct timespec rel, now;
         if (deadline) {
-            clock_gettime(CLOCK_MONOTONIC, &now);
+            evexec__clock_now(&now);
             rel.tv_sec = deadline->tv_sec - now.tv_sec;
             rel.tv_nsec = deadline->tv_nsec - now.tv_nsec;
             if (rel.tv_nsec < 0) {
@@ -292,7 +281,7 @@ static int idle_wait(struct evexec_pool *pool, struct worker *w)
 
     idle_push(pool, w);
     /* One spinner at a time: more would only take CPU from the submitter. */
-    if (pool->spin_us && !pool->closed && !pool->nspinning && may_use_two_cpus()) {
+    if (pool->spin_us && !pool->closed && !pool->nspinning && may_run_beside_submitter(pool)) {
         pool->nspinning++;
         pthread_mutex_unlock(&pool->mu);
         spin(pool, w);
@@ -300,7 +289,7 @@ static int idle_wait(struct evexec_pool *pool, struct worker *w)
         pool->nspinning--;
     }
     if (timed)
-        deadline_after(&deadline, pool->idle_ms);
+        evexec__deadline_after(&deadline, pool->idle_ms);
     while (!has_handoff(w) && !pool->closed && !timedout) {
         w->parked = 1;
         timedout = park(pool, w, timed ? &deadline : NULL);
@@ -395,7 +384,6 @@ static int spawn(struct evexec_pool *pool)
 {
     struct worker *w;
     pthread_t tid;
-    sigset_t all, old;
     int rc;
 
     for (w = pool->all; w && w->alive; w = w->all_next)
@@ -404,16 +392,9 @@ static int spawn(struct evexec_pool *pool)
         if (!(w = calloc(1, sizeof *w)))
             return -ENOMEM;
 #ifndef EVEXEC_USE_FUTEX
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-#ifdef HAVE_PTHREAD_CONDATTR_SETCLOCK
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-#endif
-        rc = pthread_cond_init(&w->cv, &ca);
-        pthread_condattr_destroy(&ca);
-        if (rc) {
+        if ((rc = evexec__cond_init(&w->cv)) < 0) {
             free(w);
-            return -rc;
+            return rc;
         }
 #endif
         w->pool = pool;
@@ -429,20 +410,16 @@ static int spawn(struct evexec_pool *pool)
     pool->nstarting++;
     pthread_mutex_unlock(&pool->mu);
 
-    /* The thread inherits a mask blocking every signal, so no signal can
-     * reach it even before its first instruction. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    rc = pthread_create(&tid, &pool->attr, worker_main, w);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* No signal can reach the thread, even before its first instruction. */
+    rc = evexec__thread_create(&tid, &pool->attr, worker_main, w);
 
     pthread_mutex_lock(&pool->mu);
-    if (rc) {
+    if (rc < 0) {
         w->alive = 0;
         pool->nstarting--;
         if (--pool->nthreads == 0)
             pthread_cond_broadcast(&pool->exit_cv);
-        return -rc;
+        return rc;
     }
     pool->threads_started++;
     return 0;
@@ -477,11 +454,39 @@ void evexec__pool_unref(struct evexec_pool *pool, unsigned long n)
 
 /* --- jobs ---------------------------------------------------------------- */
 
+/* With mu held: takes every queued job off the queue as cancelled. The
+ * caller completes them with complete_all() once it has unlocked. */
+static struct evexec_job *cancel_queue(struct evexec_pool *pool)
+{
+    struct evexec_job *list = pool->q_head;
+    for (struct evexec_job *j = list; j; j = job_next(j))
+        atomic_store_explicit(&j->state, JOB_CANCELLED, memory_order_relaxed);
+    pool->cancelled += pool->nqueued;
+    pool->q_head = pool->q_tail = NULL;
+    pool->nqueued = 0;
+    return list;
+}
+
+/* Without mu: hands cancelled jobs back, in queue order. */
+static void complete_all(struct evexec_job *list)
+{
+    struct evexec_job *next;
+    for (; list; list = next) {
+        next = job_next(list); /* completing rewrites it */
+        list->u.result = NULL;
+        evexec__job_complete(list);
+    }
+}
+
 int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job)
 {
     struct worker *w;
     int rc;
 
+#ifdef __linux__
+    if (pool->spin_us) /* for may_run_beside_submitter() */
+        atomic_store_explicit(&pool->submit_cpu, sched_getcpu(), memory_order_relaxed);
+#endif
     pthread_mutex_lock(&pool->mu);
     if (EVEXEC_UNLIKELY(pool->closed)) {
         pool->rejected++;
@@ -514,16 +519,26 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job)
     queue_append(pool, job);
     if (pool->nthreads < pool->max_threads && pool->nqueued > pool->nstarting) {
         rc = spawn(pool);
-        /* With no thread at all the job would wait forever: refuse it,
-         * unless a concurrent shutdown has already cancelled it. */
-        if (rc < 0 && pool->nthreads == 0 &&
-            atomic_load_explicit(&job->state, memory_order_relaxed) == JOB_QUEUED) {
-            queue_unlink(pool, job);
-            pool->submitted--;
-            pool->rejected++;
-            atomic_fetch_sub_explicit(&pool->refs, 1, memory_order_relaxed);
+        /* With no thread at all, no queued job would ever run. Our own job
+         * is refused (unless a concurrent shutdown has already cancelled
+         * it); jobs other submitters queued while counting on a thread that
+         * then failed to start were accepted, so they come back cancelled
+         * rather than wait forever. */
+        if (rc < 0 && pool->nthreads == 0) {
+            struct evexec_job *stranded;
+            int ours = atomic_load_explicit(&job->state, memory_order_relaxed) == JOB_QUEUED;
+            if (ours) {
+                queue_unlink(pool, job);
+                pool->submitted--;
+                pool->rejected++;
+                atomic_fetch_sub_explicit(&pool->refs, 1, memory_order_relaxed);
+            }
+            stranded = cancel_queue(pool);
             pthread_mutex_unlock(&pool->mu);
-            return rc == -ENOMEM ? -ENOMEM : -EAGAIN;
+            complete_all(stranded);
+            if (ours)
+                return rc == -ENOMEM ? -ENOMEM : -EAGAIN;
+            return 0;
         }
     }
     pthread_mutex_unlock(&pool->mu);
@@ -588,6 +603,7 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
     pool->nice = o.nice;
     strcpy(pool->name, o.name);
     atomic_init(&pool->refs, 1);
+    atomic_init(&pool->submit_cpu, -1);
 
     /* Adaptive where available: the lock is held for a few instructions, so
      * a contender spins a little before it sleeps in the kernel. */
@@ -636,7 +652,7 @@ fail_free:
 
 int evexec_pool_shutdown(evexec_pool *pool, int how)
 {
-    struct evexec_job *cancelled = NULL, *next;
+    struct evexec_job *cancelled = NULL;
     struct worker *w;
 
     if (!pool || (how != EVEXEC_DRAIN && how != EVEXEC_CANCEL))
@@ -648,12 +664,7 @@ int evexec_pool_shutdown(evexec_pool *pool, int how)
     }
     pool->closed = how + 1;
     if (how == EVEXEC_CANCEL) {
-        cancelled = pool->q_head;
-        for (struct evexec_job *j = cancelled; j; j = job_next(j))
-            atomic_store_explicit(&j->state, JOB_CANCELLED, memory_order_relaxed);
-        pool->cancelled += pool->nqueued;
-        pool->q_head = pool->q_tail = NULL;
-        pool->nqueued = 0;
+        cancelled = cancel_queue(pool);
         for (w = pool->all; w; w = w->all_next)
             if (w->current)
                 atomic_store_explicit(&w->current->stop, 1, memory_order_relaxed);
@@ -664,12 +675,7 @@ int evexec_pool_shutdown(evexec_pool *pool, int how)
             unpark(w);
         }
     pthread_mutex_unlock(&pool->mu);
-
-    for (; cancelled; cancelled = next) {
-        next = job_next(cancelled); /* the push below rewrites it */
-        cancelled->u.result = NULL;
-        evexec__job_complete(cancelled);
-    }
+    complete_all(cancelled);
     return 0;
 }
 

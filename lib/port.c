@@ -31,8 +31,6 @@
 
 #include "evexec-internal.h"
 
-#define DEFAULT_MAX_BATCH 128u
-#define MAX_MAX_BATCH (1u << 20)
 #define MIN_PORT_OPTS_SIZE (offsetof(struct evexec_port_opts, priority) + sizeof(int))
 
 static void port_release(struct evexec_port *port);
@@ -275,15 +273,13 @@ static void port_run(struct evexec_port *port)
     port->in_run = 0;
     if (EVEXEC_UNLIKELY(port->idle_hook != NULL) && port->outstanding == 0)
         port->idle_hook(port->idle_arg);
-    /* Stopped by the cap just as the batch ran out: jobs posted since the
-     * last take may have spent their wake-up on this very run. */
-    if (port->batch_head == port->batch_len && n == port->max_batch) {
-        port->batch_head = port->batch_len = 0;
-        port_grab(port);
-    }
     if (port->batch_head != port->batch_len) {
+        /* The zero timer may need memory (libevent's timer heap): if none
+         * can be had, go on at the next iteration rather than strand the
+         * rest of the batch. */
         static const struct timeval zero = {0, 0};
-        event_add(port->resume_ev, &zero);
+        if (event_add(port->resume_ev, &zero) < 0)
+            event_active(port->resume_ev, EV_TIMEOUT, 1);
     }
     port_release(port);
 }
@@ -333,7 +329,7 @@ int evexec__port_check_thread(const struct evexec_port *port)
 
 int evexec__port_check_open(const struct evexec_port *port)
 {
-    return port->closing ? -ESHUTDOWN : 0;
+    return port->closing || port->refusing ? -ESHUTDOWN : 0;
 }
 
 int evexec_port_new(evexec_port **out, struct event_base *base, const struct evexec_port_opts *opts)
@@ -350,7 +346,7 @@ int evexec_port_new(evexec_port **out, struct event_base *base, const struct eve
             return rc;
         memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
     }
-    if (o.max_batch > MAX_MAX_BATCH || o.priority < -1)
+    if (o.max_batch > EVEXEC__MAX_MAX_BATCH || o.priority < -1)
         return -EINVAL;
 
     if (posix_memalign((void **)&port, EVEXEC_CACHELINE, sizeof *port))
@@ -358,7 +354,7 @@ int evexec_port_new(evexec_port **out, struct event_base *base, const struct eve
     memset(port, 0, sizeof *port);
     port->base = base;
     port->owner = pthread_self();
-    port->max_batch = o.max_batch ? o.max_batch : DEFAULT_MAX_BATCH;
+    port->max_batch = o.max_batch ? o.max_batch : EVEXEC__DEFAULT_MAX_BATCH;
     /* Ids are (submission number << 32 | slot). Starting each port's
      * numbers at a point derived from its address keeps two live ports'
      * ids apart, so an id given to the wrong port is recognised (-ENOENT)
@@ -390,6 +386,8 @@ int evexec_port_free(evexec_port *port)
     int rc = evexec__port_check_thread(port);
     if (rc < 0)
         return rc;
+    if (port->idle_hook)
+        return -EPERM; /* a loop's port (evexec_loop_port()): the loop frees it */
     if (port->closing)
         return 0;
     port->closing = 1;

@@ -610,6 +610,8 @@ static void fail_with_bad_errno_call(evexec_loop *loop, evexec_promise *p, void 
     (void)arg;
     ck_assert_int_eq(evexec_promise_fail(p, 0), -EINVAL);
     ck_assert_int_eq(evexec_promise_fail(p, EIO), -EINVAL);
+    /* It would read as "not complete" from a complete future. */
+    ck_assert_int_eq(evexec_promise_fail(p, -EINPROGRESS), -EINVAL);
     /* Still live: settle it for real. */
     ck_assert_int_eq(evexec_promise_cancelled(p), 0);
     ck_assert_int_eq(evexec_promise_resolve(p, (void *)42), 0);
@@ -1080,7 +1082,7 @@ END_TEST
 START_TEST(stop_cancel_escalates_a_drain)
 {
     struct held h, h2;
-    struct stopper s1, s2;
+    struct stopper s1, s2, s3;
     evexec_loop *loop = start_loop(NULL);
 
     held_init(&h, 1, 0);
@@ -1091,10 +1093,11 @@ START_TEST(stop_cancel_escalates_a_drain)
     wait_for(loop_stopping, loop);
     ck_assert_int_eq(evexec_future_wait(f, 20), -ETIMEDOUT); /* drain waits */
     ck_assert_int_eq(s1.returned, 0);
-    ck_assert_int_eq(evexec_loop_stop(loop, EVEXEC_DRAIN), -EALREADY); /* not stronger */
+    stop_async(&s3, loop, EVEXEC_DRAIN); /* not stronger: waits, -EALREADY */
     stop_async(&s2, loop, EVEXEC_CANCEL);
     ck_assert_int_eq(stop_join(&s2), 0);
     ck_assert_int_eq(stop_join(&s1), 0);
+    ck_assert_int_eq(stop_join(&s3), -EALREADY);
     ck_assert_int_eq(wait_status(f), -ECANCELED);
     ck_assert_int_eq(wait_status(f2), -ECANCELED);
     ck_assert_int_eq(h.cancel_hooks + h2.cancel_hooks, 2);
@@ -1122,11 +1125,17 @@ static void self_stop_call(evexec_loop *loop, evexec_promise *p, void *arg)
     evexec_promise_resolve(p, NULL);
 }
 
-START_TEST(stop_from_the_loop_thread_begins_and_a_later_stop_joins)
+START_TEST(stop_from_the_loop_thread_begins_and_a_later_stop_waits_for_the_end)
 {
-    evexec_loop *loop = start_loop(NULL);
+    struct evexec_loop_opts o = EVEXEC_LOOP_OPTS_INIT;
+    struct hooks hk;
     struct self_stop s;
     evexec_future *f;
+
+    memset(&hk, 0, sizeof hk);
+    o.fini = hooks_fini;
+    o.arg = &hk;
+    evexec_loop *loop = start_loop(&o);
     memset(&s, 0, sizeof s);
     ck_assert_int_eq(evexec_loop_call(loop, self_stop_call, &s, &f), 0);
     wait_ok(f);
@@ -1136,11 +1145,13 @@ START_TEST(stop_from_the_loop_thread_begins_and_a_later_stop_joins)
     ck_assert_int_eq(s.call_rc, -ESHUTDOWN);
     ck_assert_int_eq(s.rc3, -EINPROGRESS); /* escalated */
     ck_assert_int_eq(evexec_loop_stopping(loop), 1);
-    ck_assert_int_eq(evexec_loop_stop(loop, EVEXEC_DRAIN), 0); /* joins */
+    /* Begun already: waits for the end all the same. */
     ck_assert_int_eq(evexec_loop_stop(loop, EVEXEC_DRAIN), -EALREADY);
+    ck_assert_int_eq(hk.fini_runs, 1);
+    ck_assert_int_eq(evexec_loop_stop(loop, EVEXEC_CANCEL), -EALREADY); /* ended */
     ck_assert_int_eq(evexec_loop_free(loop), 0);
 
-    /* And free alone joins too. */
+    /* And free alone waits and joins too. */
     loop = start_loop(NULL);
     ck_assert_int_eq(evexec_loop_call(loop, self_stop_call, &s, NULL), 0);
     wait_for(loop_stopping, loop);
@@ -1278,7 +1289,7 @@ struct offload {
     evexec_pool *pool;
     evexec_promise *p;
     struct gate *g;
-    int submit_rc;
+    int submit_rc, free_rc;
     _Atomic int delivered;
 };
 
@@ -1299,6 +1310,7 @@ static void offload_call(evexec_loop *loop, evexec_promise *p, void *arg)
     struct offload *o = arg;
     evexec_port *port;
     ck_assert_int_eq(evexec_loop_port(loop, &port), 0);
+    o->free_rc = evexec_port_free(port); /* the loop's: not ours to free */
     o->p = p;
     o->submit_rc = evexec_submit(port, o->pool, echo_work, offload_done, o, NULL);
     if (o->submit_rc < 0)
@@ -1328,9 +1340,19 @@ static void fire_and_forget_call(evexec_loop *loop, evexec_promise *p, void *arg
     evexec_promise_resolve(p, NULL);
 }
 
+/* fini may use the loop's port, but it starts nothing that outlives it. */
+static void offload_fini(evexec_loop *loop, void *arg)
+{
+    struct offload *o = arg;
+    evexec_port *port;
+    ck_assert_int_eq(evexec_loop_port(loop, &port), 0);
+    o->submit_rc = evexec_submit(port, o->pool, echo_work, count_delivery, o, NULL);
+}
+
 START_TEST(calls_offload_through_the_loop_port_and_stop_waits_for_its_jobs)
 {
     struct evexec_pool_opts po = EVEXEC_POOL_OPTS_INIT;
+    struct evexec_loop_opts lo = EVEXEC_LOOP_OPTS_INIT;
     struct offload o, o2;
     struct gate g;
     struct tally t;
@@ -1346,10 +1368,13 @@ START_TEST(calls_offload_through_the_loop_port_and_stop_waits_for_its_jobs)
     gate_init(&g, &t);
     o2.g = &g;
 
-    evexec_loop *loop = start_loop(NULL);
+    lo.fini = offload_fini;
+    lo.arg = &o2;
+    evexec_loop *loop = start_loop(&lo);
     ck_assert_int_eq(evexec_loop_call(loop, offload_call, &o, &f), 0);
     ck_assert_ptr_eq(wait_ok(f), &o); /* echo_work's result, via the port */
     evexec_future_free(f);
+    ck_assert_int_eq(o.free_rc, -EPERM);
 
     /* A job parked on a worker, whose callback settles nothing. */
     ck_assert_int_eq(evexec_loop_call(loop, fire_and_forget_call, &o2, &f), 0);
@@ -1366,9 +1391,170 @@ START_TEST(calls_offload_through_the_loop_port_and_stop_waits_for_its_jobs)
     gate_release(&g, 1);
     ck_assert_int_eq(stop_join(&s), 0);
     ck_assert_int_eq(o2.delivered, 1); /* delivered before the loop ended */
+    ck_assert_int_eq(o2.submit_rc, -ESHUTDOWN); /* refused to fini */
     ck_assert_int_eq(evexec_loop_free(loop), 0);
     ck_assert_int_eq(evexec_pool_free(o.pool), 0);
     gate_destroy(&g);
+}
+END_TEST
+
+/* A job whose done callback submits it again through the loop's port: a
+ * retry or poll loop that nothing else ends. */
+struct resubmit {
+    evexec_pool *pool;
+    evexec_port *port;          /* loop thread */
+    _Atomic unsigned rounds, mark;
+    _Atomic int refused;        /* what the refused submit returned */
+};
+
+static void resubmit_done(int status, void *result, void *arg)
+{
+    struct resubmit *r = arg;
+    (void)status;
+    (void)result;
+    int rc = evexec_submit(r->port, r->pool, echo_work, resubmit_done, r, NULL);
+    if (rc == 0)
+        r->rounds++;
+    else
+        r->refused = rc;
+}
+
+static void resubmit_call(evexec_loop *loop, evexec_promise *p, void *arg)
+{
+    struct resubmit *r = arg;
+    ck_assert_int_eq(evexec_loop_port(loop, &r->port), 0);
+    ck_assert_int_eq(evexec_submit(r->port, r->pool, echo_work, resubmit_done, r, NULL), 0);
+    evexec_promise_resolve(p, NULL); /* only the jobs go on */
+}
+
+static int resubmitted_past_mark(void *arg)
+{
+    struct resubmit *r = arg;
+    return r->rounds >= r->mark;
+}
+
+static int stopper_returned(void *arg)
+{
+    return ((struct stopper *)arg)->returned;
+}
+
+START_TEST(stop_cancel_ends_jobs_that_resubmit_themselves)
+{
+    struct evexec_pool_opts po = EVEXEC_POOL_OPTS_INIT;
+    struct resubmit r;
+    struct stopper drain, cancel;
+    evexec_future *f;
+
+    memset(&r, 0, sizeof r);
+    po.max_threads = 1;
+    ck_assert_int_eq(evexec_pool_new(&r.pool, &po), 0);
+    evexec_loop *loop = start_loop(NULL);
+    ck_assert_int_eq(evexec_loop_call(loop, resubmit_call, &r, &f), 0);
+    wait_ok(f);
+    evexec_future_free(f);
+
+    /* A drain waits for the port's jobs, and these never end. */
+    stop_async(&drain, loop, EVEXEC_DRAIN);
+    wait_for(loop_stopping, loop);
+    r.mark = r.rounds + 100;
+    wait_for(resubmitted_past_mark, &r);
+    ck_assert_int_eq(drain.returned, 0);
+    ck_assert_int_eq(r.refused, 0);
+
+    /* A cancel makes the port refuse them: the stop ends. */
+    stop_async(&cancel, loop, EVEXEC_CANCEL);
+    wait_for(stopper_returned, &cancel);
+    ck_assert_int_eq(stop_join(&cancel), 0);
+    ck_assert_int_eq(stop_join(&drain), 0);
+    ck_assert_int_eq(r.refused, -ESHUTDOWN);
+    ck_assert_int_eq(evexec_loop_free(loop), 0);
+    ck_assert_int_eq(evexec_pool_free(r.pool), 0);
+}
+END_TEST
+
+/* A fini that takes its time (it is not synchronisation: the test passes
+ * whatever the duration, but an escalation that does not wait for the end
+ * returns long before it). */
+struct slow_fini {
+    sem_t entered;
+    _Atomic int done;
+};
+
+static void slow_fini(evexec_loop *loop, void *arg)
+{
+    struct slow_fini *sf = arg;
+    struct timespec ms200 = {0, 200000000};
+    (void)loop;
+    sem_post(&sf->entered);
+    nanosleep(&ms200, NULL);
+    sf->done = 1;
+}
+
+START_TEST(an_escalation_while_fini_runs_returns_once_the_thread_has_ended)
+{
+    struct evexec_loop_opts o = EVEXEC_LOOP_OPTS_INIT;
+    struct slow_fini sf;
+    struct stopper drain;
+
+    memset(&sf, 0, sizeof sf);
+    ck_assert_int_eq(sem_init(&sf.entered, 0, 0), 0);
+    o.fini = slow_fini;
+    o.arg = &sf;
+    evexec_loop *loop = start_loop(&o);
+    stop_async(&drain, loop, EVEXEC_DRAIN);
+    sem_wait_10s(&sf.entered, "fini");
+    /* Too late to cancel anything, but stronger than the drain: like any
+     * escalation, it returns 0 once the thread has ended. */
+    ck_assert_int_eq(evexec_loop_stop(loop, EVEXEC_CANCEL), 0);
+    ck_assert_int_eq(sf.done, 1);
+    ck_assert_int_eq(stop_join(&drain), 0);
+    ck_assert_int_eq(evexec_loop_stop(loop, EVEXEC_CANCEL), -EALREADY);
+    ck_assert_int_eq(evexec_loop_free(loop), 0);
+    sem_destroy(&sf.entered);
+}
+END_TEST
+
+/* The daemon's pattern: one thread stops with DRAIN and frees; another (a
+ * second Ctrl-C) escalates meanwhile. The free must wait until the
+ * escalating thread is out of evexec_loop_stop(), woken by the end (ASan
+ * catches it touching the freed loop otherwise). */
+struct drain_free {
+    evexec_loop *loop;
+    _Atomic int stop_rc, free_rc;
+};
+
+static void *drain_then_free(void *arg)
+{
+    struct drain_free *d = arg;
+    d->stop_rc = evexec_loop_stop(d->loop, EVEXEC_DRAIN);
+    d->free_rc = evexec_loop_free(d->loop);
+    return NULL;
+}
+
+START_TEST(stop_and_free_on_one_thread_while_another_escalates)
+{
+    for (int i = 0; i < 1000; i++) {
+        struct drain_free d = {NULL, 1, 1};
+        struct orphan orph;
+        struct stopper esc;
+        pthread_t a;
+
+        ck_assert_int_eq(sem_init(&orph.entered, 0, 0), 0);
+        d.loop = start_loop(NULL);
+        /* Holds the drain until the cancel (evexec releases its promise). */
+        ck_assert_int_eq(evexec_loop_call(d.loop, orphan_call, &orph, NULL), 0);
+        sem_wait_10s(&orph.entered, "the orphan call");
+        ck_assert_int_eq(pthread_create(&a, NULL, drain_then_free, &d), 0);
+        while (!evexec_loop_stopping(d.loop)) /* alive: the drain needs the cancel */
+            sched_yield();
+        stop_async(&esc, d.loop, EVEXEC_CANCEL);
+        /* d.loop may be gone from now on. */
+        pthread_join(a, NULL);
+        ck_assert_int_eq(stop_join(&esc), 0);
+        ck_assert_int_eq(d.stop_rc, 0);
+        ck_assert_int_eq(d.free_rc, 0);
+        sem_destroy(&orph.entered);
+    }
 }
 END_TEST
 
@@ -2104,7 +2290,7 @@ static void stress_round(unsigned seed)
     }
     /* Stop at a random point, in a random way: DRAIN or CANCEL from here;
      * DRAIN from a thread escalated to CANCEL from here; or begun by a call
-     * on the loop thread, then joined from here. */
+     * on the loop thread, then waited for from here. */
     unsigned at = (unsigned)rand_r(&rs) % r.nrecs;
     while (r.next < at && r.next < r.nrecs)
         sched_yield();
@@ -2123,9 +2309,8 @@ static void stress_round(unsigned seed)
             sched_yield();
         rc = evexec_loop_stop(r.loop, EVEXEC_CANCEL);
         rc2 = stop_join(&st);
-        /* One of them comes second: the escalation after the drain has
-         * finished, or the drain after the cancel. It says -EALREADY; the
-         * other one has joined the thread. */
+        /* Both return once the thread has ended. An escalation that comes
+         * after the end, or a drain after the cancel, says -EALREADY. */
         if ((rc == 0 && rc2 == -EALREADY) || (rc == -EALREADY && rc2 == 0))
             rc = rc2 = 0;
         break;
@@ -2134,7 +2319,10 @@ static void stress_round(unsigned seed)
         rc = evexec_loop_call(r.loop, self_stopping_call, (void *)(intptr_t)how, NULL);
         if (rc == 0) {
             wait_for(loop_stopping, r.loop); /* begun by the call */
-            rc = evexec_loop_stop(r.loop, EVEXEC_DRAIN); /* joins */
+            /* Begun already: waits for the end, then says so. */
+            rc = evexec_loop_stop(r.loop, EVEXEC_DRAIN);
+            ck_assert_msg(rc == -EALREADY, "seed %u: stop after a self-stop: %d", seed, rc);
+            rc = 0;
         }
         break;
     }
@@ -2230,10 +2418,13 @@ static Suite *loop_suite(void)
     tcase_add_test(tc, stop_drain_runs_queued_calls_and_waits_for_those_in_progress);
     tcase_add_test(tc, stop_cancel_completes_everything_as_cancelled);
     tcase_add_test(tc, stop_cancel_escalates_a_drain);
-    tcase_add_test(tc, stop_from_the_loop_thread_begins_and_a_later_stop_joins);
+    tcase_add_test(tc, stop_from_the_loop_thread_begins_and_a_later_stop_waits_for_the_end);
     tcase_add_test(tc, background_tasks_end_when_the_loop_stops);
     tcase_add_test(tc, on_stop_after_the_stop_began_is_eshutdown);
     tcase_add_test(tc, calls_offload_through_the_loop_port_and_stop_waits_for_its_jobs);
+    tcase_add_test(tc, stop_cancel_ends_jobs_that_resubmit_themselves);
+    tcase_add_test(tc, an_escalation_while_fini_runs_returns_once_the_thread_has_ended);
+    tcase_add_test(tc, stop_and_free_on_one_thread_while_another_escalates);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("pool-futures");

@@ -11,6 +11,10 @@
  * calls it makes fail, so only evexec's own calls (and this file's) reach
  * the wrappers; libevent's allocations are left alone. The countdown is
  * armed only around evexec calls: Check's assertions allocate too.
+ *
+ * Linked with the sources, it also sees the library's private layouts: the
+ * tcase "white-box" holds a future's own mutex to stop a completing thread
+ * at a chosen point, and so makes a race window as wide as it likes.
  */
 #include "config.h"
 
@@ -22,6 +26,8 @@
 #include <unistd.h>
 
 #include "helpers.h"
+
+#include "../lib/evexec-internal.h"
 
 /* --- the wrappers -------------------------------------------------------- */
 
@@ -238,12 +244,104 @@ START_TEST(every_failable_call_fails_in_turn)
 }
 END_TEST
 
+/* --- white-box races ----------------------------------------------------- */
+
+struct canceller {
+    evexec_future *f;
+    _Atomic int cancel_rc, result_rc, returned;
+};
+
+static void *cancel_main(void *arg)
+{
+    struct canceller *c = arg;
+    c->cancel_rc = evexec_future_cancel(c->f);
+    c->result_rc = evexec_future_result(c->f, NULL); /* read at once */
+    c->returned = 1;
+    return NULL;
+}
+
+static void *shutdown_cancel_main(void *arg)
+{
+    evexec_pool_shutdown(arg, EVEXEC_CANCEL);
+    return NULL;
+}
+
+static int complete(void *arg)
+{
+    return evexec_future_result(arg, NULL) != -EINPROGRESS;
+}
+
+/* The canceller returned, or waits on its future's condition variable. */
+static int returned_or_waiting(void *arg)
+{
+    struct canceller *c = arg;
+    pthread_mutex_lock(&c->f->mu);
+    int waiting = c->f->waiters > 0;
+    pthread_mutex_unlock(&c->f->mu);
+    return c->returned || waiting;
+}
+
+/*
+ * evexec_pool_shutdown(EVEXEC_CANCEL) marks every queued job cancelled
+ * under the pool's mutex, then completes them one by one outside it. A
+ * cancel of a pool future caught in between must not answer -EALREADY
+ * ("already complete") while the future still reads as pending. Holding
+ * q[1]'s mutex parks the shutdown between q[0] and q[1]: q[2] is then
+ * marked and not complete, for as long as the test likes.
+ */
+START_TEST(cancel_of_a_pool_future_a_shutdown_is_completing)
+{
+    struct evexec_pool_opts po = EVEXEC_POOL_OPTS_INIT;
+    evexec_pool *pool;
+    evexec_future *running, *q[3];
+    struct canceller c;
+    struct gate g;
+    struct tally t;
+    pthread_t shut, th;
+
+    po.max_threads = 1;
+    ck_assert_int_eq(evexec_pool_new(&pool, &po), 0);
+    tally_init(&t);
+    gate_init(&g, &t);
+    ck_assert_int_eq(evexec_pool_call(pool, park_work, &g, &running), 0);
+    gate_wait_entered(&g, 1);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(evexec_pool_call(pool, echo_work, NULL, &q[i]), 0);
+
+    pthread_mutex_lock(&q[1]->mu);
+    ck_assert_int_eq(pthread_create(&shut, NULL, shutdown_cancel_main, pool), 0);
+    wait_for(complete, q[0]); /* the shutdown is past q[0], parked at q[1] */
+    ck_assert_int_eq(evexec_future_result(q[2], NULL), -EINPROGRESS);
+    memset(&c, 0, sizeof c);
+    c.f = q[2];
+    ck_assert_int_eq(pthread_create(&th, NULL, cancel_main, &c), 0);
+    wait_for(returned_or_waiting, &c);
+    pthread_mutex_unlock(&q[1]->mu);
+    pthread_join(th, NULL);
+    pthread_join(shut, NULL);
+    ck_assert_int_eq(c.cancel_rc, -EALREADY);
+    ck_assert_int_eq(c.result_rc, -ECANCELED); /* complete, as -EALREADY says */
+
+    gate_release(&g, 1);
+    ck_assert_int_eq(evexec_future_wait(running, EVEXEC_WAIT_FOREVER), 0);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+    evexec_future_free(running);
+    for (int i = 0; i < 3; i++)
+        evexec_future_free(q[i]);
+    gate_destroy(&g);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("loop-faults");
     TCase *tc = tcase_create("injected");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, every_failable_call_fails_in_turn);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("white-box");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, cancel_of_a_pool_future_a_shutdown_is_completing);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
