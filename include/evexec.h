@@ -67,6 +67,16 @@
  * A loop (evexec_loop_start()) owns its base and its port: stopping it
  * frees them on its thread. Futures may outlive the loop or pool they came
  * from (they are all complete by then) and are freed on their own.
+ *
+ * fork()
+ * ------
+ * evexec keeps no global state: a child of fork() may create and use new
+ * pools and ports, on a new event_base or on the inherited one after
+ * event_reinit(). It must not use or free a pool or port inherited from the
+ * parent: the child has only the thread that called fork(), none of the
+ * parent's workers; a lock of an inherited pool may have been held at the
+ * fork; an inherited port's wake fd is shared with the parent. Leave them
+ * alone: exec() or exit ends them. evexec's fds are close-on-exec.
  */
 #ifndef EVEXEC_H
 #define EVEXEC_H
