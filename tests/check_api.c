@@ -13,8 +13,11 @@ static evexec_port *port;
 static evexec_pool *pool;
 
 /* Checked fixture: runs in the test's own process, after Check's fork. */
+static int fds_before;
+
 static void setup(void)
 {
+    fds_before = count_fds();
     base = event_base_new();
     ck_assert_ptr_nonnull(base);
     ck_assert_int_eq(evexec_pool_new(&pool, NULL), 0);
@@ -26,7 +29,8 @@ static void teardown(void)
     ck_assert_int_eq(evexec_pool_free(pool), 0);
     ck_assert_int_eq(evexec_port_free(port), 0);
     event_base_dispatch(base); /* returns once the port is gone */
-    event_base_free(base);
+    event_base_free(base);    /* Every test leaves the fd table as it found it. */
+    ck_assert_int_eq(count_fds(), fds_before);
 }
 
 START_TEST(pool_new_rejects_bad_options)

@@ -24,8 +24,11 @@
 static struct event_base *base;
 static evexec_port *port;
 
+static int fds_before;
+
 static void setup(void)
 {
+    fds_before = count_fds();
     base = event_base_new();
     ck_assert_ptr_nonnull(base);
     ck_assert_int_eq(evexec_port_new(&port, base, NULL), 0);
@@ -35,7 +38,8 @@ static void teardown(void)
 {
     ck_assert_int_eq(evexec_port_free(port), 0);
     event_base_dispatch(base);
-    event_base_free(base);
+    event_base_free(base);    /* Every test leaves the fd table as it found it. */
+    ck_assert_int_eq(count_fds(), fds_before);
 }
 
 static evexec_pool *new_pool(unsigned max, unsigned min, size_t max_queued, const char *name)
