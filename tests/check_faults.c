@@ -355,13 +355,6 @@ int __wrap_pipe2(int fds[2], int flags)
 /* Helpers                                                                   */
 /* ========================================================================= */
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 static void nap_us(long us)
 {
     struct timespec ts = {0, us * 1000};
@@ -397,42 +390,12 @@ static int pump_until_empty(struct event_base *b, double secs)
     return 0;
 }
 
-static int count_threads(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/task");
-    struct dirent *e;
-    if (!d)
-        return -1;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
-
 /* Threads exit a moment after they are joined by the kernel's count. */
 static int threads_back_to(int n)
 {
     for (int i = 0; i < 2000 && count_threads() != n; i++)
         nap_us(1000);
     return count_threads();
-}
-
-/* The fds opened since `before` (a sorted list from fd_list()). */
-static int fd_list(int *fds, int max)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    ck_assert_ptr_nonnull(d);
-    while ((e = readdir(d)) != NULL && n < max) {
-        int fd = atoi(e->d_name);
-        if (e->d_name[0] != '.' && fd != dirfd(d))
-            fds[n++] = fd;
-    }
-    closedir(d);
-    return n;
 }
 
 /* Watches the wake fd(s) of a port created between two fd_list() calls. */

@@ -36,13 +36,6 @@
 
 #include "helpers.h"
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 /* ------------------------------------------------------------------------ */
 /* The fd count of every test                                               */
 
@@ -58,23 +51,6 @@ static void fd_teardown(void)
 {
     ck_assert_msg(count_fds() == fds_before, "fds leaked: %d before the test, %d after",
                   fds_before, count_fds());
-}
-
-/* The fds open now, sorted. */
-static int fd_list(int *fds, int max)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    if (!d)
-        return -1;
-    while ((e = readdir(d)) != NULL && n < max) {
-        int fd = atoi(e->d_name);
-        if (e->d_name[0] != '.' && fd != dirfd(d))
-            fds[n++] = fd;
-    }
-    closedir(d);
-    return n;
 }
 
 static int contains(const int *v, int n, int x)
@@ -302,20 +278,6 @@ END_TEST
 /* ------------------------------------------------------------------------ */
 /* fork                                                                     */
 
-static int child_count_threads(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/task");
-    struct dirent *e;
-    if (!d)
-        return -1;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
-
 static int child_calls;
 static void child_done(int status, void *result, void *arg)
 {
@@ -329,7 +291,7 @@ static void child_done(int status, void *result, void *arg)
  * test process); an exit code says what went wrong. */
 static int fork_child(void)
 {
-    if (child_count_threads() != 1)
+    if (count_threads() != 1)
         return 10; /* fork() keeps only the calling thread */
     struct event_base *b = event_base_new();
     evexec_pool *pool;

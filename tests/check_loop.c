@@ -31,15 +31,6 @@
 
 #include "helpers.h"
 
-/* --- common -------------------------------------------------------------- */
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec / 1e9;
-}
-
 static void sem_wait_10s(sem_t *s, const char *what)
 {
     struct timespec ts;

@@ -88,20 +88,6 @@ static void sleep_us(unsigned us)
         ;
 }
 
-static int count_threads(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/task");
-    struct dirent *e;
-    if (!d)
-        return -1;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
-
 /* ------------------------------------------------------------------------ */
 /* The model                                                                */
 

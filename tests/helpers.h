@@ -63,5 +63,11 @@ struct evexec_port_stats port_stats(evexec_port *port);
 
 /* Number of open fds of this process. */
 int count_fds(void);
+/* Up to max of the fds open now (the listing's own excluded); -1 on error. */
+int fd_list(int *fds, int max);
+/* Number of threads of this process. */
+int count_threads(void);
+/* CLOCK_MONOTONIC, in seconds. */
+double now_s(void);
 
 #endif
