@@ -10,9 +10,11 @@
  *
  * Objects
  * -------
- * - ::evexec_pool: worker threads and a bounded FIFO queue of jobs. Threads
- *   start lazily up to a maximum and exit after an idle timeout down to a
- *   minimum. One pool may serve any number of ports.
+ * - ::evexec_pool: worker threads and a bounded queue of jobs, first in
+ *   first out within each of three priority classes. Threads start lazily
+ *   up to a maximum and exit after an idle timeout down to a minimum; the
+ *   limits can change while the pool runs. One pool may serve any number of
+ *   ports.
  * - ::evexec_port: the link between pools and one `event_base`. Workers push
  *   finished jobs on the port's lock-free completion list and write its wake
  *   fd (an eventfd, or a pipe) only when the list goes from empty to
@@ -46,7 +48,7 @@
  * - An accepted job runs its done callback exactly once, on its port's loop
  *   thread, from the event loop (never from inside evexec_submit(),
  *   evexec_cancel() or any free function), whatever happens to it: finished,
- *   cancelled, or cancelled by a shutdown.
+ *   cancelled, cancelled by a shutdown, dropped, or timed out.
  * - No evexec lock is held while user code runs.
  * - `arg` belongs to the caller: evexec never reads or frees it.
  *
@@ -139,9 +141,12 @@ typedef void *(*evexec_work_fn)(evexec_job *job, void *arg);
  *
  * @param status  0 if the work function ran (its return value is in
  *                @p result), or -ECANCELED if the job was cancelled before it
- *                started (by evexec_cancel(), evexec_pool_shutdown() with
- *                ::EVEXEC_CANCEL, or evexec_port_free()); @p result is then
- *                NULL.
+ *                started (by evexec_cancel(), evexec_group_cancel(),
+ *                evexec_pool_shutdown() with ::EVEXEC_CANCEL,
+ *                evexec_port_free(), or dropped by
+ *                ::EVEXEC_OVERFLOW_DROP_OLDEST), or -ETIMEDOUT if its
+ *                deadline (evexec_job_opts.timeout_ms) passed first; @p result
+ *                is NULL for both.
  * @param result  what the work function returned.
  * @param arg     the caller's pointer given to evexec_submit().
  *
@@ -151,6 +156,26 @@ typedef void *(*evexec_work_fn)(evexec_job *job, void *arg);
  * Thread: the loop thread of the port the job was submitted through.
  */
 typedef void (*evexec_done_fn)(int status, void *result, void *arg);
+
+/**
+ * A worker thread's start hook (evexec_pool_opts.worker_init).
+ *
+ * @param worker_arg  evexec_pool_opts.worker_arg.
+ * @param[out] state  the thread's state, NULL until set; reached by its work
+ *                    functions through evexec_worker_state().
+ * @return 0, or non-zero to make the thread exit without taking a job.
+ *
+ * Thread: the new worker thread, before its first job.
+ */
+typedef int (*evexec_worker_init_fn)(void *worker_arg, void **state);
+
+/**
+ * A worker thread's exit hook (evexec_pool_opts.worker_fini): releases what
+ * worker_init made.
+ *
+ * Thread: the exiting worker thread, after its last job.
+ */
+typedef void (*evexec_worker_fini_fn)(void *state, void *worker_arg);
 
 /* ------------------------------------------------------------------------ */
 /** @name Pools */
@@ -205,10 +230,51 @@ struct evexec_pool_opts {
      * cores, a positive value keeps the loop thread (and its timers)
      * responsive while the workers are busy. */
     unsigned nice;
+    /** What a submit does when the queue is at max_queued:
+     * ::EVEXEC_OVERFLOW_REJECT (0, the default) fails it with -EAGAIN;
+     * ::EVEXEC_OVERFLOW_DROP_OLDEST takes the oldest queued job of the
+     * lowest priority class not above the new job's off the queue (its done
+     * callback runs with -ECANCELED, it counts as cancelled and dropped) and
+     * accepts the new one; if every queued job has a higher priority than
+     * the new one, the new one is rejected with -EAGAIN. */
+    int overflow;
+    /** Most jobs of each priority class running at once (libuv's cap on
+     * slow I/O, per class), 0..::EVEXEC_MAX_THREADS; 0 (the default) means
+     * no limit but max_threads. A queued job whose class is at its limit waits while
+     * other classes' jobs run, so a flood of slow work (DNS, say) at one
+     * priority cannot occupy every worker. Changed at run time with
+     * evexec_pool_set_class_limit(). */
+    unsigned max_running_high, max_running_normal, max_running_low;
+    /** ::EVEXEC_POOL_HISTOGRAMS or 0 (the default); other bits: -EINVAL. */
+    unsigned flags;
+    /** Called on each worker thread when it starts, before it takes a job;
+     * NULL for none. It may set *state, which the thread's work functions
+     * reach with evexec_worker_state() (a database connection per thread,
+     * say). A non-zero return makes the thread exit at once without
+     * running a job (worker_fini is not called for it); it counts in
+     * evexec_pool_stats() as worker_init_failed, and if no thread is left,
+     * queued jobs are delivered as -ECANCELED (never stranded). */
+    evexec_worker_init_fn worker_init;
+    /** Called on each worker thread before it exits (idle timeout, resize,
+     * shutdown), with the state its worker_init set; NULL for none. */
+    evexec_worker_fini_fn worker_fini;
+    /** Passed to worker_init and worker_fini; owned by the caller, who keeps
+     * it valid until evexec_pool_free() returns. */
+    void *worker_arg;
 };
 
 /** Initialiser for struct evexec_pool_opts: all defaults. */
-#define EVEXEC_POOL_OPTS_INIT { sizeof(struct evexec_pool_opts), 0, 0, 0, 0, NULL, 0, 0, 0 }
+#define EVEXEC_POOL_OPTS_INIT \
+    { sizeof(struct evexec_pool_opts), 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL }
+
+/** evexec_pool_opts.overflow: a submit to a full queue fails with -EAGAIN. */
+#define EVEXEC_OVERFLOW_REJECT 0
+/** evexec_pool_opts.overflow: a submit to a full queue drops the oldest
+ *  queued job of the lowest priority class (see evexec_pool_opts). */
+#define EVEXEC_OVERFLOW_DROP_OLDEST 1
+/** evexec_pool_opts.flags: keep histograms of queue wait and run time (see
+ *  evexec_pool_histograms()). Costs two clock reads per job. */
+#define EVEXEC_POOL_HISTOGRAMS 0x1u
 
 /**
  * Creates a pool.
@@ -284,13 +350,28 @@ struct evexec_pool_stats {
     size_t size;
     unsigned threads;    /**< threads alive (busy, idle or starting) */
     unsigned idle;       /**< threads waiting for work */
-    unsigned running;    /**< jobs whose work function is running */
+    unsigned running;    /**< jobs handed to a worker and not finished
+                              (busy threads) */
     size_t queued;       /**< jobs waiting in the queue */
     uint64_t submitted;  /**< jobs accepted since creation */
     uint64_t completed;  /**< work functions that have returned */
     uint64_t cancelled;  /**< jobs taken off the queue as cancelled */
     uint64_t rejected;   /**< submits refused (-EAGAIN, -ESHUTDOWN) */
     uint64_t threads_started; /**< threads started since creation */
+    /* Added with priorities, deadlines and resizing: */
+    size_t queued_high;    /**< of queued, jobs of ::EVEXEC_PRIO_HIGH */
+    size_t queued_normal;  /**< of queued, jobs of ::EVEXEC_PRIO_NORMAL */
+    size_t queued_low;     /**< of queued, jobs of ::EVEXEC_PRIO_LOW */
+    unsigned running_high, running_normal, running_low; /**< of running, per class */
+    uint64_t timed_out;    /**< jobs whose deadline passed first (delivered
+                                as -ETIMEDOUT) */
+    uint64_t dropped;      /**< queued jobs dropped by
+                                ::EVEXEC_OVERFLOW_DROP_OLDEST (also counted
+                                in cancelled) */
+    uint64_t worker_init_failed; /**< threads whose worker_init failed */
+    unsigned max_threads;  /**< the current limits (see evexec_pool_resize()) */
+    unsigned min_threads;
+    size_t max_queued;
 };
 
 /**
@@ -305,6 +386,92 @@ struct evexec_pool_stats {
  * Thread: any thread.
  */
 EVEXEC_EXPORT int evexec_pool_stats(evexec_pool *pool, struct evexec_pool_stats *out);
+
+/** Buckets of struct evexec_pool_histograms. */
+#define EVEXEC_HIST_BUCKETS 48
+
+/**
+ * Log-scaled histograms of a pool's jobs, filled by evexec_pool_histograms().
+ * Bucket 0 counts durations under 2 ns; bucket i (1..46) counts durations d
+ * with 2^i <= d < 2^(i+1) nanoseconds; bucket 47 counts everything longer
+ * (2^47 ns is 39 hours). The upper bound of bucket i is 2^(i+1) ns.
+ */
+struct evexec_pool_histograms {
+    /** Set by the caller to sizeof(struct evexec_pool_histograms). */
+    size_t size;
+    /** Queue wait: from the submit to the start of the work function. */
+    uint64_t wait[EVEXEC_HIST_BUCKETS];
+    /** Run time of the work function. */
+    uint64_t run[EVEXEC_HIST_BUCKETS];
+};
+
+/**
+ * Fills @p out with the histograms of every job that has run so far in a
+ * pool created with ::EVEXEC_POOL_HISTOGRAMS.
+ *
+ * Workers record into counters of their own, without a lock; this call sums
+ * them, so a snapshot taken while jobs run may count a job's wait but not
+ * yet its run time. Jobs cancelled before they ran are not counted.
+ *
+ * @return 0, or -EINVAL (NULL pointer, or out->size smaller than
+ *   sizeof(struct evexec_pool_histograms)), or -ENOTSUP (the pool keeps no
+ *   histograms).
+ *
+ * Thread: any thread.
+ */
+EVEXEC_EXPORT int evexec_pool_histograms(evexec_pool *pool, struct evexec_pool_histograms *out);
+
+/**
+ * Changes a live pool's thread and queue limits.
+ *
+ * Growing max_threads starts threads at once for jobs waiting in the queue;
+ * growing min_threads starts threads up to it. Shrinking never interrupts a
+ * running job: threads above the new max_threads exit when they finish
+ * their current job (idle ones at once), and threads above min_threads are
+ * reaped by the idle timeout again. A max_queued below the number of jobs
+ * already queued keeps them all; new submits fail (or drop, see
+ * evexec_pool_opts.overflow) until the queue is below it. Blocked
+ * evexec_submit_threadsafe() callers are woken if there is now room.
+ *
+ * @param min_threads  0..max_threads.
+ * @param max_threads  1..::EVEXEC_MAX_THREADS.
+ * @param max_queued   1..::EVEXEC_MAX_QUEUED.
+ * @return 0, or -EINVAL (NULL pool or a value out of range; nothing
+ *   changes), -ESHUTDOWN (the pool was shut down), or the error of
+ *   pthread_create() when a thread min_threads asks for could not start
+ *   (the limits are set all the same).
+ *
+ * Thread: any thread, including the pool's own workers.
+ */
+EVEXEC_EXPORT int evexec_pool_resize(evexec_pool *pool, unsigned min_threads,
+                                     unsigned max_threads, size_t max_queued);
+
+/**
+ * Sets the most jobs of one priority class that may run at once (see
+ * evexec_pool_opts.max_running_high), 0 meaning no limit but max_threads.
+ * Lowering it below the number running interrupts nothing: jobs of the
+ * class simply start again once fewer run.
+ *
+ * @param priority  ::EVEXEC_PRIO_HIGH, ::EVEXEC_PRIO_NORMAL or
+ *                  ::EVEXEC_PRIO_LOW.
+ * @return 0, or -EINVAL (NULL pool, a bad priority, or a limit above
+ *   ::EVEXEC_MAX_THREADS).
+ *
+ * Thread: any thread.
+ */
+EVEXEC_EXPORT int evexec_pool_set_class_limit(evexec_pool *pool, int priority,
+                                              unsigned max_running);
+
+/**
+ * The state the worker_init hook of the worker running @p job set (see
+ * evexec_pool_opts.worker_init).
+ *
+ * @return the state, or NULL: no hook, the hook left it NULL, @p job NULL,
+ *   or not called by the worker running @p job.
+ *
+ * Thread: the worker running @p job (from inside its work function).
+ */
+EVEXEC_EXPORT void *evexec_worker_state(const evexec_job *job);
 /**@}*/
 
 /* ------------------------------------------------------------------------ */
@@ -389,6 +556,28 @@ struct evexec_port_stats {
  * Thread: the port's loop thread.
  */
 EVEXEC_EXPORT int evexec_port_stats(evexec_port *port, struct evexec_port_stats *out);
+
+/**
+ * The port's default pool, created on first use: what a NULL pool given to
+ * evexec_submit(), evexec_submit_ex() or evexec_submit_threadsafe() means
+ * (asyncio's default executor, for callers who do not want to manage a
+ * pool).
+ *
+ * It has min(32, CPUs + 4) threads at most (Python's rule for its default
+ * executor: I/O-bound work wants more threads than CPUs), none until work
+ * arrives, threads named "evexec-def-<n>", and every other option at its
+ * default. It belongs to the port: evexec_port_free() releases it once the
+ * port's jobs are all delivered (blocking only if other ports still have
+ * work running on it), so do not free it yourself; for a pool that must
+ * outlive the port, make your own.
+ *
+ * @param[out] out  receives the pool; untouched on error.
+ * @return 0, or -EINVAL (NULL pointer), -ESHUTDOWN (the port was freed),
+ *   -ENOMEM.
+ *
+ * Thread: any thread (the port must still exist).
+ */
+EVEXEC_EXPORT int evexec_port_default_pool(evexec_port *port, evexec_pool **out);
 /**@}*/
 
 /* ------------------------------------------------------------------------ */
@@ -405,14 +594,15 @@ EVEXEC_EXPORT int evexec_port_stats(evexec_port *port, struct evexec_port_stats 
  * submission order.
  *
  * @param port  the port whose loop thread runs @p done.
- * @param pool  the pool whose worker runs @p work.
+ * @param pool  the pool whose worker runs @p work; NULL for the port's
+ *              default pool (evexec_port_default_pool()).
  * @param work  the blocking function; must not be NULL.
  * @param done  the completion callback, or NULL for none.
  * @param arg   passed to both; owned by the caller.
  * @param[out] id  receives the job's id, or NULL if not wanted. Untouched on
  *   error.
  * @return 0 (@p done will run exactly once), or, with no callback ever:
- *   - -EINVAL: @p port, @p pool or @p work is NULL;
+ *   - -EINVAL: @p port or @p work is NULL;
  *   - -EPERM: not called on the port's loop thread;
  *   - -EAGAIN: the queue is at max_queued, or no worker thread exists and
  *     none could be started (jobs other loops had queued, counting on a
@@ -427,6 +617,117 @@ EVEXEC_EXPORT int evexec_port_stats(evexec_port *port, struct evexec_port_stats 
  */
 EVEXEC_EXPORT int evexec_submit(evexec_port *port, evexec_pool *pool, evexec_work_fn work,
                                 evexec_done_fn done, void *arg, evexec_job_id *id);
+
+/** A group of jobs with one callback for all of them (see evexec_group_new()).
+ *  Opaque. */
+typedef struct evexec_group evexec_group;
+
+/** Priority classes (evexec_job_opts.priority): higher runs first. */
+#define EVEXEC_PRIO_HIGH (-1)
+#define EVEXEC_PRIO_NORMAL 0
+#define EVEXEC_PRIO_LOW 1
+
+/**
+ * Releases a result that came too late: the work function of a job whose
+ * deadline had passed returned @p result after its done callback had
+ * already run with -ETIMEDOUT.
+ *
+ * Thread: the port's loop thread.
+ */
+typedef void (*evexec_cleanup_fn)(void *result, void *arg);
+
+/**
+ * Per-job options for evexec_submit_ex() and evexec_submit_threadsafe();
+ * start from ::EVEXEC_JOB_OPTS_INIT.
+ */
+struct evexec_job_opts {
+    /** sizeof(struct evexec_job_opts), set by ::EVEXEC_JOB_OPTS_INIT. */
+    size_t size;
+    /** ::EVEXEC_PRIO_HIGH, ::EVEXEC_PRIO_NORMAL (0, the default) or
+     * ::EVEXEC_PRIO_LOW. Queued jobs start highest class first, oldest first
+     * within a class, except that a class passed over 8 times in a row while
+     * it had jobs waiting goes next, so no class starves. Per-class limits
+     * on running jobs: evexec_pool_opts.max_running_high. */
+    int priority;
+    /** Deadline in milliseconds from the submit; 0 (the default) means none.
+     * If the done callback has not run by then, it runs with -ETIMEDOUT on
+     * the loop thread, and the job is cancelled if still queued or has its
+     * stop flag set if running. When such a job's work function returns
+     * later, its result goes to @c cleanup (never to the done callback). At
+     * most 2^31 - 1. Loop thread only: evexec_submit_ex(). */
+    unsigned timeout_ms;
+    /** Releases a late result (see timeout_ms); NULL if results need no
+     * release (or are released by the work function itself). Called with
+     * the job's arg, on the loop thread, only for a non-NULL result. */
+    evexec_cleanup_fn cleanup;
+    /** Makes the job a member of this group (evexec_group_new()); NULL for
+     * none. Loop thread only: evexec_submit_ex(). */
+    evexec_group *group;
+    /** evexec_submit_threadsafe() only: how long to wait for room when the
+     * queue is full, in milliseconds; 0 (the default) fails at once with
+     * -EAGAIN, ::EVEXEC_WAIT_FOREVER waits until there is room or the pool
+     * is shut down. */
+    int wait_ms;
+};
+
+/** Initialiser for struct evexec_job_opts: all defaults. */
+#define EVEXEC_JOB_OPTS_INIT { sizeof(struct evexec_job_opts), 0, 0, NULL, NULL, 0 }
+
+/**
+ * evexec_submit() with options: a priority, a deadline, a group.
+ *
+ * Everything evexec_submit() says holds. With opts NULL (or all defaults)
+ * it is evexec_submit().
+ *
+ * @param opts  options, or NULL; only read during the call.
+ * @return as evexec_submit(), and
+ *   - -EINVAL also for: a bad opts->size, a priority not a class, a
+ *     timeout_ms above 2^31 - 1, a non-zero wait_ms (the loop thread must
+ *     never block), a group of another port, or a group already closed or
+ *     done (see evexec_group_close());
+ *   - -E2BIG: see evexec_pool_new().
+ *
+ * Thread: the port's loop thread.
+ */
+EVEXEC_EXPORT int evexec_submit_ex(evexec_port *port, evexec_pool *pool, evexec_work_fn work,
+                                   evexec_done_fn done, void *arg,
+                                   const struct evexec_job_opts *opts, evexec_job_id *id);
+
+/**
+ * Submits a job from any thread, a worker or a foreign thread, with @p done
+ * run on the loop thread of @p port, as for evexec_submit(). libuv has no
+ * equivalent: there, only the loop thread may queue work.
+ *
+ * The job gets no id: it is cancelled by evexec_port_free() or
+ * evexec_pool_shutdown() with ::EVEXEC_CANCEL, like any job. Options other
+ * than priority and wait_ms must be left at their defaults (deadlines and
+ * groups live on the loop thread). Each call takes a lock of the port's
+ * for a moment; the port keeps the jobs' memory for reuse.
+ *
+ * The port must exist for the whole call: stop the threads that submit to
+ * a port before freeing it. Between evexec_port_free() and the port's
+ * release, submits return -ESHUTDOWN.
+ *
+ * @param pool   as evexec_submit(); NULL for the port's default pool.
+ * @param opts   options, or NULL; only read during the call.
+ * @return 0 (@p done will run exactly once, on the loop thread), or, with
+ *   no callback ever:
+ *   - -EINVAL: @p port or @p work NULL; bad opts (as evexec_submit_ex()),
+ *     a timeout_ms or group set, or a wait_ms below ::EVEXEC_WAIT_FOREVER;
+ *   - -EDEADLK: a non-zero wait_ms on the port's own loop thread or on a
+ *     worker of @p pool (either would wait on itself);
+ *   - -EAGAIN: the queue is full (and wait_ms is 0), or no worker could
+ *     be started;
+ *   - -ETIMEDOUT: the queue stayed full for wait_ms;
+ *   - -ESHUTDOWN: the pool was shut down (also while waiting) or the port
+ *     freed, or is a stopping loop's;
+ *   - -ENOMEM, -E2BIG.
+ *
+ * Thread: any thread.
+ */
+EVEXEC_EXPORT int evexec_submit_threadsafe(evexec_port *port, evexec_pool *pool,
+                                           evexec_work_fn work, evexec_done_fn done, void *arg,
+                                           const struct evexec_job_opts *opts);
 
 /**
  * Cancels a job.
@@ -461,6 +762,93 @@ EVEXEC_EXPORT int evexec_cancel(evexec_port *port, evexec_job_id id);
  * Thread: the worker running @p job (from inside its work function).
  */
 EVEXEC_EXPORT int evexec_job_cancelled(const evexec_job *job);
+
+/** evexec_group_new() mode: the callback runs once every member's done
+ *  callback has run (asyncio.gather). */
+#define EVEXEC_GROUP_ALL 0
+/** evexec_group_new() mode: the callback runs right after the first
+ *  member's done callback (asyncio.wait with FIRST_COMPLETED). */
+#define EVEXEC_GROUP_FIRST 1
+/** Flag for ::EVEXEC_GROUP_FIRST: then cancel the other members, as
+ *  evexec_group_cancel() does. */
+#define EVEXEC_GROUP_CANCEL_REST 2
+
+/**
+ * A group's callback.
+ *
+ * @param status  for ::EVEXEC_GROUP_ALL, 0 if every member's status was 0,
+ *                else the first non-zero member status in delivery order
+ *                (-ECANCELED, -ETIMEDOUT); for ::EVEXEC_GROUP_FIRST, the
+ *                status of the first member delivered; -ENOENT if the group
+ *                was closed with no member.
+ * @param arg     the pointer given to evexec_group_new().
+ *
+ * Thread: the port's loop thread.
+ */
+typedef void (*evexec_group_fn)(int status, void *arg);
+
+/**
+ * Creates a group of jobs on a port: jobs join it through
+ * evexec_job_opts.group at submit, each still gets its own done callback
+ * (in the order the loop sees them complete: asyncio.as_completed), and
+ * the group's callback runs once, after the member callback that decides
+ * it:
+ * - ::EVEXEC_GROUP_ALL: after the last member's, once the group is closed
+ *   (evexec_group_close(): no more members can join);
+ * - ::EVEXEC_GROUP_FIRST: after the first member's; add
+ *   ::EVEXEC_GROUP_CANCEL_REST to cancel the others then (their done
+ *   callbacks still run, queued ones with -ECANCELED).
+ *
+ * Ownership: the handle is the caller's until the group's callback has
+ * returned; evexec releases the group after that, once every member is
+ * delivered. A group never closed (::EVEXEC_GROUP_ALL) or never decided is
+ * released with its port. Freeing the port cancels the members, so the
+ * callback still runs.
+ *
+ * @param[out] out  receives the group; untouched on error.
+ * @param how   ::EVEXEC_GROUP_ALL, ::EVEXEC_GROUP_FIRST, or
+ *              ::EVEXEC_GROUP_FIRST | ::EVEXEC_GROUP_CANCEL_REST.
+ * @param fn    the group's callback; NULL for none.
+ * @param arg   passed to @p fn; owned by the caller.
+ * @return 0, or -EINVAL (NULL @p out or @p port, a bad @p how), -EPERM
+ *   (wrong thread), -ESHUTDOWN (the port was freed), -ENOMEM.
+ *
+ * Thread: the port's loop thread.
+ */
+EVEXEC_EXPORT int evexec_group_new(evexec_group **out, evexec_port *port, int how,
+                                   evexec_group_fn fn, void *arg);
+
+/**
+ * Closes a group: no more members may join (evexec_submit_ex() then
+ * answers -EINVAL). An ::EVEXEC_GROUP_ALL group's callback can run only
+ * once it is closed; if every member has been delivered already (or there
+ * was none), it runs on a later iteration of the loop, never inside this
+ * call.
+ *
+ * @return 0, or -EINVAL (NULL), -EALREADY (already closed), -EPERM (wrong
+ *   thread).
+ *
+ * Thread: the port's loop thread.
+ */
+EVEXEC_EXPORT int evexec_group_close(evexec_group *group);
+
+/**
+ * Cancels every member of a group, and closes it: queued members are
+ * delivered as -ECANCELED, running ones have their stop flag set. The
+ * group's callback runs once the members are delivered (for
+ * ::EVEXEC_GROUP_ALL its status is then normally -ECANCELED), never inside
+ * this call.
+ *
+ * It may be called from the group's own callback (to cancel the rest of
+ * an ::EVEXEC_GROUP_FIRST group by hand).
+ *
+ * @return 0, or -EINVAL (NULL), -EPERM (wrong thread), -EALREADY (already
+ *   cancelled, which includes an ::EVEXEC_GROUP_CANCEL_REST group once its
+ *   callback is due).
+ *
+ * Thread: the port's loop thread.
+ */
+EVEXEC_EXPORT int evexec_group_cancel(evexec_group *group);
 /**@}*/
 
 /* ------------------------------------------------------------------------ */

@@ -32,7 +32,9 @@
     X(EPERM, "EPERM", "called from a thread other than the port's or loop's thread")   \
     X(EDEADLK, "EDEADLK", "would deadlock: called from the thread that must do the "   \
                           "work (the pool's own worker, or the loop's own thread)")    \
-    X(ETIMEDOUT, "ETIMEDOUT", "timed out")                                             \
+    X(ETIMEDOUT, "ETIMEDOUT", "timed out: the job's deadline passed, or no room in the " \
+                              "queue came in time")                                    \
+    X(ENOTSUP, "ENOTSUP", "not enabled for this object (a pool without histograms)")     \
     X(EINPROGRESS, "EINPROGRESS", "in progress: the future is not complete yet, or "   \
                                   "the loop's stop has begun")                         \
     X(EMFILE, "EMFILE", "too many open files in this process (wake fd)")               \

@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -41,9 +42,41 @@ void evexec__thread_name(const char *name);
  * evexec__clock_now() (monotonic where possible). 0 or -errno. */
 int evexec__cond_init(pthread_cond_t *cv);
 void evexec__clock_now(struct timespec *ts);
+/* Monotonic nanoseconds (deadlines, histograms). */
+uint64_t evexec__now_ns(void);
 /* *ts = now + ms, for pthread_cond_timedwait() on evexec__cond_init()'s
  * condition variables. */
 void evexec__deadline_after(struct timespec *ts, unsigned ms);
+
+/* A doubly linked ring; a ring head is a node linked to itself. */
+struct evexec__ring {
+    struct evexec__ring *prev, *next;
+};
+
+static inline void ring_init(struct evexec__ring *r)
+{
+    r->prev = r->next = r;
+}
+
+static inline int ring_empty(const struct evexec__ring *r)
+{
+    return r->next == r;
+}
+
+static inline void ring_remove(struct evexec__ring *r)
+{
+    r->prev->next = r->next;
+    r->next->prev = r->prev;
+    r->prev = r->next = r;
+}
+
+static inline void ring_push_tail(struct evexec__ring *head, struct evexec__ring *r)
+{
+    r->prev = head->prev;
+    r->next = head;
+    head->prev->next = r;
+    head->prev = r;
+}
 
 /* --- mailbox links ------------------------------------------------------- */
 
@@ -57,8 +90,16 @@ struct evexec__node {
 /* What completes a job: its port (the common case) or a future. */
 enum job_kind {
     JOB_KIND_PORT = 0,  /* port jobs are carved from zeroed memory: 0 */
-    JOB_KIND_FUTURE     /* embedded in a struct evexec_future (future.c) */
+    JOB_KIND_FUTURE,    /* embedded in a struct evexec_future (future.c) */
+    JOB_KIND_REMOTE     /* a struct remote_job: evexec_submit_threadsafe() */
 };
+
+/* Priority classes, as queue indexes: EVEXEC_PRIO_HIGH..LOW + 1. */
+#define EVEXEC__NCLASSES 3
+#define EVEXEC__CLASS_NORMAL 1
+/* job->flags */
+#define JOB_CLASS_MASK 0x3u  /* the priority class */
+#define JOB_HAS_EXT 0x4u     /* job_ext(job) is in use (options, timing) */
 
 enum job_state {
     JOB_FREE = 0,   /* on the port's free list */
@@ -88,10 +129,13 @@ struct evexec_job {
                                       read without it by evexec_cancel() */
     _Atomic uint8_t stop;          /* evexec_job_cancelled() */
     uint8_t kind;                  /* enum job_kind; never changes */
+    uint8_t flags;                 /* JOB_*: set by the submitter before the
+                                      pool sees the job, cleared once it is
+                                      home; only read meanwhile */
 };
 
-/* W6: at most 64 bytes per queued job; 56 on LP64, and the kind byte fits
- * in what was padding. */
+/* W6: at most 64 bytes per queued job; 56 on LP64, and the kind and flags
+ * bytes fit in what was padding. */
 _Static_assert(sizeof(void *) != 8 || sizeof(struct evexec_job) == 56,
                "struct evexec_job must stay 56 bytes");
 
@@ -105,6 +149,33 @@ static inline void job_set_next(struct evexec_job *job, struct evexec_job *next)
     job->link.next = (struct evexec__node *)next;
 }
 
+static inline unsigned job_class(const struct evexec_job *job)
+{
+    return job->flags & JOB_CLASS_MASK;
+}
+
+/*
+ * The cold part of a job: what only jobs submitted with options (or to a
+ * pool keeping histograms) use, kept out of struct evexec_job so that the
+ * common job stays 56 bytes. Port jobs find theirs in an array beside their
+ * chunk (allocated on first use); remote jobs and futures embed one.
+ * Everything but enqueued is touched by the port's loop thread only.
+ */
+struct evexec_group;
+struct job_ext {
+    struct evexec_job *job;
+    evexec_cleanup_fn cleanup;
+    struct evexec_group *group;    /* a member of it, until delivered */
+    struct job_ext *gnext, *gprev; /* the group's undelivered members */
+    uint64_t deadline;             /* monotonic ns; 0: none */
+    uint64_t enqueued;             /* monotonic ns of the submit (histograms;
+                                      written before the pool sees the job) */
+    uint32_t heap_index;           /* in the port's deadline heap */
+    uint8_t timed_out;             /* delivered as -ETIMEDOUT: the job, once
+                                      home, goes to cleanup, not to done */
+};
+#define EXT_NO_HEAP UINT32_MAX
+
 /* --- chunks of jobs ------------------------------------------------------ */
 
 #define EVEXEC_CHUNK_SIZE ((size_t)64 * 1024)
@@ -114,6 +185,7 @@ static inline void job_set_next(struct evexec_job *job, struct evexec_job *next)
  * masking its address. */
 struct job_chunk {
     struct evexec_port *port;
+    struct job_ext *ext;           /* one per job, allocated on first use */
     uint32_t first_index;          /* index of the chunk's first job */
 };
 
@@ -129,6 +201,15 @@ static inline struct evexec_port *job_port(const struct evexec_job *job)
 {
     return job_chunk_of(job)->port;
 }
+
+static inline struct evexec_job *chunk_jobs(const struct job_chunk *c)
+{
+    return (struct evexec_job *)((char *)c + EVEXEC_CHUNK_HDR);
+}
+
+/* Any kind of job: its ext, valid only while JOB_HAS_EXT is set (and for a
+ * port job, once its chunk's array exists). */
+static inline struct job_ext *job_ext(const struct evexec_job *job);
 
 /* --- mailbox (mailbox.c) ------------------------------------------------ */
 
@@ -203,6 +284,40 @@ struct evexec_port {
      * set by the loop that owns the port (loop.c) to resume its stop. */
     void (*idle_hook)(void *arg);
     void *idle_arg;
+
+    /* Deadlines (loop thread only): a min-heap of the exts of jobs with a
+     * timeout, and one timer armed for the earliest. */
+    struct job_ext **heap;
+    size_t heap_len, heap_cap;
+    struct event *deadline_ev;
+    size_t timed_out_away;         /* delivered -ETIMEDOUT, not yet home */
+    int ev_priority;               /* of the port's events; -1: default */
+
+    /* Groups (loop thread only): every group not yet released, and those
+     * whose callback is due from the loop (evexec_group_close()). */
+    struct evexec__ring groups;
+    struct evexec_group *due;
+
+    /* Jobs from other threads (evexec_submit_threadsafe()). remote_mu
+     * guards the fields below it; remote_count is also read without it. */
+    struct evexec_job *remote_head, *remote_tail; /* home, not delivered
+                                                     (loop thread only) */
+    pthread_mutex_t remote_mu;
+    int remote_closed;             /* closing or refusing, seen by others */
+    struct remote_job *remote_free;
+    struct evexec__ring remote_live;   /* accepted, not yet delivered */
+    _Atomic size_t remote_count;
+    _Atomic(struct evexec_pool *) default_pool; /* created under remote_mu */
+};
+
+/* A job submitted through a port from another thread: allocated by the
+ * port (under remote_mu), recycled once delivered, freed with the port. */
+struct remote_job {
+    struct evexec_job job;         /* first member */
+    struct job_ext ext;
+    struct evexec_port *port;
+    struct evexec__ring live;      /* in port->remote_live */
+    struct remote_job *free_next;
 };
 
 /* Pushes a job whose work ran or was cancelled onto its port's completion
@@ -212,11 +327,12 @@ void evexec__port_complete(struct evexec_job *job);
 void evexec__future_job_complete(struct evexec_job *job);
 
 /* The one way the pool hands back a job that ran or was cancelled. Port
- * jobs, the hot path, cost one well-predicted branch more. Any thread;
+ * jobs (and remote ones, which go home to their port too), the hot path,
+ * cost one well-predicted branch more. Any thread;
  * never with the pool's mutex held. */
 static inline void evexec__job_complete(struct evexec_job *job)
 {
-    if (EVEXEC_LIKELY(job->kind == JOB_KIND_PORT))
+    if (EVEXEC_LIKELY(job->kind != JOB_KIND_FUTURE))
         evexec__port_complete(job);
     else
         evexec__future_job_complete(job);
@@ -230,6 +346,39 @@ void evexec__port_job_unalloc(struct evexec_port *port, struct evexec_job *job);
 struct evexec_job *evexec__port_job_find(struct evexec_port *port, evexec_job_id id);
 /* Loop thread: the id of a job allocated by this port. */
 evexec_job_id evexec__port_job_id(const struct evexec_port *port, const struct evexec_job *job);
+/* Loop thread: the ext of a port job, allocating its chunk's array on first
+ * use; NULL: -ENOMEM. */
+struct job_ext *evexec__port_job_ext(struct evexec_port *port, struct evexec_job *job);
+/* Loop thread: makes room in the deadline heap (and the timer) for one more
+ * deadline; 0 or -ENOMEM. Then evexec__port_deadline_add(), which cannot
+ * fail, once the job is accepted. */
+int evexec__port_deadline_reserve(struct evexec_port *port);
+void evexec__port_deadline_add(struct evexec_port *port, struct job_ext *ext, unsigned ms);
+/* Loop thread (deadline.c): takes a job delivered in time out of the heap. */
+void evexec__port_deadline_remove(struct evexec_port *port, struct job_ext *ext);
+/* Loop thread: releases a freed port if nothing can reach it any more. */
+void evexec__port_release(struct evexec_port *port);
+/* Loop thread (remote.c): a remote job is delivered: back on the free list. */
+void evexec__port_remote_recycle(struct evexec_port *port, struct evexec_job *job);
+/* Loop thread (remote.c): evexec__port_cancel_all() for remote jobs. */
+void evexec__port_cancel_remote(struct evexec_port *port);
+/* Any thread: evexec_submit_threadsafe() once its arguments are checked. */
+int evexec__port_submit_remote(struct evexec_port *port, struct evexec_pool *pool,
+                               evexec_work_fn work, evexec_done_fn done, void *arg, int priority,
+                               int wait_ms);
+/* Loop thread: sets or clears refusing (and what other threads see). */
+void evexec__port_set_refusing(struct evexec_port *port, int refusing);
+/* Loop thread: jobs (own or other threads') not yet delivered, or a wake
+ * still owed: the port cannot be released yet. */
+int evexec__port_busy(struct evexec_port *port);
+/* Loop thread: cancels a job of this port as evexec_cancel() does. */
+int evexec__port_cancel_job(struct evexec_port *port, struct evexec_job *job);
+/* Any thread: the port's default pool, created on first use; NULL: -ENOMEM
+ * or -ESHUTDOWN in *rc. */
+struct evexec_pool *evexec__port_default_pool(struct evexec_port *port, int *rc);
+/* Loop thread (port.c): arms the resume timer, so port_run() runs from the
+ * loop soon (for groups whose callback is due). */
+void evexec__port_resume(struct evexec_port *port);
 /* Checks the caller is on the port's loop thread: 0 or -EPERM. */
 int evexec__port_check_thread(const struct evexec_port *port);
 /* Loop thread: 0, or -ESHUTDOWN once the port has been freed or set
@@ -243,30 +392,55 @@ void evexec__port_cancel_all(struct evexec_port *port);
 
 struct worker;
 
+/* pool->slow */
+#define SLOW_LIMITED 0x1u  /* a class has a limit: running_c is kept up to
+                              date (else stats count the workers' jobs) */
+#define SLOW_SHRINK 0x2u   /* more threads than max_threads: busy ones exit */
+
+struct job_queue {
+    struct evexec_job *head, *tail;
+    size_t n;
+};
+
 struct evexec_pool {
     pthread_mutex_t mu;
-    /* Everything below is guarded by mu, except refs and the settings that
-     * never change after creation. */
-    struct evexec_job *q_head, *q_tail;
-    size_t nqueued;
+    /* Everything below is guarded by mu, except refs, timed_out and the
+     * settings that never change after creation. */
+    struct job_queue q[EVEXEC__NCLASSES]; /* one FIFO per priority class */
+    size_t nqueued;                /* in all of them */
+    unsigned class_max[EVEXEC__NCLASSES]; /* running jobs per class at most;
+                                             UINT_MAX: no limit */
+    unsigned slow;                 /* SLOW_*: what a finished job must see to */
+    unsigned running_c[EVEXEC__NCLASSES]; /* running jobs per class */
+    unsigned skipped[EVEXEC__NCLASSES];   /* pops that passed a waiting class */
+    pthread_cond_t space_cv;       /* a queue slot freed, for space_waiters */
+    unsigned space_waiters;
     struct worker *idle;           /* idle workers, most recent first */
     struct worker *all;            /* every worker struct, alive or not */
     unsigned nthreads;             /* alive, including starting */
     unsigned nstarting;            /* created, not yet looking for work */
-    unsigned nidle, nrunning;
+    unsigned nidle;
     int closed;                    /* 0, or EVEXEC_DRAIN + 1, EVEXEC_CANCEL + 1 */
     pthread_cond_t exit_cv;        /* nthreads reached 0 */
     pthread_t zombie;              /* last exited thread, not yet joined */
     int has_zombie;
     unsigned next_number;          /* for thread names */
     uint64_t submitted, completed, cancelled, rejected, threads_started;
+    uint64_t dropped, init_failed;
+    _Atomic uint64_t timed_out;    /* counted by ports */
 
     /* One reference for the handle, one per job accepted and not yet
      * delivered: evexec_cancel() may lock mu until the job is delivered. */
     _Atomic unsigned long refs;
 
-    /* Settings. */
+    /* Settings; max_threads, min_threads and max_queued change under mu. */
     unsigned max_threads, min_threads, idle_ms, spin_us, nice;
+    int overflow;                  /* EVEXEC_OVERFLOW_* */
+    int hist;                      /* EVEXEC_POOL_HISTOGRAMS */
+    int enqueue_prep;              /* spin_us or hist: a submit has more to do */
+    evexec_worker_init_fn worker_init;
+    evexec_worker_fini_fn worker_fini;
+    void *worker_arg;
     unsigned nspinning;            /* workers spinning (guarded by mu) */
     _Atomic int submit_cpu;        /* CPU of the last submit, with spin_us */
     size_t max_queued;
@@ -274,11 +448,15 @@ struct evexec_pool {
     char name[64];
 };
 
-/* Hands the job (pool, work, done, arg, kind filled) to the pool: from the
- * loop thread of the job's port, or from any thread for a future's job.
- * 0 or -EAGAIN/-ESHUTDOWN/-ENOMEM; on error the pool keeps no trace of the
- * job. On success the job holds a reference on the pool (see refs). */
-int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job);
+/* Hands the job (pool, work, done, arg, kind, flags filled) to the pool:
+ * from the loop thread of the job's port, or from any thread for a future's
+ * or a remote job. With a full queue, waits up to wait_ms for room (0: not
+ * at all; EVEXEC_WAIT_FOREVER). 0 or -EAGAIN/-ETIMEDOUT/-ESHUTDOWN/-ENOMEM;
+ * on error the pool keeps no trace of the job. On success the job holds a
+ * reference on the pool (see refs). */
+int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int wait_ms);
+/* Counts a job whose deadline passed. Any thread. */
+void evexec__pool_count_timeout(struct evexec_pool *pool);
 /* Any thread that knows the pool is alive: cancels a job seen QUEUED.
  * 0 (now CANCELLED and completed), -EBUSY (a worker took it) or -EALREADY
  * (a concurrent EVEXEC_CANCEL shutdown or cancel took it, and completes it
@@ -291,36 +469,6 @@ void evexec__pool_unref(struct evexec_pool *pool, unsigned long n);
 struct evexec_pool *evexec__pool_current(void);
 
 /* --- futures (future.c) and loops (loop.c) ------------------------------ */
-
-/* A doubly linked ring; a ring head is a node linked to itself. */
-struct evexec__ring {
-    struct evexec__ring *prev, *next;
-};
-
-static inline void ring_init(struct evexec__ring *r)
-{
-    r->prev = r->next = r;
-}
-
-static inline int ring_empty(const struct evexec__ring *r)
-{
-    return r->next == r;
-}
-
-static inline void ring_remove(struct evexec__ring *r)
-{
-    r->prev->next = r->next;
-    r->next->prev = r->prev;
-    r->prev = r->next = r;
-}
-
-static inline void ring_push_tail(struct evexec__ring *head, struct evexec__ring *r)
-{
-    r->prev = head->prev;
-    r->next = head;
-    head->prev->next = r;
-    head->prev = r;
-}
 
 enum future_state {
     FUTURE_QUEUED = 0,  /* posted / in the pool, not started */
@@ -354,6 +502,7 @@ struct future_call {
  */
 struct evexec_future {
     struct evexec__node link;      /* first member: see struct evexec__node */
+    struct job_ext ext;            /* a pool future's job's (histograms) */
     _Atomic uint8_t state;         /* enum future_state; changes under mu */
     uint8_t kind;                  /* enum future_kind */
     _Atomic unsigned refs;
@@ -367,6 +516,36 @@ struct evexec_future {
         struct evexec_job job;
     } u;
 };
+
+static inline struct job_ext *job_ext(const struct evexec_job *job)
+{
+    if (EVEXEC_LIKELY(job->kind == JOB_KIND_PORT)) {
+        struct job_chunk *c = job_chunk_of(job);
+        return c->ext + (job - chunk_jobs(c));
+    }
+    if (job->kind == JOB_KIND_REMOTE)
+        return &((struct remote_job *)job)->ext;
+    return &((struct evexec_future *)((char *)job - offsetof(struct evexec_future, u.job)))->ext;
+}
+
+/* --- groups (group.c) ---------------------------------------------------- */
+
+/* Loop thread: makes ext (of a job being submitted) a member of g. 0, or
+ * -EINVAL (another port's group, closed or done). */
+int evexec__group_check(struct evexec_group *g, struct evexec_port *port);
+void evexec__group_add(struct evexec_group *g, struct job_ext *ext);
+/* Loop thread: a member is about to be delivered: takes it off the
+ * group's list (its ext is recycled before the done callback). */
+void evexec__group_unlink(struct evexec_group *g, struct job_ext *ext);
+/* Loop thread: after the member's done callback ran with status: counts it
+ * and runs the group's callback if that decides it. */
+void evexec__group_member_done(struct evexec_group *g, int status);
+/* Loop thread (port_run): runs the callbacks of the port's due groups. */
+void evexec__group_run_due(struct evexec_port *port);
+/* Loop thread: evexec_port_free(): closes every group of the port. */
+void evexec__group_close_all(struct evexec_port *port);
+/* Loop thread: port release: frees what is left of the port's groups. */
+void evexec__group_free_all(struct evexec_port *port);
 
 /* future.c */
 /* Allocates a future with refs references, state QUEUED. NULL: -ENOMEM. */

@@ -346,13 +346,15 @@ int evexec_pool_call(evexec_pool *pool, evexec_work_fn work, void *arg, evexec_f
         return -ENOMEM;
     struct evexec_job *job = &f->u.job;
     job->kind = JOB_KIND_FUTURE;
+    job->flags = EVEXEC__CLASS_NORMAL | JOB_HAS_EXT;
+    f->ext.job = job;
     job->pool = pool;
     job->work = work;
     job->done = NULL;
     job->arg = arg;
     atomic_init(&job->stop, 0);
     atomic_init(&job->state, JOB_FREE);
-    if ((rc = evexec__pool_enqueue(pool, job)) < 0) {
+    if ((rc = evexec__pool_enqueue(pool, job, 0)) < 0) {
         future_destroy(f); /* the pool took no reference */
         return rc;
     }

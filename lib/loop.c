@@ -269,7 +269,7 @@ static void apply_stop(struct evexec_loop *loop)
         each_live(loop, visit_cancel);
         if (loop->port) {
             /* A done callback that resubmits must not keep the loop alive. */
-            loop->port->refusing = 1;
+            evexec__port_set_refusing(loop->port, 1);
             evexec__port_cancel_all(loop->port);
         }
     }
@@ -286,7 +286,7 @@ static void finish_check(struct evexec_loop *loop)
         return; /* calls or cancel notices still on their way */
     if (loop->backlog || (loop->applied == EVEXEC_DRAIN && loop->nlive))
         return;
-    if (port && (port->outstanding || !evexec__mailbox_quiet(&port->mb)))
+    if (port && evexec__port_busy(port))
         return; /* the port's idle hook checks again */
     pthread_mutex_lock(&loop->mu);
     int posted = loop->stop_posted;
@@ -299,7 +299,7 @@ static void finish_check(struct evexec_loop *loop)
         return; /* a poster still has to write the wake fd: wait for it */
     loop->finished = 1;
     if (port)
-        port->refusing = 1; /* fini starts nothing that outlives it */
+        evexec__port_set_refusing(port, 1); /* fini starts nothing that outlives it */
     event_base_loopbreak(loop->base);
 }
 
@@ -640,7 +640,7 @@ int evexec_loop_port(evexec_loop *loop, evexec_port **out)
         loop->port->idle_hook = on_port_idle;
         loop->port->idle_arg = loop;
         /* Made during a CANCEL stop, or by fini: refuses like the old one. */
-        loop->port->refusing = loop->applied == EVEXEC_CANCEL || loop->finished;
+        evexec__port_set_refusing(loop->port, loop->applied == EVEXEC_CANCEL || loop->finished);
     }
     *out = loop->port;
     return 0;

@@ -1,26 +1,27 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * DESIGN: the pool owns worker threads and one bounded FIFO queue.
+ * DESIGN: the pool: one bounded queue, a FIFO per priority class, and the
+ * public calls (its worker threads are in worker.c).
  *
  * - One mutex guards the queue, the idle list and the counters. It is
  *   never held while user code runs, while a thread is created, or while a
- *   wake fd is written; it is the only lock here, so there is no lock order
- *   to keep.
- * - A worker is woken only if one is idle: idle workers sleep on a word of
- *   their own (a futex; a condition variable where there is none), on a
- *   most-recent-first list, and a submitter hands the job straight to one
- *   of them (preferring one that went idle on the submitter's CPU), waking
- *   it only if it sleeps (it may still be spinning, with spin_us). Surplus workers at the cold end
- *   of that list time out and exit. When no worker is idle the job is
- *   queued, and a thread is started if the pool may grow and the queued jobs
- *   outnumber the threads already starting.
- * - A worker pushes a finished job on its port only after it has picked its
- *   next job, so each job costs one lock round trip.
- * - Exited threads are joined by the next thread to exit, or by
- *   evexec_pool_free(), so at most one is ever left unjoined and no loop
- *   thread ever waits in pthread_join().
- * - Worker structs are never freed before the pool, so a submitter may
- *   signal a worker's condition variable after unlocking.
+ *   wake fd is written. It is the innermost lock: a port's remote_mu may be
+ *   held while it is taken (evexec__port_cancel_remote()), never the other
+ *   way round.
+ * - A submit hands the job straight to an idle worker if there is one;
+ *   otherwise the job is queued, and a thread is started if the pool may
+ *   grow and the queued jobs outnumber the threads already starting.
+ * - Priorities and class limits: a worker takes the oldest job of the
+ *   highest class under its limit of running jobs, unless a lower class
+ *   has been passed over AGING times (evexec__queue_pop_classes()). With
+ *   only normal jobs and no limit, as in most programs, queue_pop() takes
+ *   the head of one FIFO and nothing else is counted (running_c is kept
+ *   only while a limit exists: SLOW_LIMITED).
+ * - Resizing changes the limits under mu; a thread above max_threads exits
+ *   the next time it looks for work, so no running job is interrupted.
+ * - Back-pressure: a full queue rejects, drops its oldest lowest job, or
+ *   (evexec_submit_threadsafe() with wait_ms) waits on space_cv, signalled
+ *   whenever a job leaves the queue while someone waits.
  * - The pool's memory outlives evexec_pool_free() while jobs it accepted are
  *   undelivered (refs), because evexec_cancel() may still lock the mutex;
  *   a future's job (evexec_pool_call()) keeps its reference until the
@@ -46,7 +47,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "evexec-internal.h"
+#include "pool-internal.h"
 
 #define DEFAULT_MAX_THREADS 4u
 #define DEFAULT_MAX_QUEUED 65536u
@@ -57,397 +58,40 @@
 #define MAX_NICE 19u
 #define MIN_POOL_OPTS_SIZE (offsetof(struct evexec_pool_opts, stack_size) + sizeof(size_t))
 
-struct worker {
-    struct evexec_pool *pool;
-#ifdef EVEXEC_USE_FUTEX
-    _Atomic uint32_t wake;         /* parked: sleeps while 0 */
-#else
-    pthread_cond_t cv;             /* parked: waits here, with mu */
-#endif
-    /* Given by a submitter while idle. Written under mu; read without it
-     * only by the worker's own spin, as a hint. */
-    _Atomic(struct evexec_job *) handoff;
-    struct evexec_job *current;    /* running; for EVEXEC_CANCEL */
-    struct worker *idle_next, *idle_prev;
-    struct worker *all_next;
-    unsigned number;
-    int idle;                      /* on pool->idle */
-    int parked;                    /* idle and asleep: needs a wake-up */
-    int alive;
-    int last_cpu;                  /* the CPU it went idle on (Linux) */
-};
-
-/* Lets evexec_pool_free() refuse to be called from its own pool. */
-static _Thread_local struct evexec_pool *current_pool;
-
-/* --- idle list ----------------------------------------------------------- */
-
-static void idle_push(struct evexec_pool *pool, struct worker *w)
-{
-    w->idle_prev = NULL;
-    w->idle_next = pool->idle;
-    if (pool->idle)
-        pool->idle->idle_prev = w;
-    pool->idle = w;
-    w->idle = 1;
-    pool->nidle++;
-}
-
-static void idle_remove(struct evexec_pool *pool, struct worker *w)
-{
-    if (w->idle_prev)
-        w->idle_prev->idle_next = w->idle_next;
-    else
-        pool->idle = w->idle_next;
-    if (w->idle_next)
-        w->idle_next->idle_prev = w->idle_prev;
-    w->idle = 0;
-    pool->nidle--;
-}
-
-/* With mu held and several workers idle: among the eight most recently idle
- * ones, the one that went idle on the submitter's CPU, else the most recent.
- * The scheduler tends to wake a thread where it last ran; a worker that
- * ran beside the loop would be woken across CPUs, which costs tens of
- * microseconds on a VM, where one on the loop's CPU simply runs when the
- * loop goes back to waiting (W2 unpinned: 46 -> 6 us per round trip). */
-static struct worker *pick_idle(struct worker *first)
-{
-#ifdef __linux__
-    int cpu = sched_getcpu();
-    unsigned n = 0;
-    for (struct worker *w = first; w && n < 8; w = w->idle_next, n++)
-        if (w->last_cpu == cpu)
-            return w;
-#endif
-    return first;
-}
-
 /* --- queue --------------------------------------------------------------- */
 
-static void queue_append(struct evexec_pool *pool, struct evexec_job *job)
+static int class_runnable(const struct evexec_pool *pool, unsigned c)
 {
-    job_set_next(job, NULL);
-    job->u.prev = pool->q_tail;
-    if (pool->q_tail)
-        job_set_next(pool->q_tail, job);
-    else
-        pool->q_head = job;
-    pool->q_tail = job;
-    pool->nqueued++;
+    return pool->q[c].head && pool->running_c[c] < pool->class_max[c];
 }
 
-static void queue_unlink(struct evexec_pool *pool, struct evexec_job *job)
+/* With mu held: takes the next job to start off the queue, or NULL. The
+ * highest class with a job that may start (its class under its limit)
+ * goes first, unless a lower one has been passed over AGING times. */
+struct evexec_job *evexec__queue_pop_classes(struct evexec_pool *pool)
 {
-    struct evexec_job *next = job_next(job);
-    if (job->u.prev)
-        job_set_next(job->u.prev, next);
-    else
-        pool->q_head = next;
-    if (next)
-        next->u.prev = job->u.prev;
-    else
-        pool->q_tail = job->u.prev;
-    pool->nqueued--;
-}
+    struct evexec_job *job;
+    unsigned c, k;
 
-/* --- workers ------------------------------------------------------------- */
-
-static void name_thread(struct worker *w)
-{
-    /* Build the whole name; evexec__thread_name() cuts it. */
-    char name[64 + 12];
-    snprintf(name, sizeof name, "%s-%u", w->pool->name, w->number);
-    evexec__thread_name(name);
-}
-
-static int has_handoff(const struct worker *w)
-{
-    return atomic_load_explicit(&w->handoff, memory_order_relaxed) != NULL;
-}
-
-static double now_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
-/* Spinning only pays when the submitter runs on another CPU: not when this
- * worker may run on one CPU only, the one its submitters last ran on (a
- * worker pinned apart from its loop thread still spins). */
-static int may_run_beside_submitter(const struct evexec_pool *pool)
-{
-#ifdef __linux__
-    cpu_set_t cpus;
-    if (sched_getaffinity(0, sizeof cpus, &cpus) != 0 || CPU_COUNT(&cpus) > 1)
-        return 1;
-    int cpu = atomic_load_explicit(&pool->submit_cpu, memory_order_relaxed);
-    return cpu < 0 || !CPU_ISSET(cpu, &cpus);
-#else
-    EVEXEC_UNUSED(pool);
-    return 1;
-#endif
-}
-
-/* Without mu: polls for a hand-off for up to spin_us. A submitter that finds
- * this worker idle but not parked hands it the job without a wake-up. */
-static void spin(struct evexec_pool *pool, struct worker *w)
-{
-    double deadline = now_us() + pool->spin_us;
-    for (unsigned i = 1;; i++) {
-        if (has_handoff(w))
-            return;
-        cpu_relax();
-        if (i % 32 == 0) {
-            if (now_us() >= deadline)
-                return;
-            if (i % 1024 == 0)
-                sched_yield(); /* let anything else runnable here go first */
+    for (k = 0; k < EVEXEC__NCLASSES && !class_runnable(pool, k); k++)
+        ;
+    if (k == EVEXEC__NCLASSES)
+        return NULL; /* what waits is held back by its class limit */
+    for (c = EVEXEC__NCLASSES - 1; c > k; c--)
+        if (pool->skipped[c] >= AGING && class_runnable(pool, c)) {
+            k = c;
+            break;
         }
-    }
-}
-
-/*
- * Parking. An idle worker sleeps on a word of its own (a futex on Linux),
- * outside the pool mutex, and whoever hands it a job or shuts the pool down
- * wakes exactly that worker, and only if it is asleep (w->parked, under mu).
- * A condition variable waited on with mu would make the woken worker
- * re-take mu on the way out, and glibc then also wakes a contender on the
- * next unlock: one more futex call per job.
- */
-#ifdef EVEXEC_USE_FUTEX
-static void futex_wait(_Atomic uint32_t *word, const struct timespec *rel)
-{
-    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, 0, rel, NULL, 0);
-}
-
-/* With mu held: marks w to be woken; the caller calls unpark() after
- * unlocking (or before: both are safe, workers outlive the pool's users). */
-static void unpark_mark(struct worker *w)
-{
-    atomic_store_explicit(&w->wake, 1, memory_order_release);
-}
-
-static void unpark(struct worker *w)
-{
-    syscall(SYS_futex, &w->wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
-
-/* With mu held, w parked: sleeps until woken or the deadline. Returns with
- * mu held; 1 if the deadline passed. */
-static int park(struct evexec_pool *pool, struct worker *w, const struct timespec *deadline)
-{
-    int timedout = 0;
-    atomic_store_explicit(&w->wake, 0, memory_order_relaxed);
-    pthread_mutex_unlock(&pool->mu);
-    while (!atomic_load_explicit(&w->wake, memory_order_acquire)) {
-        struct timespec rel, now;
-        if (deadline) {
-            evexec__clock_now(&now);
-            rel.tv_sec = deadline->tv_sec - now.tv_sec;
-            rel.tv_nsec = deadline->tv_nsec - now.tv_nsec;
-            if (rel.tv_nsec < 0) {
-                rel.tv_sec--;
-                rel.tv_nsec += 1000000000L;
-            }
-            if (rel.tv_sec < 0) {
-                timedout = 1;
-                break;
-            }
-        }
-        futex_wait(&w->wake, deadline ? &rel : NULL);
-    }
-    pthread_mutex_lock(&pool->mu);
-    return timedout;
-}
-#else
-static void unpark_mark(struct worker *w)
-{
-    EVEXEC_UNUSED(w);
-}
-
-static void unpark(struct worker *w)
-{
-    pthread_cond_signal(&w->cv);
-}
-
-static int park(struct evexec_pool *pool, struct worker *w, const struct timespec *deadline)
-{
-    if (deadline)
-        return pthread_cond_timedwait(&w->cv, &pool->mu, deadline) == ETIMEDOUT;
-    pthread_cond_wait(&w->cv, &pool->mu);
-    return 0;
-}
-#endif
-
-/* With mu held: waits idle for a job. Returns 0 if this surplus thread has
- * been idle for the whole timeout and should exit. */
-static int idle_wait(struct evexec_pool *pool, struct worker *w)
-{
-    struct timespec deadline;
-    int timed = pool->idle_ms != EVEXEC_IDLE_FOREVER && pool->nthreads > pool->min_threads;
-    int timedout = 0;
-
-#ifdef __linux__
-    w->last_cpu = sched_getcpu();
-#endif
-    idle_push(pool, w);
-    /* One spinner at a time: more would only take CPU from the submitter. */
-    if (pool->spin_us && !pool->closed && !pool->nspinning && may_run_beside_submitter(pool)) {
-        pool->nspinning++;
-        pthread_mutex_unlock(&pool->mu);
-        spin(pool, w);
-        pthread_mutex_lock(&pool->mu);
-        pool->nspinning--;
-    }
-    if (timed)
-        evexec__deadline_after(&deadline, pool->idle_ms);
-    while (!has_handoff(w) && !pool->closed && !timedout) {
-        w->parked = 1;
-        timedout = park(pool, w, timed ? &deadline : NULL);
-        w->parked = 0;
-    }
-    if (w->idle) /* a submitter that hands us a job takes us off the list */
-        idle_remove(pool, w);
-    if (has_handoff(w) || pool->closed || !timedout)
-        return 1;
-    return !(pool->nthreads > pool->min_threads && !pool->q_head);
-}
-
-/* With mu held: the worker's next job, or NULL. */
-static struct evexec_job *next_job(struct evexec_pool *pool, struct worker *w)
-{
-    struct evexec_job *job = atomic_load_explicit(&w->handoff, memory_order_relaxed);
-    if (job) {
-        atomic_store_explicit(&w->handoff, NULL, memory_order_relaxed);
-    } else if ((job = pool->q_head) != NULL) {
-        queue_unlink(pool, job);
-        atomic_store_explicit(&job->state, JOB_RUNNING, memory_order_relaxed);
-    }
-    w->current = job;
+    pool->skipped[k] = 0;
+    for (c = k + 1; c < EVEXEC__NCLASSES; c++)
+        if (pool->q[c].head)
+            pool->skipped[c]++;
+    job = pool->q[k].head;
+    queue_unlink(pool, job);
     return job;
 }
 
-static void *worker_main(void *arg)
-{
-    struct worker *w = arg;
-    struct evexec_pool *pool = w->pool;
-    struct evexec_job *job, *finished = NULL;
-
-    current_pool = pool;
-    name_thread(w);
-#ifdef __linux__
-    /* Linux's nice value is per thread: only the workers are niced. */
-    if (pool->nice) {
-        id_t tid = (id_t)syscall(SYS_gettid);
-        int base = getpriority(PRIO_PROCESS, tid);
-        int want = base + (int)pool->nice;
-        setpriority(PRIO_PROCESS, tid, want > 19 ? 19 : want);
-    }
-#endif
-    pthread_mutex_lock(&pool->mu);
-    pool->nstarting--;
-    for (;;) {
-        job = next_job(pool, w);
-        if (!job) {
-            if (finished) {
-                pthread_mutex_unlock(&pool->mu);
-                evexec__job_complete(finished);
-                finished = NULL;
-                pthread_mutex_lock(&pool->mu);
-                continue; /* look again: work may have come meanwhile */
-            }
-            if (pool->closed && !pool->q_head)
-                break;
-            if (!idle_wait(pool, w))
-                break;
-            continue;
-        }
-        pool->nrunning++;
-        pthread_mutex_unlock(&pool->mu);
-
-        if (finished)
-            evexec__job_complete(finished);
-        job->u.result = job->work(job, job->arg);
-        finished = job;
-
-        pthread_mutex_lock(&pool->mu);
-        pool->nrunning--;
-        pool->completed++;
-        w->current = NULL;
-    }
-
-    /* Exit: become the zombie and join the previous one. */
-    pthread_t prev = pool->zombie;
-    int had_prev = pool->has_zombie;
-    pool->zombie = pthread_self();
-    pool->has_zombie = 1;
-    w->alive = 0;
-    if (--pool->nthreads == 0)
-        pthread_cond_broadcast(&pool->exit_cv);
-    pthread_mutex_unlock(&pool->mu);
-    if (had_prev)
-        pthread_join(prev, NULL);
-    return NULL;
-}
-
-/* With mu held (dropped while the thread is created): starts a worker. */
-static int spawn(struct evexec_pool *pool)
-{
-    struct worker *w;
-    pthread_t tid;
-    int rc;
-
-    for (w = pool->all; w && w->alive; w = w->all_next)
-        ;
-    if (!w) {
-        if (!(w = calloc(1, sizeof *w)))
-            return -ENOMEM;
-#ifndef EVEXEC_USE_FUTEX
-        if ((rc = evexec__cond_init(&w->cv)) < 0) {
-            free(w);
-            return rc;
-        }
-#endif
-        w->pool = pool;
-        w->all_next = pool->all;
-        pool->all = w;
-    }
-    w->alive = 1;
-    atomic_store_explicit(&w->handoff, NULL, memory_order_relaxed);
-    w->current = NULL;
-    w->parked = 0;
-    w->number = ++pool->next_number;
-    pool->nthreads++;
-    pool->nstarting++;
-    pthread_mutex_unlock(&pool->mu);
-
-    /* No signal can reach the thread, even before its first instruction. */
-    rc = evexec__thread_create(&tid, &pool->attr, worker_main, w);
-
-    pthread_mutex_lock(&pool->mu);
-    if (rc < 0) {
-        w->alive = 0;
-        pool->nstarting--;
-        if (--pool->nthreads == 0)
-            pthread_cond_broadcast(&pool->exit_cv);
-        return rc;
-    }
-    pool->threads_started++;
-    return 0;
-}
-
-static void pool_destroy(struct evexec_pool *pool)
+void evexec__pool_destroy(struct evexec_pool *pool)
 {
     struct worker *w, *next;
     for (w = pool->all; w; w = next) {
@@ -458,39 +102,91 @@ static void pool_destroy(struct evexec_pool *pool)
         free(w);
     }
     pthread_attr_destroy(&pool->attr);
+    pthread_cond_destroy(&pool->space_cv);
     pthread_cond_destroy(&pool->exit_cv);
     pthread_mutex_destroy(&pool->mu);
     free(pool);
 }
 
-struct evexec_pool *evexec__pool_current(void)
-{
-    return current_pool;
-}
-
 void evexec__pool_unref(struct evexec_pool *pool, unsigned long n)
 {
     if (atomic_fetch_sub_explicit(&pool->refs, n, memory_order_acq_rel) == n)
-        pool_destroy(pool);
+        evexec__pool_destroy(pool);
 }
 
 /* --- jobs ---------------------------------------------------------------- */
 
 /* With mu held: takes every queued job off the queue as cancelled. The
- * caller completes them with complete_all() once it has unlocked. */
-static struct evexec_job *cancel_queue(struct evexec_pool *pool)
+ * caller completes them with evexec__pool_complete_all() once it has unlocked. */
+struct evexec_job *evexec__pool_cancel_queue(struct evexec_pool *pool)
 {
-    struct evexec_job *list = pool->q_head;
-    for (struct evexec_job *j = list; j; j = job_next(j))
-        atomic_store_explicit(&j->state, JOB_CANCELLED, memory_order_relaxed);
+    struct evexec_job *list = NULL, **tail = &list;
+    for (unsigned c = 0; c < EVEXEC__NCLASSES; c++) {
+        struct job_queue *q = &pool->q[c];
+        for (struct evexec_job *j = q->head; j; j = job_next(j))
+            atomic_store_explicit(&j->state, JOB_CANCELLED, memory_order_relaxed);
+        if (q->head) {
+            *tail = q->head;
+            tail = (struct evexec_job **)&q->tail->link.next;
+        }
+        q->head = q->tail = NULL;
+        q->n = 0;
+    }
     pool->cancelled += pool->nqueued;
-    pool->q_head = pool->q_tail = NULL;
     pool->nqueued = 0;
+    if (pool->space_waiters)
+        pthread_cond_broadcast(&pool->space_cv);
     return list;
 }
 
+/* With mu held and the queue full: EVEXEC_OVERFLOW_DROP_OLDEST takes the
+ * oldest job of the lowest class not above class c off the queue, as
+ * cancelled, for the caller to complete; NULL if all queued jobs rank
+ * above c. */
+static struct evexec_job *drop_oldest(struct evexec_pool *pool, unsigned c)
+{
+    for (unsigned k = EVEXEC__NCLASSES; k-- > c;) {
+        struct evexec_job *victim = pool->q[k].head;
+        if (victim) {
+            queue_unlink(pool, victim);
+            atomic_store_explicit(&victim->state, JOB_CANCELLED, memory_order_relaxed);
+            job_set_next(victim, NULL);
+            victim->u.result = NULL;
+            pool->cancelled++;
+            pool->dropped++;
+            return victim;
+        }
+    }
+    return NULL;
+}
+
+/* With mu held and the queue full, for a job of class c: drops a job
+ * (EVEXEC_OVERFLOW_DROP_OLDEST: *dropped, for the caller to complete) and
+ * returns 1: queue the new one; or waits for a slot until *deadline
+ * (wait_ms > 0) or for ever (EVEXEC_WAIT_FOREVER) and returns 0: look
+ * again; or returns -EAGAIN or -ETIMEDOUT. Out of line: the common path
+ * never comes here. */
+static __attribute__((noinline)) int queue_full(struct evexec_pool *pool, unsigned c, int wait_ms,
+                                                const struct timespec *deadline,
+                                                struct evexec_job **dropped)
+{
+    int timedout = 0;
+
+    if (pool->overflow == EVEXEC_OVERFLOW_DROP_OLDEST && (*dropped = drop_oldest(pool, c)))
+        return 1;
+    if (!wait_ms)
+        return -EAGAIN;
+    pool->space_waiters++;
+    if (wait_ms > 0)
+        timedout = pthread_cond_timedwait(&pool->space_cv, &pool->mu, deadline) == ETIMEDOUT;
+    else
+        pthread_cond_wait(&pool->space_cv, &pool->mu);
+    pool->space_waiters--;
+    return timedout ? -ETIMEDOUT : 0;
+}
+
 /* Without mu: hands cancelled jobs back, in queue order. */
-static void complete_all(struct evexec_job *list)
+void evexec__pool_complete_all(struct evexec_job *list)
 {
     struct evexec_job *next;
     for (; list; list = next) {
@@ -500,49 +196,56 @@ static void complete_all(struct evexec_job *list)
     }
 }
 
-int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job)
+int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int wait_ms)
 {
+    struct evexec_job *dropped = NULL;
+    struct timespec deadline;
     struct worker *w;
+    unsigned c = job_class(job);
     int rc;
 
+    if (EVEXEC_UNLIKELY(pool->enqueue_prep | wait_ms)) {
 #ifdef __linux__
-    if (pool->spin_us) /* for may_run_beside_submitter() */
-        atomic_store_explicit(&pool->submit_cpu, sched_getcpu(), memory_order_relaxed);
+        if (pool->spin_us) /* for may_run_beside_submitter() */
+            atomic_store_explicit(&pool->submit_cpu, sched_getcpu(), memory_order_relaxed);
 #endif
+        if (pool->hist)
+            job_ext(job)->enqueued = evexec__now_ns();
+        if (wait_ms > 0)
+            evexec__deadline_after(&deadline, (unsigned)wait_ms);
+    }
+    /* The job's class is read only once the lock is taken, and only where
+     * classes matter, to keep the common path short. */
     pthread_mutex_lock(&pool->mu);
-    if (EVEXEC_UNLIKELY(pool->closed)) {
-        pool->rejected++;
-        pthread_mutex_unlock(&pool->mu);
-        return -ESHUTDOWN;
+    for (;;) {
+        if (EVEXEC_UNLIKELY(pool->closed)) {
+            rc = -ESHUTDOWN;
+            goto reject;
+        }
+        if ((w = pool->idle) != NULL &&
+            (EVEXEC_LIKELY(!(pool->slow & SLOW_LIMITED)) || pool->running_c[c] < pool->class_max[c])) {
+            pool->submitted++;
+            atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
+            struct worker *taker = evexec__worker_hand_off(pool, w, job);
+            pthread_mutex_unlock(&pool->mu);
+            if (taker)
+                evexec__worker_unpark(taker); /* it outlives this: see DESIGN */
+            return 0;
+        }
+        if (EVEXEC_LIKELY(pool->nqueued < pool->max_queued))
+            break;
+        if ((rc = queue_full(pool, c, wait_ms, &deadline, &dropped)) > 0)
+            break;
+        if (rc < 0)
+            goto reject;
     }
     pool->submitted++;
     atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
-    if ((w = pool->idle) != NULL) {
-        if (w->idle_next)
-            w = pick_idle(w);
-        idle_remove(pool, w);
-        atomic_store_explicit(&job->state, JOB_RUNNING, memory_order_relaxed);
-        atomic_store_explicit(&w->handoff, job, memory_order_relaxed);
-        w->current = job; /* running from now on, for EVEXEC_CANCEL */
-        int parked = w->parked; /* else it is spinning and will see the job */
-        if (parked)
-            unpark_mark(w);
-        pthread_mutex_unlock(&pool->mu);
-        if (parked)
-            unpark(w); /* w outlives this: see DESIGN */
-        return 0;
-    }
-    if (pool->nqueued >= pool->max_queued) {
-        pool->submitted--;
-        pool->rejected++;
-        atomic_fetch_sub_explicit(&pool->refs, 1, memory_order_relaxed);
-        pthread_mutex_unlock(&pool->mu);
-        return -EAGAIN;
-    }
     atomic_store_explicit(&job->state, JOB_QUEUED, memory_order_relaxed);
     queue_append(pool, job);
-    if (pool->nthreads < pool->max_threads && pool->nqueued > pool->nstarting) {
-        rc = spawn(pool);
+    if (pool->nthreads < pool->max_threads && pool->nqueued > pool->nstarting &&
+        (EVEXEC_LIKELY(!(pool->slow & SLOW_LIMITED)) || pool->running_c[c] < pool->class_max[c])) {
+        rc = evexec__worker_spawn(pool);
         /* With no thread at all, no queued job would ever run. Our own job
          * is refused (unless a concurrent shutdown has already cancelled
          * it); jobs other submitters queued while counting on a thread that
@@ -557,16 +260,24 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job)
                 pool->rejected++;
                 atomic_fetch_sub_explicit(&pool->refs, 1, memory_order_relaxed);
             }
-            stranded = cancel_queue(pool);
+            stranded = evexec__pool_cancel_queue(pool);
             pthread_mutex_unlock(&pool->mu);
-            complete_all(stranded);
+            evexec__pool_complete_all(stranded);
+            evexec__pool_complete_all(dropped);
             if (ours)
                 return rc == -ENOMEM ? -ENOMEM : -EAGAIN;
             return 0;
         }
     }
     pthread_mutex_unlock(&pool->mu);
+    if (EVEXEC_UNLIKELY(dropped != NULL))
+        evexec__pool_complete_all(dropped);
     return 0;
+
+reject:
+    pool->rejected++;
+    pthread_mutex_unlock(&pool->mu);
+    return rc;
 }
 
 int evexec__pool_cancel(struct evexec_pool *pool, struct evexec_job *job)
@@ -614,7 +325,10 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
     if (o.max_threads > EVEXEC_MAX_THREADS || o.min_threads > o.max_threads ||
         o.max_queued > EVEXEC_MAX_QUEUED || strnlen(o.name, 64) >= 64 ||
         o.spin_us > MAX_SPIN_US || o.nice > MAX_NICE ||
-        (o.stack_size && (o.stack_size < MIN_STACK || o.stack_size > MAX_STACK)))
+        (o.stack_size && (o.stack_size < MIN_STACK || o.stack_size > MAX_STACK)) ||
+        (o.overflow != EVEXEC_OVERFLOW_REJECT && o.overflow != EVEXEC_OVERFLOW_DROP_OLDEST) ||
+        o.max_running_high > EVEXEC_MAX_THREADS || o.max_running_normal > EVEXEC_MAX_THREADS ||
+        o.max_running_low > EVEXEC_MAX_THREADS || (o.flags & ~EVEXEC_POOL_HISTOGRAMS))
         return -EINVAL;
 
     if (!(pool = calloc(1, sizeof *pool)))
@@ -625,6 +339,17 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
     pool->idle_ms = o.idle_timeout_ms;
     pool->spin_us = o.spin_us;
     pool->nice = o.nice;
+    pool->overflow = o.overflow;
+    pool->hist = (o.flags & EVEXEC_POOL_HISTOGRAMS) != 0;
+    pool->worker_init = o.worker_init;
+    pool->worker_fini = o.worker_fini;
+    pool->worker_arg = o.worker_arg;
+    pool->class_max[0] = o.max_running_high ? o.max_running_high : UINT_MAX;
+    pool->class_max[1] = o.max_running_normal ? o.max_running_normal : UINT_MAX;
+    pool->class_max[2] = o.max_running_low ? o.max_running_low : UINT_MAX;
+    if (o.max_running_high || o.max_running_normal || o.max_running_low)
+        pool->slow = SLOW_LIMITED;
+    pool->enqueue_prep = pool->spin_us || pool->hist;
     strcpy(pool->name, o.name);
     atomic_init(&pool->refs, 1);
     atomic_init(&pool->submit_cpu, -1);
@@ -642,8 +367,10 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
         goto fail_free;
     if ((rc = -pthread_cond_init(&pool->exit_cv, NULL)) < 0)
         goto fail_mutex;
-    if ((rc = -pthread_attr_init(&pool->attr)) < 0)
+    if ((rc = evexec__cond_init(&pool->space_cv)) < 0)
         goto fail_cond;
+    if ((rc = -pthread_attr_init(&pool->attr)) < 0)
+        goto fail_space;
     if (o.stack_size) {
         long page = sysconf(_SC_PAGESIZE);
         size_t sz = (o.stack_size + (size_t)page - 1) & ~((size_t)page - 1);
@@ -653,7 +380,7 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
 
     pthread_mutex_lock(&pool->mu);
     while (pool->nthreads < pool->min_threads) {
-        if ((rc = spawn(pool)) < 0) {
+        if ((rc = evexec__worker_spawn(pool)) < 0) {
             pthread_mutex_unlock(&pool->mu);
             evexec_pool_free(pool);
             return rc;
@@ -665,6 +392,8 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
 
 fail_attr:
     pthread_attr_destroy(&pool->attr);
+fail_space:
+    pthread_cond_destroy(&pool->space_cv);
 fail_cond:
     pthread_cond_destroy(&pool->exit_cv);
 fail_mutex:
@@ -688,18 +417,16 @@ int evexec_pool_shutdown(evexec_pool *pool, int how)
     }
     pool->closed = how + 1;
     if (how == EVEXEC_CANCEL) {
-        cancelled = cancel_queue(pool);
+        cancelled = evexec__pool_cancel_queue(pool);
         for (w = pool->all; w; w = w->all_next)
             if (w->current)
                 atomic_store_explicit(&w->current->stop, 1, memory_order_relaxed);
     }
     for (w = pool->idle; w; w = w->idle_next)
-        if (w->parked) {
-            unpark_mark(w);
-            unpark(w);
-        }
+        evexec__worker_wake(w);
+    pthread_cond_broadcast(&pool->space_cv); /* blocked submits: -ESHUTDOWN */
     pthread_mutex_unlock(&pool->mu);
-    complete_all(cancelled);
+    evexec__pool_complete_all(cancelled);
     return 0;
 }
 
@@ -707,7 +434,7 @@ int evexec_pool_free(evexec_pool *pool)
 {
     if (!pool)
         return 0;
-    if (current_pool == pool)
+    if (evexec__pool_current() == pool)
         return -EDEADLK;
     evexec_pool_shutdown(pool, EVEXEC_DRAIN); /* -EALREADY is fine */
     pthread_mutex_lock(&pool->mu);
@@ -721,6 +448,16 @@ int evexec_pool_free(evexec_pool *pool)
         pthread_join(last, NULL); /* which joined the one before, and so on */
     evexec__pool_unref(pool, 1);
     return 0;
+}
+
+/* With mu held: jobs running (handed to a worker, not finished) per class.
+ * Kept up to date in running_c only while a class limit needs it. */
+static void count_running(const struct evexec_pool *pool, unsigned out[EVEXEC__NCLASSES])
+{
+    memset(out, 0, EVEXEC__NCLASSES * sizeof *out);
+    for (const struct worker *w = pool->all; w; w = w->all_next)
+        if (w->alive && w->current)
+            out[job_class(w->current)]++;
 }
 
 int evexec_pool_stats(evexec_pool *pool, struct evexec_pool_stats *out)
@@ -741,14 +478,117 @@ int evexec_pool_stats(evexec_pool *pool, struct evexec_pool_stats *out)
     pthread_mutex_lock(&pool->mu);
     s.threads = pool->nthreads;
     s.idle = pool->nidle;
-    s.running = pool->nrunning;
+    unsigned running[EVEXEC__NCLASSES];
+    count_running(pool, running);
+    s.running = running[0] + running[1] + running[2];
     s.queued = pool->nqueued;
     s.submitted = pool->submitted;
     s.completed = pool->completed;
     s.cancelled = pool->cancelled;
     s.rejected = pool->rejected;
     s.threads_started = pool->threads_started;
+    s.queued_high = pool->q[0].n;
+    s.queued_normal = pool->q[1].n;
+    s.queued_low = pool->q[2].n;
+    s.running_high = running[0];
+    s.running_normal = running[1];
+    s.running_low = running[2];
+    s.dropped = pool->dropped;
+    s.worker_init_failed = pool->init_failed;
+    s.max_threads = pool->max_threads;
+    s.min_threads = pool->min_threads;
+    s.max_queued = pool->max_queued;
     pthread_mutex_unlock(&pool->mu);
+    s.timed_out = atomic_load_explicit(&pool->timed_out, memory_order_relaxed);
     memcpy(out, &s, out->size < sizeof s ? out->size : sizeof s);
     return 0;
+}
+
+int evexec_pool_histograms(evexec_pool *pool, struct evexec_pool_histograms *out)
+{
+    if (!pool || !out || out->size < sizeof *out)
+        return -EINVAL;
+    if (!pool->hist)
+        return -ENOTSUP;
+    memset(out->wait, 0, sizeof out->wait);
+    memset(out->run, 0, sizeof out->run);
+    /* Worker structs are never freed before the pool; the list only grows,
+     * at its head, under mu. */
+    pthread_mutex_lock(&pool->mu);
+    struct worker *all = pool->all;
+    pthread_mutex_unlock(&pool->mu);
+    for (struct worker *w = all; w; w = w->all_next)
+        for (unsigned i = 0; i < EVEXEC_HIST_BUCKETS; i++) {
+            out->wait[i] += atomic_load_explicit(&w->hist_wait[i], memory_order_relaxed);
+            out->run[i] += atomic_load_explicit(&w->hist_run[i], memory_order_relaxed);
+        }
+    return 0;
+}
+
+/* With mu held: starts what the limits and the queue call for, and hands
+ * queued jobs that may now start to idle workers. Returns the first error
+ * of spawn(), or 0. */
+static int pool_rebalance(struct evexec_pool *pool)
+{
+    struct worker *w;
+    int rc = 0;
+
+    evexec__worker_dispatch_idle(pool);
+    while (!rc && pool->nthreads < pool->min_threads)
+        rc = evexec__worker_spawn(pool);
+    while (!rc && pool->nthreads < pool->max_threads && pool->nqueued > pool->nstarting)
+        rc = evexec__worker_spawn(pool);
+    /* Surplus idle threads leave now (busy ones after their job), or start
+     * their idle timeout. */
+    if (pool->nthreads > pool->min_threads)
+        for (w = pool->idle; w; w = w->idle_next)
+            evexec__worker_wake(w);
+    return rc;
+}
+
+int evexec_pool_resize(evexec_pool *pool, unsigned min_threads, unsigned max_threads,
+                       size_t max_queued)
+{
+    if (!pool || !max_threads || max_threads > EVEXEC_MAX_THREADS || min_threads > max_threads ||
+        !max_queued || max_queued > EVEXEC_MAX_QUEUED)
+        return -EINVAL;
+    pthread_mutex_lock(&pool->mu);
+    if (pool->closed) {
+        pthread_mutex_unlock(&pool->mu);
+        return -ESHUTDOWN;
+    }
+    pool->min_threads = min_threads;
+    pool->max_threads = max_threads;
+    pool->max_queued = max_queued;
+    if (pool->nthreads > max_threads)
+        pool->slow |= SLOW_SHRINK;
+    if (pool->space_waiters)
+        pthread_cond_broadcast(&pool->space_cv);
+    int rc = pool_rebalance(pool);
+    pthread_mutex_unlock(&pool->mu);
+    return rc;
+}
+
+int evexec_pool_set_class_limit(evexec_pool *pool, int priority, unsigned max_running)
+{
+    if (!pool || priority < EVEXEC_PRIO_HIGH || priority > EVEXEC_PRIO_LOW ||
+        max_running > EVEXEC_MAX_THREADS)
+        return -EINVAL;
+    pthread_mutex_lock(&pool->mu);
+    pool->class_max[priority + 1] = max_running ? max_running : UINT_MAX;
+    if (!(pool->slow & SLOW_LIMITED))
+        count_running(pool, pool->running_c); /* counted from now on */
+    pool->slow &= ~SLOW_LIMITED;
+    if (pool->class_max[0] != UINT_MAX || pool->class_max[1] != UINT_MAX ||
+        pool->class_max[2] != UINT_MAX)
+        pool->slow |= SLOW_LIMITED;
+    if (!pool->closed)
+        pool_rebalance(pool);
+    pthread_mutex_unlock(&pool->mu);
+    return 0;
+}
+
+void evexec__pool_count_timeout(struct evexec_pool *pool)
+{
+    atomic_fetch_add_explicit(&pool->timed_out, 1, memory_order_relaxed);
 }

@@ -23,7 +23,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -33,14 +35,8 @@
 
 #define MIN_PORT_OPTS_SIZE (offsetof(struct evexec_port_opts, priority) + sizeof(int))
 
-static void port_release(struct evexec_port *port);
 
 /* --- job storage --------------------------------------------------------- */
-
-static struct evexec_job *chunk_jobs(struct job_chunk *c)
-{
-    return (struct evexec_job *)((char *)c + EVEXEC_CHUNK_HDR);
-}
 
 /* An aligned chunk from mmap: only the pages touched count against RSS. */
 static struct job_chunk *chunk_map(void)
@@ -104,8 +100,18 @@ struct evexec_job *evexec__port_job_alloc(struct evexec_port *port)
     return job;
 }
 
+struct job_ext *evexec__port_job_ext(struct evexec_port *port, struct evexec_job *job)
+{
+    EVEXEC_UNUSED(port);
+    struct job_chunk *c = job_chunk_of(job);
+    if (!c->ext && !(c->ext = calloc(EVEXEC_JOBS_PER_CHUNK, sizeof *c->ext)))
+        return NULL;
+    return c->ext + (job - chunk_jobs(c));
+}
+
 void evexec__port_job_unalloc(struct evexec_port *port, struct evexec_job *job)
 {
+    job->flags = 0;
     atomic_store_explicit(&job->state, JOB_FREE, memory_order_relaxed);
     job_set_next(job, port->free_list);
     port->free_list = job;
@@ -137,7 +143,10 @@ struct evexec_job *evexec__port_job_find(struct evexec_port *port, evexec_job_id
 
 void evexec__port_complete(struct evexec_job *job)
 {
-    evexec__mailbox_post(&job_port(job)->mb, &job->link);
+    struct evexec_port *port = EVEXEC_LIKELY(job->kind == JOB_KIND_PORT)
+                                   ? job_port(job)
+                                   : ((struct remote_job *)job)->port;
+    evexec__mailbox_post(&port->mb, &job->link);
 }
 
 static inline int seq_before(const struct evexec_job *a, const struct evexec_job *b)
@@ -207,10 +216,31 @@ static void port_grab(struct evexec_port *port)
         port->batch_head = 0;
         port->batch_len = pending;
     }
-    struct evexec_job **a = port->batch + port->batch_len;
-    size_t n = 0;
-    for (; list; list = job_next(list))
-        a[n++] = list;
+    /* No pointer into the batch before a port job is seen: a port that has
+     * only had jobs from other threads has no batch array yet. */
+    size_t first = port->batch_len, n = 0;
+    struct evexec_job *remote = NULL, *remote_last = NULL, *next;
+    for (; list; list = next) {
+        next = job_next(list);
+        if (EVEXEC_LIKELY(list->kind == JOB_KIND_PORT)) {
+            port->batch[first + n++] = list;
+        } else { /* JOB_KIND_REMOTE: newest first, so prepending restores order */
+            if (!remote)
+                remote_last = list;
+            job_set_next(list, remote);
+            remote = list;
+        }
+    }
+    if (remote) {
+        if (port->remote_tail)
+            job_set_next(port->remote_tail, remote);
+        else
+            port->remote_head = remote;
+        port->remote_tail = remote_last;
+    }
+    if (!n)
+        return;
+    struct evexec_job **a = port->batch + first;
     /* LIFO to completion order, then to submission order. */
     for (size_t i = 0, j = n - 1; i < j; i++, j--) {
         struct evexec_job *t = a[i];
@@ -219,6 +249,86 @@ static void port_grab(struct evexec_port *port)
     }
     sort_by_seq(a, n);
     port->batch_len += n;
+}
+
+/* --- delivery ------------------------------------------------------------ */
+
+/* The next finished job to deliver once the batch is empty: the jobs of
+ * other threads, then whatever came home meanwhile. */
+static struct evexec_job *port_next_slow(struct evexec_port *port)
+{
+    struct evexec_job *job;
+    for (int grabbed = 0;; grabbed = 1) {
+        if (port->batch_head < port->batch_len)
+            return port->batch[port->batch_head++];
+        if (port->remote_head) {
+            job = port->remote_head;
+            if (!(port->remote_head = job_next(job)))
+                port->remote_tail = NULL;
+            return job;
+        }
+        if (grabbed)
+            return NULL;
+        port->batch_head = port->batch_len = 0;
+        port_grab(port);
+    }
+}
+
+/* Delivers a job with options (JOB_HAS_EXT), or one of another thread. It
+ * may have been delivered already, as -ETIMEDOUT: it is then only
+ * recycled, its late result going to cleanup. Returns 1 if it counts
+ * against max_batch. */
+static int deliver_ext(struct evexec_port *port, struct evexec_job *job,
+                       struct evexec_pool **pool, unsigned long *pool_refs)
+{
+    struct job_ext *ext = job_ext(job);
+    int cancelled = atomic_load_explicit(&job->state, memory_order_relaxed) == JOB_CANCELLED;
+    int status = cancelled ? -ECANCELED : 0;
+    void *result = cancelled ? NULL : job->u.result;
+    evexec_done_fn done = job->done;
+    evexec_cleanup_fn cleanup = NULL;
+    struct evexec_group *group = NULL;
+    void *arg = job->arg;
+
+    if (job->kind == JOB_KIND_REMOTE &&
+        atomic_load_explicit(&job->state, memory_order_relaxed) == JOB_FREE) {
+        evexec__port_remote_recycle(port, job); /* a refused job's notice */
+        return 0;
+    }
+    if (ext->timed_out) {
+        port->timed_out_away--;
+        cleanup = result ? ext->cleanup : NULL;
+        done = NULL;
+    } else {
+        if (ext->heap_index != EXT_NO_HEAP)
+            evexec__port_deadline_remove(port, ext);
+        if ((group = ext->group) != NULL)
+            evexec__group_unlink(group, ext);
+        port->delivered++;
+    }
+    ext->timed_out = 0;
+    ext->deadline = 0;
+
+    if (job->pool != *pool) {
+        if (*pool_refs)
+            evexec__pool_unref(*pool, *pool_refs);
+        *pool = job->pool;
+        *pool_refs = 0;
+    }
+    ++*pool_refs;
+    if (job->kind == JOB_KIND_PORT) {
+        evexec__port_job_unalloc(port, job);
+        port->outstanding--;
+    } else {
+        evexec__port_remote_recycle(port, job);
+    }
+    if (cleanup)
+        cleanup(result, arg);
+    else if (done)
+        done(status, result, arg);
+    if (group)
+        evexec__group_member_done(group, status);
+    return 1;
 }
 
 /*
@@ -233,17 +343,21 @@ static void port_run(struct evexec_port *port)
     struct evexec_pool *pool = NULL;
     unsigned long pool_refs = 0;
     unsigned n = 0;
+    struct evexec_job *job;
 
     port->batches++;
-    port->in_run = 1;
+    port->in_run++;
+    if (EVEXEC_UNLIKELY(port->due != NULL))
+        evexec__group_run_due(port);
     while (n < port->max_batch) {
-        if (port->batch_head == port->batch_len) {
-            port->batch_head = port->batch_len = 0;
-            port_grab(port);
-            if (port->batch_len == 0)
-                break;
+        if (EVEXEC_LIKELY(port->batch_head < port->batch_len))
+            job = port->batch[port->batch_head++];
+        else if (!(job = port_next_slow(port)))
+            break;
+        if (EVEXEC_UNLIKELY(job->flags & JOB_HAS_EXT)) {
+            n += deliver_ext(port, job, &pool, &pool_refs);
+            continue;
         }
-        struct evexec_job *job = port->batch[port->batch_head++];
         int cancelled = atomic_load_explicit(&job->state, memory_order_relaxed) == JOB_CANCELLED;
         int status = cancelled ? -ECANCELED : 0;
         void *result = cancelled ? NULL : job->u.result;
@@ -270,18 +384,22 @@ static void port_run(struct evexec_port *port)
     }
     if (pool_refs)
         evexec__pool_unref(pool, pool_refs);
-    port->in_run = 0;
-    if (EVEXEC_UNLIKELY(port->idle_hook != NULL) && port->outstanding == 0)
+    port->in_run--;
+    if (EVEXEC_UNLIKELY(port->idle_hook != NULL) && port->outstanding == 0 &&
+        atomic_load_explicit(&port->remote_count, memory_order_relaxed) == 0)
         port->idle_hook(port->idle_arg);
-    if (port->batch_head != port->batch_len) {
-        /* The zero timer may need memory (libevent's timer heap): if none
-         * can be had, go on at the next iteration rather than strand the
-         * rest of the batch. */
-        static const struct timeval zero = {0, 0};
-        if (event_add(port->resume_ev, &zero) < 0)
-            event_active(port->resume_ev, EV_TIMEOUT, 1);
-    }
-    port_release(port);
+    if (port->batch_head != port->batch_len || port->remote_head)
+        evexec__port_resume(port);
+    evexec__port_release(port);
+}
+
+void evexec__port_resume(struct evexec_port *port)
+{
+    /* The zero timer may need memory (libevent's timer heap): if none can
+     * be had, go on at the next iteration rather than strand the rest. */
+    static const struct timeval zero = {0, 0};
+    if (event_add(port->resume_ev, &zero) < 0)
+        event_active(port->resume_ev, EV_TIMEOUT, 1);
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *arg)
@@ -302,23 +420,45 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
 
 static void port_destroy(struct evexec_port *port)
 {
+    struct evexec_pool *dflt = atomic_load_explicit(&port->default_pool, memory_order_relaxed);
+    evexec__group_free_all(port);
     evexec__mailbox_close(&port->mb);
     if (port->resume_ev)
         event_free(port->resume_ev);
-    for (uint32_t i = 0; i < port->nchunks; i++)
+    if (port->deadline_ev)
+        event_free(port->deadline_ev);
+    for (uint32_t i = 0; i < port->nchunks; i++) {
+        free(port->chunks[i]->ext);
         munmap(port->chunks[i], EVEXEC_CHUNK_SIZE);
+    }
+    while (port->remote_free) {
+        struct remote_job *rj = port->remote_free;
+        port->remote_free = rj->free_next;
+        free(rj);
+    }
+    pthread_mutex_destroy(&port->remote_mu);
     free(port->chunks);
     free(port->batch);
+    free(port->heap);
     free(port);
+    /* Its jobs from this port are all delivered; its threads exit at once
+     * unless other ports' work still runs on it. */
+    evexec_pool_free(dflt);
 }
 
-/* Releases a freed port once nothing can reach it any more. */
-static void port_release(struct evexec_port *port)
+int evexec__port_busy(struct evexec_port *port)
 {
-    if (!port->closing || port->in_run || port->outstanding)
+    return port->outstanding || atomic_load_explicit(&port->remote_count, memory_order_relaxed) ||
+           port->due || !evexec__mailbox_quiet(&port->mb);
+}
+
+/* Releases a freed port once nothing can reach it any more: every job
+ * delivered, every group callback run, and no wake-fd write still owed (a
+ * worker that has pushed onto the empty list may not have written yet). */
+void evexec__port_release(struct evexec_port *port)
+{
+    if (!port->closing || port->in_run || evexec__port_busy(port))
         return;
-    if (!evexec__mailbox_quiet(&port->mb))
-        return; /* a worker has yet to write the wake fd: wait for it */
     port_destroy(port);
 }
 
@@ -362,6 +502,13 @@ int evexec_port_new(evexec_port **out, struct event_base *base, const struct eve
      * billions of submissions. */
     port->next_seq = (uint32_t)(((uintptr_t)port >> 6) * 0x9E3779B97F4A7C15ull >> 32);
     port->mb.wake.rfd = port->mb.wake.wfd = -1;
+    port->ev_priority = o.priority;
+    ring_init(&port->groups);
+    ring_init(&port->remote_live);
+    if ((rc = -pthread_mutex_init(&port->remote_mu, NULL)) < 0) {
+        free(port);
+        return rc;
+    }
 
     rc = -ENOMEM;
     if (!(port->resume_ev = evtimer_new(base, on_resume, port)))
@@ -391,8 +538,10 @@ int evexec_port_free(evexec_port *port)
     if (port->closing)
         return 0;
     port->closing = 1;
+    evexec__port_set_refusing(port, port->refusing);
     evexec__port_cancel_all(port);
-    port_release(port);
+    evexec__group_close_all(port);
+    evexec__port_release(port);
     return 0;
 }
 
@@ -411,6 +560,7 @@ void evexec__port_cancel_all(struct evexec_port *port)
                 atomic_store_explicit(&job->stop, 1, memory_order_relaxed);
         }
     }
+    evexec__port_cancel_remote(port);
 }
 
 int evexec_port_stats(evexec_port *port, struct evexec_port_stats *out)
@@ -428,7 +578,8 @@ int evexec_port_stats(evexec_port *port, struct evexec_port_stats *out)
     struct evexec_port_stats s;
     memset(&s, 0, sizeof s);
     s.size = out->size;
-    s.outstanding = port->outstanding;
+    s.outstanding = port->outstanding - port->timed_out_away +
+                    atomic_load_explicit(&port->remote_count, memory_order_relaxed);
     s.delivered = port->delivered;
     s.wakeups = evexec__mailbox_signals(&port->mb);
     s.batches = port->batches;

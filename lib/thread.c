@@ -83,3 +83,10 @@ void evexec__deadline_after(struct timespec *ts, unsigned ms)
         ts->tv_nsec -= 1000000000L;
     }
 }
+
+uint64_t evexec__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}

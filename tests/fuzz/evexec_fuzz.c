@@ -368,7 +368,10 @@ static void op_submit(struct input *in)
 {
     unsigned a = u8(in), b = u8(in), k = u8(in);
     int port = (int)(a % NPORTS), pool = (int)(b % NPOOLS);
-    int null_port = a >= 250, null_pool = b >= 250, null_work = k >= 250;
+    int null_port = a >= 250, null_work = k >= 250;
+    /* A NULL pool alone names the port's default pool (a valid submit the
+     * model does not track): it is tried only beside another NULL. */
+    int null_pool = b >= 250 && (null_port || null_work);
     int kind = (int)(k % W_N);
     struct fport *fq = &S.ports[port];
     struct fpool *fp = &S.pools[pool];

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The pool's private layout, shared by pool.c (the queue, submission and
+ * the public calls) and worker.c (the threads). Never installed.
+ */
+#ifndef EVEXEC_POOL_INTERNAL_H
+#define EVEXEC_POOL_INTERNAL_H
+
+#include "evexec-internal.h"
+
+/* A class passed over this many times in a row while it had jobs waiting
+ * goes next: no priority class starves. */
+#define AGING 8u
+
+struct worker {
+    struct evexec_pool *pool;
+#ifdef EVEXEC_USE_FUTEX
+    _Atomic uint32_t wake;         /* parked: sleeps while 0 */
+#else
+    pthread_cond_t cv;             /* parked: waits here, with mu */
+#endif
+    /* Given by a submitter while idle. Written under mu; read without it
+     * only by the worker's own spin, as a hint. */
+    _Atomic(struct evexec_job *) handoff;
+    struct evexec_job *current;    /* running; for EVEXEC_CANCEL */
+    struct worker *idle_next, *idle_prev;
+    struct worker *all_next;
+    unsigned number;
+    int idle;                      /* on pool->idle */
+    int parked;                    /* idle and asleep: needs a wake-up */
+    int alive;
+    int last_cpu;                  /* the CPU it went idle on (Linux) */
+    void *state;                   /* set by worker_init */
+    /* EVEXEC_POOL_HISTOGRAMS: written by this worker only, summed by
+     * evexec_pool_histograms() without a lock. */
+    _Atomic uint64_t hist_wait[EVEXEC_HIST_BUCKETS];
+    _Atomic uint64_t hist_run[EVEXEC_HIST_BUCKETS];
+};
+
+/* --- the queue (with mu held) ------------------------------------------- */
+
+static inline void queue_append(struct evexec_pool *pool, struct evexec_job *job)
+{
+    struct job_queue *q = &pool->q[job_class(job)];
+    job_set_next(job, NULL);
+    job->u.prev = q->tail;
+    if (q->tail)
+        job_set_next(q->tail, job);
+    else
+        q->head = job;
+    q->tail = job;
+    q->n++;
+    pool->nqueued++;
+}
+
+/* Every way off the queue: frees a slot, which a blocked
+ * evexec_submit_threadsafe() may be waiting for. */
+static inline void queue_unlink(struct evexec_pool *pool, struct evexec_job *job)
+{
+    struct job_queue *q = &pool->q[job_class(job)];
+    struct evexec_job *next = job_next(job);
+    if (job->u.prev)
+        job_set_next(job->u.prev, next);
+    else
+        q->head = next;
+    if (next)
+        next->u.prev = job->u.prev;
+    else
+        q->tail = job->u.prev;
+    q->n--;
+    pool->nqueued--;
+    if (EVEXEC_UNLIKELY(pool->space_waiters))
+        pthread_cond_signal(&pool->space_cv);
+}
+
+/* With mu held: the next job to start when more than one class may hold
+ * one, or a class limit applies (pool.c). */
+struct evexec_job *evexec__queue_pop_classes(struct evexec_pool *pool);
+
+static inline struct evexec_job *queue_pop(struct evexec_pool *pool)
+{
+    struct job_queue *q = &pool->q[EVEXEC__CLASS_NORMAL];
+    struct evexec_job *job;
+
+    if (!pool->nqueued)
+        return NULL;
+    /* The common case, priorities and limits unused: only normal jobs wait
+     * and nothing holds them back. */
+    if (EVEXEC_UNLIKELY(q->n != pool->nqueued || (pool->slow & SLOW_LIMITED)))
+        return evexec__queue_pop_classes(pool);
+    job = q->head;
+    if ((q->head = job_next(job)) != NULL)
+        q->head->u.prev = NULL;
+    else
+        q->tail = NULL;
+    q->n--;
+    pool->nqueued--;
+    if (EVEXEC_UNLIKELY(pool->space_waiters))
+        pthread_cond_signal(&pool->space_cv);
+    return job;
+}
+
+/* --- between pool.c and worker.c (with mu held unless said) ------------- */
+
+/* Starts a worker (mu is dropped while the thread is created). */
+int evexec__worker_spawn(struct evexec_pool *pool);
+/* Hands job to an idle worker (first: the most recent); returns the worker
+ * if it sleeps and must be unparked with evexec__worker_unpark() (after mu
+ * is dropped, or before: both are safe). */
+struct worker *evexec__worker_hand_off(struct evexec_pool *pool, struct worker *first,
+                                       struct evexec_job *job);
+void evexec__worker_unpark(struct worker *w);
+/* Wakes idle worker w if it sleeps, to look at the pool again. */
+void evexec__worker_wake(struct worker *w);
+/* Hands queued jobs that may start to idle workers. */
+void evexec__worker_dispatch_idle(struct evexec_pool *pool);
+/* Takes every queued job off the queue as cancelled; complete them with
+ * evexec__pool_complete_all() once mu is dropped. */
+struct evexec_job *evexec__pool_cancel_queue(struct evexec_pool *pool);
+/* Without mu: hands cancelled jobs back, in queue order. */
+void evexec__pool_complete_all(struct evexec_job *list);
+/* Frees the pool's memory (its last reference is gone). */
+void evexec__pool_destroy(struct evexec_pool *pool);
+
+#endif /* EVEXEC_POOL_INTERNAL_H */

@@ -1,0 +1,520 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * DESIGN: the pool's worker threads (the queue and the public calls are in
+ * pool.c, the shared layout in pool-internal.h).
+ *
+ * - A worker is woken only if one is idle: idle workers sleep on a word of
+ *   their own (a futex; a condition variable where there is none), on a
+ *   most-recent-first list, and a submitter hands the job straight to one
+ *   of them (preferring one that went idle on the submitter's CPU), waking
+ *   it only if it sleeps (it may still be spinning, with spin_us). Surplus
+ *   workers at the cold end of that list time out and exit.
+ * - A worker pushes a finished job on its port only after it has picked its
+ *   next job, so each job costs one lock round trip.
+ * - A worker only goes idle when no queued job may start. A job held back
+ *   by its class limit becomes startable only when a job of its class
+ *   finishes; that worker hands what may now start to idle workers
+ *   (evexec__worker_dispatch_idle()) before it looks for its own next job.
+ * - Exited threads are joined by the next thread to exit, or by
+ *   evexec_pool_free(), so at most one is ever left unjoined and no loop
+ *   thread ever waits in pthread_join(). A thread that leaves last with
+ *   jobs still queued (its worker_init failed) cancels them: none is ever
+ *   stranded.
+ * - Worker structs are never freed before the pool, so a submitter may
+ *   signal a worker after unlocking.
+ * - worker_init runs before the thread takes its first job, worker_fini
+ *   after its last, both without mu.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sched.h>
+#include <sys/resource.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#endif
+#ifdef EVEXEC_USE_FUTEX
+#include <linux/futex.h>
+#endif
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pool-internal.h"
+
+/* The worker the calling thread is: evexec_pool_free() refuses to be called
+ * from its own pool; evexec_worker_state(). */
+static _Thread_local struct worker *current_worker;
+
+/* --- idle list ----------------------------------------------------------- */
+
+static void idle_push(struct evexec_pool *pool, struct worker *w)
+{
+    w->idle_prev = NULL;
+    w->idle_next = pool->idle;
+    if (pool->idle)
+        pool->idle->idle_prev = w;
+    pool->idle = w;
+    w->idle = 1;
+    pool->nidle++;
+}
+
+static void idle_remove(struct evexec_pool *pool, struct worker *w)
+{
+    if (w->idle_prev)
+        w->idle_prev->idle_next = w->idle_next;
+    else
+        pool->idle = w->idle_next;
+    if (w->idle_next)
+        w->idle_next->idle_prev = w->idle_prev;
+    w->idle = 0;
+    pool->nidle--;
+}
+
+/* With mu held and several workers idle: among the eight most recently idle
+ * ones, the one that went idle on the submitter's CPU, else the most recent.
+ * The scheduler tends to wake a thread where it last ran; a worker that
+ * ran beside the loop would be woken across CPUs, which costs tens of
+ * microseconds on a VM, where one on the loop's CPU simply runs when the
+ * loop goes back to waiting (W2 unpinned: 46 -> 6 us per round trip). */
+static struct worker *pick_idle(struct worker *first)
+{
+#ifdef __linux__
+    int cpu = sched_getcpu();
+    unsigned n = 0;
+    for (struct worker *w = first; w && n < 8; w = w->idle_next, n++)
+        if (w->last_cpu == cpu)
+            return w;
+#endif
+    return first;
+}
+
+/* --- workers ------------------------------------------------------------- */
+
+static void name_thread(struct worker *w)
+{
+    /* Build the whole name; evexec__thread_name() cuts it. */
+    char name[64 + 12];
+    snprintf(name, sizeof name, "%s-%u", w->pool->name, w->number);
+    evexec__thread_name(name);
+}
+
+static int has_handoff(const struct worker *w)
+{
+    return atomic_load_explicit(&w->handoff, memory_order_relaxed) != NULL;
+}
+
+static double now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+
+/* Bucket of a duration: 0 below 2 ns, else floor(log2(ns)), capped. */
+static unsigned hist_bucket(uint64_t ns)
+{
+    unsigned b = ns < 2 ? 0 : 63u - (unsigned)__builtin_clzll(ns);
+    return b < EVEXEC_HIST_BUCKETS ? b : EVEXEC_HIST_BUCKETS - 1;
+}
+
+/* Single writer: a relaxed load and store, no locked instruction. */
+static void hist_add(_Atomic uint64_t *h, uint64_t ns)
+{
+    _Atomic uint64_t *b = &h[hist_bucket(ns)];
+    atomic_store_explicit(b, atomic_load_explicit(b, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Spinning only pays when the submitter runs on another CPU: not when this
+ * worker may run on one CPU only, the one its submitters last ran on (a
+ * worker pinned apart from its loop thread still spins). */
+static int may_run_beside_submitter(const struct evexec_pool *pool)
+{
+#ifdef __linux__
+    cpu_set_t cpus;
+    if (sched_getaffinity(0, sizeof cpus, &cpus) != 0 || CPU_COUNT(&cpus) > 1)
+        return 1;
+    int cpu = atomic_load_explicit(&pool->submit_cpu, memory_order_relaxed);
+    return cpu < 0 || !CPU_ISSET(cpu, &cpus);
+#else
+    EVEXEC_UNUSED(pool);
+    return 1;
+#endif
+}
+
+/* Without mu: polls for a hand-off for up to spin_us. A submitter that finds
+ * this worker idle but not parked hands it the job without a wake-up. */
+static void spin(struct evexec_pool *pool, struct worker *w)
+{
+    double deadline = now_us() + pool->spin_us;
+    for (unsigned i = 1;; i++) {
+        if (has_handoff(w))
+            return;
+        cpu_relax();
+        if (i % 32 == 0) {
+            if (now_us() >= deadline)
+                return;
+            if (i % 1024 == 0)
+                sched_yield(); /* let anything else runnable here go first */
+        }
+    }
+}
+
+/*
+ * Parking. An idle worker sleeps on a word of its own (a futex on Linux),
+ * outside the pool mutex, and whoever hands it a job or shuts the pool down
+ * wakes exactly that worker, and only if it is asleep (w->parked, under mu).
+ * A condition variable waited on with mu would make the woken worker
+ * re-take mu on the way out, and glibc then also wakes a contender on the
+ * next unlock: one more futex call per job.
+ */
+#ifdef EVEXEC_USE_FUTEX
+static void futex_wait(_Atomic uint32_t *word, const struct timespec *rel)
+{
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, 0, rel, NULL, 0);
+}
+
+/* With mu held: marks w to be woken; the caller calls unpark() after
+ * unlocking (or before: both are safe, workers outlive the pool's users). */
+static void unpark_mark(struct worker *w)
+{
+    atomic_store_explicit(&w->wake, 1, memory_order_release);
+}
+
+void evexec__worker_unpark(struct worker *w)
+{
+    syscall(SYS_futex, &w->wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* With mu held, w parked: sleeps until woken or the deadline. Returns with
+ * mu held; 1 if the deadline passed. */
+static int park(struct evexec_pool *pool, struct worker *w, const struct timespec *deadline)
+{
+    int timedout = 0;
+    atomic_store_explicit(&w->wake, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&pool->mu);
+    while (!atomic_load_explicit(&w->wake, memory_order_acquire)) {
+        struct timespec rel, now;
+        if (deadline) {
+            evexec__clock_now(&now);
+            rel.tv_sec = deadline->tv_sec - now.tv_sec;
+            rel.tv_nsec = deadline->tv_nsec - now.tv_nsec;
+            if (rel.tv_nsec < 0) {
+                rel.tv_sec--;
+                rel.tv_nsec += 1000000000L;
+            }
+            if (rel.tv_sec < 0) {
+                timedout = 1;
+                break;
+            }
+        }
+        futex_wait(&w->wake, deadline ? &rel : NULL);
+    }
+    pthread_mutex_lock(&pool->mu);
+    return timedout;
+}
+#else
+static void unpark_mark(struct worker *w)
+{
+    EVEXEC_UNUSED(w);
+}
+
+void evexec__worker_unpark(struct worker *w)
+{
+    pthread_cond_signal(&w->cv);
+}
+
+static int park(struct evexec_pool *pool, struct worker *w, const struct timespec *deadline)
+{
+    if (deadline)
+        return pthread_cond_timedwait(&w->cv, &pool->mu, deadline) == ETIMEDOUT;
+    pthread_cond_wait(&w->cv, &pool->mu);
+    return 0;
+}
+#endif
+
+/* With mu held: waits idle for a job. Returns 0 if this surplus thread has
+ * been idle for the whole timeout and should exit. */
+static int idle_wait(struct evexec_pool *pool, struct worker *w)
+{
+    struct timespec deadline;
+    int timed = 0, timedout = 0;
+
+#ifdef __linux__
+    w->last_cpu = sched_getcpu();
+#endif
+    idle_push(pool, w);
+    /* One spinner at a time: more would only take CPU from the submitter. */
+    if (pool->spin_us && !pool->closed && !pool->nspinning && may_run_beside_submitter(pool)) {
+        pool->nspinning++;
+        pthread_mutex_unlock(&pool->mu);
+        spin(pool, w);
+        pthread_mutex_lock(&pool->mu);
+        pool->nspinning--;
+    }
+    while (!has_handoff(w) && !pool->closed && !timedout && pool->nthreads <= pool->max_threads) {
+        /* Surplus now (evexec_pool_resize() may have lowered min_threads
+         * while we slept): the idle timeout starts. */
+        if (!timed && pool->idle_ms != EVEXEC_IDLE_FOREVER && pool->nthreads > pool->min_threads) {
+            timed = 1;
+            evexec__deadline_after(&deadline, pool->idle_ms);
+        }
+        w->parked = 1;
+        timedout = park(pool, w, timed ? &deadline : NULL);
+        w->parked = 0;
+    }
+    if (w->idle) /* a submitter that hands us a job takes us off the list */
+        idle_remove(pool, w);
+    if (has_handoff(w) || pool->closed || !timedout)
+        return 1;
+    return !(pool->nthreads > pool->min_threads && !pool->nqueued);
+}
+
+/* With mu held: the worker's next job, or NULL. */
+static struct evexec_job *next_job(struct evexec_pool *pool, struct worker *w)
+{
+    struct evexec_job *job = atomic_load_explicit(&w->handoff, memory_order_relaxed);
+    if (job) {
+        atomic_store_explicit(&w->handoff, NULL, memory_order_relaxed);
+    } else if ((job = queue_pop(pool)) != NULL) {
+        if (EVEXEC_UNLIKELY(pool->slow & SLOW_LIMITED))
+            pool->running_c[job_class(job)]++;
+        atomic_store_explicit(&job->state, JOB_RUNNING, memory_order_relaxed);
+    }
+    w->current = job;
+    return job;
+}
+
+/* Runs a job's work function, timing it for the histograms if asked. */
+static void run_job(struct evexec_pool *pool, struct worker *w, struct evexec_job *job)
+{
+    if (EVEXEC_LIKELY(!pool->hist)) {
+        job->u.result = job->work(job, job->arg);
+        return;
+    }
+    uint64_t t0 = evexec__now_ns();
+    hist_add(w->hist_wait, t0 - job_ext(job)->enqueued);
+    job->u.result = job->work(job, job->arg);
+    hist_add(w->hist_run, evexec__now_ns() - t0);
+}
+
+/* With mu held: a thread is leaving (its exit is decided and counted in
+ * nthreads by the caller). If it was the last, queued jobs could never
+ * run: they are taken off as cancelled, for the caller to complete. */
+static struct evexec_job *last_thread_gone(struct evexec_pool *pool)
+{
+    if (pool->nthreads || !pool->nqueued)
+        return NULL;
+    return evexec__pool_cancel_queue(pool);
+}
+
+/* With mu held: hands the job to an idle worker (first is the most recent
+ * one; it is taken off the idle list). Returns the worker if it sleeps and
+ * must be unparked (after mu is dropped, or before: both are safe). */
+struct worker *evexec__worker_hand_off(struct evexec_pool *pool, struct worker *w,
+                                       struct evexec_job *job)
+{
+    if (w->idle_next)
+        w = pick_idle(w);
+    idle_remove(pool, w);
+    if (EVEXEC_UNLIKELY(pool->slow & SLOW_LIMITED))
+        pool->running_c[job_class(job)]++;
+    atomic_store_explicit(&job->state, JOB_RUNNING, memory_order_relaxed);
+    atomic_store_explicit(&w->handoff, job, memory_order_relaxed);
+    w->current = job; /* running from now on, for EVEXEC_CANCEL */
+    if (!w->parked)
+        return NULL; /* spinning: it will see the job */
+    unpark_mark(w);
+    return w;
+}
+
+/* With mu held: hands queued jobs that may start to idle workers. */
+void evexec__worker_dispatch_idle(struct evexec_pool *pool)
+{
+    struct evexec_job *job;
+    struct worker *w;
+    while (pool->idle && (job = queue_pop(pool)) != NULL)
+        if ((w = evexec__worker_hand_off(pool, pool->idle, job)) != NULL)
+            evexec__worker_unpark(w);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct evexec_pool *pool = w->pool;
+    struct evexec_job *job, *finished = NULL, *stranded = NULL;
+    int init_ok = 1;
+
+    current_worker = w;
+    name_thread(w);
+#ifdef __linux__
+    /* Linux's nice value is per thread: only the workers are niced. */
+    if (pool->nice) {
+        id_t tid = (id_t)syscall(SYS_gettid);
+        int base = getpriority(PRIO_PROCESS, tid);
+        int want = base + (int)pool->nice;
+        setpriority(PRIO_PROCESS, tid, want > 19 ? 19 : want);
+    }
+#endif
+    w->state = NULL;
+    if (pool->worker_init && pool->worker_init(pool->worker_arg, &w->state) != 0)
+        init_ok = 0;
+    pthread_mutex_lock(&pool->mu);
+    pool->nstarting--;
+    if (EVEXEC_UNLIKELY(!init_ok)) {
+        pool->init_failed++;
+        goto out;
+    }
+    for (;;) {
+        job = next_job(pool, w);
+        if (!job) {
+            if (finished) {
+                pthread_mutex_unlock(&pool->mu);
+                evexec__job_complete(finished);
+                finished = NULL;
+                pthread_mutex_lock(&pool->mu);
+                continue; /* look again: work may have come meanwhile */
+            }
+            /* Shut down, and nothing may start: what is still queued is
+             * held back by its class limit, and the workers running that
+             * class take it when they finish. Or a surplus thread after
+             * evexec_pool_resize(). */
+            if (pool->closed || pool->nthreads > pool->max_threads)
+                break;
+            if (!idle_wait(pool, w))
+                break;
+            continue;
+        }
+        pthread_mutex_unlock(&pool->mu);
+
+        if (finished)
+            evexec__job_complete(finished);
+        run_job(pool, w, job);
+        finished = job;
+
+        pthread_mutex_lock(&pool->mu);
+        pool->completed++;
+        w->current = NULL;
+        if (EVEXEC_UNLIKELY(pool->slow)) {
+            /* A limited class has room again: if this worker takes a job
+             * of another class next, idle ones must take what may start. */
+            if (pool->slow & SLOW_LIMITED) {
+                pool->running_c[job_class(job)]--;
+                if (pool->class_max[job_class(job)] != UINT_MAX && pool->idle)
+                    evexec__worker_dispatch_idle(pool);
+            }
+            /* evexec_pool_resize() shrank the pool: leave after this job. */
+            if ((pool->slow & SLOW_SHRINK) && pool->nthreads > pool->max_threads) {
+                pthread_mutex_unlock(&pool->mu);
+                evexec__job_complete(finished);
+                finished = NULL;
+                pthread_mutex_lock(&pool->mu);
+                if (pool->nthreads > pool->max_threads)
+                    break;
+            }
+        }
+    }
+
+out:;
+    /* Exit: become the zombie and join the previous one. The worker struct
+     * may be reused by a new thread as soon as mu is dropped: keep what
+     * worker_fini needs. */
+    void *state = w->state;
+    pthread_t prev = pool->zombie;
+    int had_prev = pool->has_zombie;
+    pool->zombie = pthread_self();
+    pool->has_zombie = 1;
+    w->alive = 0;
+    if (--pool->nthreads == 0)
+        pthread_cond_broadcast(&pool->exit_cv);
+    if (pool->nthreads <= pool->max_threads)
+        pool->slow &= ~SLOW_SHRINK;
+    stranded = last_thread_gone(pool);
+    pthread_mutex_unlock(&pool->mu);
+    evexec__pool_complete_all(stranded);
+    if (init_ok && pool->worker_fini)
+        pool->worker_fini(state, pool->worker_arg);
+    if (had_prev)
+        pthread_join(prev, NULL);
+    return NULL;
+}
+
+/* With mu held (dropped while the thread is created): starts a worker. */
+int evexec__worker_spawn(struct evexec_pool *pool)
+{
+    struct worker *w;
+    pthread_t tid;
+    int rc;
+
+    for (w = pool->all; w && w->alive; w = w->all_next)
+        ;
+    if (!w) {
+        if (!(w = calloc(1, sizeof *w)))
+            return -ENOMEM;
+#ifndef EVEXEC_USE_FUTEX
+        if ((rc = evexec__cond_init(&w->cv)) < 0) {
+            free(w);
+            return rc;
+        }
+#endif
+        w->pool = pool;
+        w->all_next = pool->all;
+        pool->all = w;
+    }
+    w->alive = 1;
+    atomic_store_explicit(&w->handoff, NULL, memory_order_relaxed);
+    w->current = NULL;
+    w->parked = 0;
+    w->number = ++pool->next_number;
+    pool->nthreads++;
+    pool->nstarting++;
+    pthread_mutex_unlock(&pool->mu);
+
+    /* No signal can reach the thread, even before its first instruction. */
+    rc = evexec__thread_create(&tid, &pool->attr, worker_main, w);
+
+    pthread_mutex_lock(&pool->mu);
+    if (rc < 0) {
+        w->alive = 0;
+        pool->nstarting--;
+        if (--pool->nthreads == 0)
+            pthread_cond_broadcast(&pool->exit_cv);
+        return rc;
+    }
+    pool->threads_started++;
+    return 0;
+}
+
+void evexec__worker_wake(struct worker *w)
+{
+    if (w->parked) {
+        unpark_mark(w);
+        evexec__worker_unpark(w);
+    }
+}
+
+struct evexec_pool *evexec__pool_current(void)
+{
+    return current_worker ? current_worker->pool : NULL;
+}
+
+void *evexec_worker_state(const evexec_job *job)
+{
+    struct worker *w = current_worker;
+    if (!job || !w || w->current != job)
+        return NULL;
+    return w->state;
+}
