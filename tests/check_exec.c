@@ -24,22 +24,14 @@
 static struct event_base *base;
 static evexec_port *port;
 
-static int fds_before;
-
 static void setup(void)
 {
-    fds_before = count_fds();
-    base = event_base_new();
-    ck_assert_ptr_nonnull(base);
-    ck_assert_int_eq(evexec_port_new(&port, base, NULL), 0);
+    port_fixture_setup(&base, &port);
 }
 
 static void teardown(void)
 {
-    ck_assert_int_eq(evexec_port_free(port), 0);
-    event_base_dispatch(base);
-    event_base_free(base);    /* Every test leaves the fd table as it found it. */
-    ck_assert_int_eq(count_fds(), fds_before);
+    port_fixture_teardown(base, port);
 }
 
 static evexec_pool *new_pool(unsigned max, unsigned min, size_t max_queued, const char *name)

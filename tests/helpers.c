@@ -96,19 +96,50 @@ void tally_done(int status, void *result, void *arg)
     t->last_result = result;
 }
 
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
 void run_until(struct event_base *base, const int *counter, int target)
 {
     double deadline = now_s() + 10;
+    /* Block briefly for the wake fd instead of spinning, with a timer of
+     * our own that we remove (a pending event_base_loopexit() would end a
+     * later event_base_dispatch() early). */
+    struct event *t = evtimer_new(base, tick, NULL);
+    ck_assert_ptr_nonnull(t);
     while (*counter < target) {
         ck_assert_msg(now_s() < deadline, "timed out: %d of %d callbacks", *counter, target);
         event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
         if (*counter < target) {
-            /* Block briefly for the wake fd instead of spinning. */
             struct timeval tv = {0, 10000};
-            event_base_loopexit(base, &tv);
+            evtimer_add(t, &tv);
             event_base_loop(base, EVLOOP_ONCE);
+            evtimer_del(t);
         }
     }
+    event_free(t);
+}
+
+static int fixture_fds;
+
+void port_fixture_setup(struct event_base **base, evexec_port **port)
+{
+    fixture_fds = count_fds();
+    *base = event_base_new();
+    ck_assert_ptr_nonnull(*base);
+    ck_assert_int_eq(evexec_port_new(port, *base, NULL), 0);
+}
+
+void port_fixture_teardown(struct event_base *base, evexec_port *port)
+{
+    ck_assert_int_eq(evexec_port_free(port), 0);
+    event_base_dispatch(base); /* returns once the port has released itself */
+    event_base_free(base);
+    ck_assert_int_eq(count_fds(), fixture_fds); /* as the test found it */
 }
 
 void run_nonblock(struct event_base *base, int rounds)

@@ -53,6 +53,11 @@ void tally_done(int status, void *result, void *arg);
 void run_until(struct event_base *base, const int *counter, int target);
 /* Runs one non-blocking round of the loop, `rounds` times. */
 void run_nonblock(struct event_base *base, int rounds);
+/* The fixture of the suites built on one port per test: a new base and
+ * port; on teardown, the port freed and its callbacks delivered, the base
+ * freed, and the fd table checked to be as the test found it. */
+void port_fixture_setup(struct event_base **base, evexec_port **port);
+void port_fixture_teardown(struct event_base *base, evexec_port *port);
 
 /* Polls fn(arg) every ms until it is true; fails after 10 s. */
 void wait_for(int (*fn)(void *), void *arg);
