@@ -91,6 +91,11 @@ extern const struct bench_ops bench_sys_libuv;
 extern const struct bench_ops bench_sys_gtask;
 extern const struct bench_ops bench_sys_gpool;
 extern const struct bench_ops bench_sys_handrolled;
+/* sys_evexec.c: the "overhead" benchmark's variants of evexec, the first
+ * ("plain", evexec_submit()) being the reference; also runnable alone as
+ * system "evexec:<name>" (e.g. evexec-bench run -w W1 -s evexec:group). */
+extern const struct bench_ops bench_evexec_variants[];
+extern const unsigned bench_evexec_nvariants;
 
 /* driver.c: the two ends of every job. */
 void bench_work(struct bench_job *job);   /* on a worker */

@@ -12,6 +12,14 @@
  * runs on the loop thread; a callback seen elsewhere, a job never delivered
  * or a submit refused fails the measurement (ok=0), and so does the time
  * limit (SIGALRM), which reports how many callbacks had arrived.
+ *
+ * "overhead" is the exception to one system per process: it runs W1 and W4
+ * on each variant of evexec (bench_evexec_variants[]: plain evexec_submit(),
+ * evexec_submit_ex() with NULL or default options, a priority, a deadline
+ * or a group on every job, a pool with histograms or a class limit), each
+ * on a fresh pool and port, all in this process, interleaved rep by rep
+ * with the order rotated, and prints the medians and each variant's
+ * median ratio to plain evexec_submit() of the same rep.
  */
 #include "config.h"
 
@@ -35,7 +43,7 @@
 #define WARM_BURST 1000u
 
 const char *const bench_workloads[] = {
-    "W1", "W2", "W2-split", "W2-1cpu", "W3", "W4", "W5", "W6", "W7", NULL,
+    "W1", "W2", "W2-split", "W2-1cpu", "W3", "W4", "W5", "W6", "W7", "overhead", NULL,
 };
 
 const char *const bench_systems[] = {
@@ -84,6 +92,10 @@ const struct bench_ops *bench_find_system(const char *name, const char **why_not
     }
     if (!strcmp(name, "handrolled"))
         return &bench_sys_handrolled;
+    if (!strncmp(name, "evexec:", 7))
+        for (unsigned i = 0; i < bench_evexec_nvariants; i++)
+            if (!strcmp(name + 7, bench_evexec_variants[i].name))
+                return &bench_evexec_variants[i];
     *why_not = "no such system";
     return NULL;
 }
@@ -96,6 +108,8 @@ int bench_applies(const char *workload, const char *system)
         return !strcmp(workload, "W3");
     if (!strcmp(system, "evexec-nice")) /* the option is for W5's situation */
         return !strcmp(workload, "W5");
+    if (!strcmp(workload, "overhead")) /* evexec against itself */
+        return !strcmp(system, "evexec");
     return 1;
 }
 
@@ -665,12 +679,84 @@ static int w6(unsigned long queued, unsigned long steady)
 
 struct sizes {
     unsigned long w1, w2, w2_warm, w3, w4, w5, w6, w6_steady;
+    unsigned long ovh_w1, ovh_w4, ovh_reps;
 };
 
-static const struct sizes full = {200000, 50000, 1000, 2000, 200000, 2000, 1000000, 20000};
-static const struct sizes quick_sizes = {5000, 1000, 100, 160, 5000, 100, 20000, 2000};
+static const struct sizes full = {200000, 50000, 1000, 2000, 200000, 2000, 1000000, 20000,
+                                  200000, 50000, 5};
+static const struct sizes quick_sizes = {5000, 1000, 100, 160, 5000, 100, 20000, 2000,
+                                         5000, 5000, 2};
 
 static int inflight = -1; /* --inflight: W4 and W5 (-1: their default) */
+
+/* --- overhead: the variants of evexec, interleaved in this process ------- */
+
+#define OVH_MAXVAR 16
+#define OVH_MAXREPS 64
+
+static double median(double *v, unsigned n)
+{
+    for (unsigned i = 1; i < n; i++) /* insertion sort: n is tiny */
+        for (unsigned j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return n == 0 ? 0 : n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static int w_overhead(long jobs, const struct sizes *z)
+{
+    static double r1[OVH_MAXVAR][OVH_MAXREPS], r4[OVH_MAXVAR][OVH_MAXREPS];
+    struct bench_job nop = {BENCH_NOP, 0, &R};
+    struct bench_cfg cfg = {4, 65536, 0, 0};
+    unsigned nv = bench_evexec_nvariants, reps = (unsigned)z->ovh_reps;
+    unsigned long n1 = jobs >= 0 ? (unsigned long)jobs : z->ovh_w1;
+    unsigned long n4 = jobs >= 0 ? (unsigned long)jobs : z->ovh_w4;
+    unsigned in4 = inflight > 0 ? (unsigned)inflight : 4;
+    int rc;
+
+    if (nv > OVH_MAXVAR || reps > OVH_MAXREPS)
+        return fail("overhead: too many variants or reps");
+    if (n1 + 2 * WARM_BURST > cfg.max_queued)
+        cfg.max_queued = n1 + 2 * WARM_BURST;
+    for (unsigned rep = 0; rep < reps; rep++) {
+        for (unsigned k = 0; k < nv; k++) {
+            unsigned v = (k + rep) % nv; /* rotated: no variant always goes first */
+            ops = &bench_evexec_variants[v];
+            if ((rc = ops->init(&sys, &cfg)) < 0)
+                return fail("overhead: %s: init failed (%d)", ops->name, rc);
+            if (burst(&nop, WARM_BURST, NULL) < 0)
+                return -1;
+            uint64_t t0 = bench_now_ns();
+            if (burst(&nop, n1, NULL) < 0)
+                return -1;
+            uint64_t t1 = bench_now_ns();
+            if (refill(&nop, in4, n4) < 0)
+                return -1;
+            uint64_t t2 = bench_now_ns();
+            ops->fini(sys);
+            sys = NULL;
+            r1[v][rep] = t1 > t0 ? (double)n1 * 1e9 / (double)(t1 - t0) : 0;
+            r4[v][rep] = t2 > t1 ? (double)n4 * 1e9 / (double)(t2 - t1) : 0;
+        }
+    }
+    printf(" reps=%u jobs=%lu w4_jobs=%lu inflight=%u", reps, n1, n4, in4);
+    for (unsigned v = 0; v < nv; v++) {
+        double a[OVH_MAXREPS], b[OVH_MAXREPS], ra[OVH_MAXREPS], rb[OVH_MAXREPS];
+        for (unsigned rep = 0; rep < reps; rep++) {
+            a[rep] = r1[v][rep];
+            b[rep] = r4[v][rep];
+            ra[rep] = r1[0][rep] > 0 ? r1[v][rep] / r1[0][rep] : 0;
+            rb[rep] = r4[0][rep] > 0 ? r4[v][rep] / r4[0][rep] : 0;
+        }
+        const char *nm = bench_evexec_variants[v].name;
+        printf(" w1_%s=%.1f w1_%s_x=%.4f w4_%s=%.1f w4_%s_x=%.4f", nm, median(a, reps), nm,
+               median(ra, reps), nm, median(b, reps), nm, median(rb, reps));
+    }
+    ops = NULL;
+    return 0;
+}
 
 static int run_system(const char *workload, long jobs, const struct sizes *z)
 {
@@ -782,6 +868,8 @@ int bench_run_main(const char *workload, const char *system, long jobs, int quic
         rc = w2_floor(system, (unsigned)z->w2_warm, (unsigned)n);
         if (rc == 0)
             printf(" misplaced=%u", misplaced_threads());
+    } else if (!strcmp(workload, "overhead")) {
+        rc = w_overhead(jobs, z);
     } else {
         rc = run_system(workload, jobs, z);
     }
@@ -817,11 +905,14 @@ static void usage(FILE *f)
             "  -r, --reps N          interleaved repetitions (default 3; quick: 1)\n"
             "  -q, --quick           small sizes, one rep: checks every benchmark runs and\n"
             "                        delivers every callback (also BENCH_QUICK=1)\n"
-            "  -n, --jobs N          jobs (W2: round trips; W5: timer ticks; W6: jobs queued)\n"
+            "  -n, --jobs N          jobs (W2: round trips; W5: timer ticks; W6: jobs queued;\n"
+            "                        overhead: W1's and W4's)\n"
             "  -o, --out DIR         report directory (default bench/results)\n"
             "  -t, --timeout S       time limit per measurement (default 300; quick 60)\n"
             "  -i, --inflight N      (run) jobs kept in flight in W4 (default 4) and W5 (64)\n"
             "      --no-chart        do not draw the PNG chart\n"
+            "      --baseline BIN    overhead: also run plain evexec_submit() of another\n"
+            "                        build's evexec-bench (e.g. the last release's)\n"
             "See bench/README.md.\n");
 }
 
@@ -844,6 +935,9 @@ static void list(void)
             o->version(v, sizeof v);
         printf("  %-14s %s\n", s, o ? v : why);
     }
+    printf("variants of evexec (workload overhead; alone: -s evexec:NAME):\n");
+    for (unsigned i = 0; i < bench_evexec_nvariants; i++)
+        printf("  %-14s %s\n", bench_evexec_variants[i].name, bench_evexec_variants[i].label);
 }
 
 int main(int argc, char **argv)

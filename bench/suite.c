@@ -8,12 +8,18 @@
  * same rep, the targets of BENCH.md's last table with a verdict, the
  * machine, and a PNG chart drawn by gnuplot.
  *
+ * "overhead" runs in one child (the variants of evexec interleaved there);
+ * in rep 1 the suite also counts, with callgrind when valgrind is
+ * installed, the instructions per job of W1 for each variant: a figure the
+ * machine's noise does not move.
+ *
  * Exit status: 0 when every measurement ran and delivered every callback
  * on the loop thread, 1 otherwise, 2 on bad usage. Figures are never judged
  * here; the verdicts are information for people.
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -65,6 +71,7 @@ static struct meas *ms;
 static size_t nms, capms;
 
 static const char *self_path;
+static const char *baseline; /* --baseline: another build's evexec-bench */
 static int quick;
 static long jobs_override = -1;
 static unsigned timeout_s;
@@ -347,10 +354,10 @@ static void parse_result(struct meas *m, const char *out, int status)
 }
 
 /* Builds "evexec-bench run -w WL -s SYS [-n N] [--quick] -t T" after prefix. */
-static int child_argv(char **argv, int n, const char *wl, const char *sys, long jobs, char *jbuf,
-                      char *tbuf)
+static int child_argv_of(const char *bin, char **argv, int n, const char *wl, const char *sys,
+                         long jobs, char *jbuf, char *tbuf)
 {
-    argv[n++] = (char *)self_path;
+    argv[n++] = (char *)bin;
     argv[n++] = (char *)"run";
     argv[n++] = (char *)"-w";
     argv[n++] = (char *)wl;
@@ -368,6 +375,12 @@ static int child_argv(char **argv, int n, const char *wl, const char *sys, long 
     argv[n++] = tbuf;
     argv[n] = NULL;
     return n;
+}
+
+static int child_argv(char **argv, int n, const char *wl, const char *sys, long jobs, char *jbuf,
+                      char *tbuf)
+{
+    return child_argv_of(self_path, argv, n, wl, sys, jobs, jbuf, tbuf);
 }
 
 static char outbuf[1 << 16];
@@ -516,6 +529,157 @@ static void measure_w7(const char *sys, int rep)
     }
     set_kv(m, "jobs", (double)n);
     m->status = ST_OK;
+}
+
+/* --- overhead: instructions per job under callgrind --------------------- */
+
+/* Instructions of a whole "BIN run -w W1 -s sys -n n" under callgrind:
+ * every thread (callgrind runs them one at a time), and every process, so
+ * that a libtool wrapper script (a --baseline built in its tree) costs the
+ * same in the run of n jobs and in the run of 0. */
+static int callgrind_ir(const char *bin, const char *sys, long n, double *ir, char *why,
+                        size_t whysz)
+{
+    char dir[] = "/tmp/evexec-bench-cg-XXXXXX", outopt[96], path[320];
+    char *argv[40], jbuf[24], tbuf[24];
+    int k = 0, found = 0;
+    if (!mkdtemp(dir)) {
+        snprintf(why, whysz, "mkdtemp: %s", strerror(errno));
+        return -1;
+    }
+    snprintf(outopt, sizeof outopt, "--callgrind-out-file=%s/cg.%%p", dir);
+    argv[k++] = (char *)"valgrind";
+    argv[k++] = (char *)"--tool=callgrind";
+    argv[k++] = (char *)"--fair-sched=yes"; /* steadier interleaving: ±1 % run to run */
+    argv[k++] = (char *)"--trace-children=yes";
+    argv[k++] = outopt;
+    argv[k++] = (char *)"--";
+    child_argv_of(bin, argv, k, "W1", sys, n, jbuf, tbuf);
+    struct meas m;
+    memset(&m, 0, sizeof m);
+    parse_result(&m, outbuf, run_capture(argv, outbuf, sizeof outbuf, 1));
+    *ir = 0;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        char line[512];
+        while (f && fgets(line, sizeof line, f))
+            if (!strncmp(line, "summary:", 8)) {
+                *ir += strtod(line + 8, NULL);
+                found = 1;
+                break;
+            }
+        if (f)
+            fclose(f);
+        unlink(path);
+    }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+    if (m.status != ST_OK) {
+        snprintf(why, whysz, "%s: %.150s", sys, m.reason);
+        return -1;
+    }
+    if (!found)
+        snprintf(why, whysz, "no summary in callgrind's output");
+    return found ? 0 : -1;
+}
+
+/* Instructions per job of W1 on sys: the median (and range) of IR_RUNS runs
+ * of n jobs, less a run of 0, into m as <key>, <key>_min, <key>_max. */
+#define IR_RUNS 3
+
+static int ir_per_job(struct meas *m, const char *bin, const char *sys, long n, const char *key,
+                      char *why, size_t whysz)
+{
+    double base, v[IR_RUNS];
+    int runs = quick ? 1 : IR_RUNS;
+    char k[40];
+    if (callgrind_ir(bin, sys, 0, &base, why, whysz) < 0)
+        return -1;
+    for (int i = 0; i < runs; i++) {
+        if (callgrind_ir(bin, sys, n, &v[i], why, whysz) < 0)
+            return -1;
+        v[i] = (v[i] - base) / (double)(n ? n : 1);
+    }
+    struct stat3 st = stats(v, runs);
+    set_kv(m, key, st.med);
+    snprintf(k, sizeof k, "%s_min", key);
+    set_kv(m, k, st.min);
+    snprintf(k, sizeof k, "%s_max", key);
+    set_kv(m, k, st.max);
+    return 0;
+}
+
+static void measure_ir(int rep)
+{
+    long n = jobs_override >= 0 ? jobs_override : quick ? 2000 : 20000;
+    struct meas *m = new_meas("overhead-ir", "evexec", rep);
+    char out[256], why[200], key[32], sys[48];
+    char *vargv[] = {(char *)"valgrind", (char *)"--version", NULL};
+    int st = run_capture(vargv, out, sizeof out, 1);
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+        m->status = ST_SKIP;
+        snprintf(m->reason, sizeof m->reason,
+                 "instructions per job need valgrind (Debian: valgrind)");
+        return;
+    }
+    for (unsigned v = 0; v < bench_evexec_nvariants; v++) {
+        snprintf(sys, sizeof sys, "evexec:%s", bench_evexec_variants[v].name);
+        snprintf(key, sizeof key, "ir_%s", bench_evexec_variants[v].name);
+        if (ir_per_job(m, self_path, sys, n, key, why, sizeof why) < 0) {
+            m->status = ST_FAIL;
+            snprintf(m->reason, sizeof m->reason, "W1 under callgrind: %s", why);
+            return;
+        }
+    }
+    if (baseline && ir_per_job(m, baseline, "evexec", n, "ir_baseline", why, sizeof why) < 0) {
+        m->status = ST_FAIL;
+        snprintf(m->reason, sizeof m->reason, "baseline W1 under callgrind: %s", why);
+        return;
+    }
+    set_kv(m, "jobs", (double)n);
+    m->status = ST_OK;
+}
+
+/* --baseline: plain evexec_submit() of another build against this one's,
+ * each run in a fresh process, in alternating order, W1 and W4 at the
+ * overhead benchmark's sizes. */
+static void measure_baseline(int rep)
+{
+    static const char *const wl[] = {"W1", "W4"};
+    struct meas *m = new_meas("overhead-base", "evexec", rep);
+    char *argv[24], jbuf[24], tbuf[24], key[32], why[300] = "";
+    for (int w = 0; w < 2; w++) {
+        long n = jobs_override >= 0 ? jobs_override : w ? (quick ? 5000 : 50000)
+                                                        : (quick ? 5000 : 200000);
+        double rate[2] = {0, 0};
+        for (int i = 0; i < 2; i++) {
+            int b = (i + rep + w) % 2; /* 1: the baseline's turn */
+            struct meas one;
+            memset(&one, 0, sizeof one);
+            child_argv_of(b ? baseline : self_path, argv, 0, wl[w], b ? "evexec" : "evexec:plain",
+                          n, jbuf, tbuf);
+            parse_result(&one, outbuf, run_capture(argv, outbuf, sizeof outbuf, 0));
+            if (one.status != ST_OK || !get_kv(&one, "rate", &rate[b])) {
+                snprintf(why, sizeof why, "%s %s: %.200s", b ? "baseline" : "this build", wl[w],
+                         one.reason[0] ? one.reason : "no rate");
+                break;
+            }
+        }
+        if (why[0])
+            break;
+        snprintf(key, sizeof key, "w%d_base", w ? 4 : 1);
+        set_kv(m, key, rate[1]);
+        snprintf(key, sizeof key, "w%d_base_x", w ? 4 : 1);
+        set_kv(m, key, rate[0] > 0 ? rate[1] / rate[0] : 0);
+    }
+    m->status = why[0] ? ST_FAIL : ST_OK;
+    snprintf(m->reason, sizeof m->reason, "%.*s", (int)sizeof m->reason - 1, why);
 }
 
 static void pick_tool(void)
@@ -977,6 +1141,99 @@ static int mkdir_p(const char *dir)
     return mkdir(tmp, 0777) < 0 && errno != EEXIST ? -1 : 0;
 }
 
+/* Instructions per job: median (min-max) of the callgrind runs of rep 1. */
+static struct stat3 ir_stat(const char *key)
+{
+    struct stat3 s = {0, 0, 0, 0};
+    char k[40];
+    if (!value("overhead-ir", "evexec", 1, key, &s.med))
+        return s;
+    s.n = quick ? 1 : IR_RUNS;
+    snprintf(k, sizeof k, "%s_min", key);
+    value("overhead-ir", "evexec", 1, k, &s.min);
+    snprintf(k, sizeof k, "%s_max", key);
+    value("overhead-ir", "evexec", 1, k, &s.max);
+    return s;
+}
+
+/* The overhead table: one row per variant of evexec, not per system. */
+static void write_overhead(FILE *f)
+{
+    char a[128], n1[48] = "N", n4[48] = "N", nir[48] = "N";
+    double v;
+    for (size_t i = 0; i < nms; i++) {
+        if (ms[i].status != ST_OK)
+            continue;
+        if (!strcmp(ms[i].wl, "overhead") && get_kv(&ms[i], "jobs", &v))
+            fmt(n1, sizeof n1, v);
+        if (!strcmp(ms[i].wl, "overhead") && get_kv(&ms[i], "w4_jobs", &v))
+            fmt(n4, sizeof n4, v);
+        if (!strcmp(ms[i].wl, "overhead-ir") && get_kv(&ms[i], "jobs", &v))
+            fmt(nir, sizeof nir, v);
+    }
+    fprintf(f, "### Overhead of the executor features (issue 7): W1 (%s jobs) and W4 (%s jobs), pool of 4, "
+               "every variant in one process\n\n", n1, n4);
+    fprintf(f, "| evexec variant | W1 jobs/s | W1 × plain | W4 jobs/s | W4 × plain | "
+               "W1 instructions/job | × plain |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    for (unsigned k = 0; k < bench_evexec_nvariants; k++) {
+        const char *nm = bench_evexec_variants[k].name;
+        char key[32];
+        fprintf(f, "| %s |", bench_evexec_variants[k].label);
+        for (int w = 0; w < 2; w++) {
+            snprintf(key, sizeof key, "w%d_%s", w ? 4 : 1, nm);
+            fprintf(f, " %s |", cell(a, sizeof a, stat_of("overhead", "evexec", key), ""));
+            snprintf(key, sizeof key, "w%d_%s_x", w ? 4 : 1, nm);
+            fprintf(f, " %s |", k == 0 ? "1" : cell(a, sizeof a, stat_of("overhead", "evexec", key),
+                                                     "×"));
+        }
+        snprintf(key, sizeof key, "ir_%s", nm);
+        struct stat3 ir = ir_stat(key);
+        fprintf(f, " %s |", cell(a, sizeof a, ir, ""));
+        double x, p;
+        if (k == 0)
+            fprintf(f, " %s |\n", ir.n ? "1" : "—");
+        else if (value("overhead-ir", "evexec", 1, key, &x) &&
+                 value("overhead-ir", "evexec", 1, "ir_plain", &p) && p > 0)
+            fprintf(f, " %s× |\n", fmt(a, sizeof a, x / p));
+        else
+            fprintf(f, " — |\n");
+    }
+    if (baseline) {
+        struct stat3 ir = ir_stat("ir_baseline");
+        double x, p;
+        fprintf(f, "| evexec_submit(), baseline build (`%s`) |", baseline);
+        fprintf(f, " %s |", cell(a, sizeof a, stat_of("overhead-base", "evexec", "w1_base"), ""));
+        fprintf(f, " %s |", cell(a, sizeof a, stat_of("overhead-base", "evexec", "w1_base_x"), "×"));
+        fprintf(f, " %s |", cell(a, sizeof a, stat_of("overhead-base", "evexec", "w4_base"), ""));
+        fprintf(f, " %s |", cell(a, sizeof a, stat_of("overhead-base", "evexec", "w4_base_x"), "×"));
+        fprintf(f, " %s |", cell(a, sizeof a, ir, ""));
+        if (value("overhead-ir", "evexec", 1, "ir_baseline", &x) &&
+            value("overhead-ir", "evexec", 1, "ir_plain", &p) && p > 0)
+            fprintf(f, " %s× |\n", fmt(a, sizeof a, x / p));
+        else
+            fprintf(f, " — |\n");
+    }
+    for (size_t i = 0; i < nms; i++)
+        if (!strncmp(ms[i].wl, "overhead", 8) && ms[i].status != ST_OK)
+            fprintf(f, "\n%s: %s\n", ms[i].status == ST_SKIP ? "Skipped" : "FAILED", ms[i].reason);
+    fprintf(f, "\nEach variant runs on a pool and a port of its own, created for the rep; "
+               "the variants take turns in one process (order rotated each rep) and each "
+               "cell is the median over the process's reps (then over the suite's reps, "
+               "min–max). × plain: the variant's jobs/s over plain evexec_submit()'s in the "
+               "same rep (1: as fast; below 1: slower); the first three rows are the hot "
+               "path with no feature in use. Instructions/job: W1 of %s jobs "
+               "under callgrind (`--fair-sched=yes`; every thread and process), minus a run "
+               "of 0 jobs, divided by the jobs; median (min–max) of %d runs. No clock is "
+               "involved, but how often workers park and wake still varies with the "
+               "threads' interleaving: a few percent.%s\n\n", nir, quick ? 1 : IR_RUNS,
+            baseline ? " Baseline row: plain evexec_submit() of the build given with "
+                       "--baseline; its jobs/s come from W1 and W4 run in fresh processes, "
+                       "taking turns with this build's plain variant (same sizes), and its "
+                       "× plain is the baseline's figure over this build's, same rep: jobs/s "
+                       "above 1, or instructions below 1, mean this build's plain path is "
+                       "slower than the baseline's." : "");
+}
+
 struct info {
     char host[256], date[32], load0[64], load1[64];
     double elapsed, steal;
@@ -1036,6 +1293,8 @@ static int write_report(const char *path, const struct info *in, const char *png
     for (size_t t = 0; t < sizeof tables / sizeof *tables; t++)
         if (selected_wl(tables[t].wl))
             write_table(f, &tables[t]);
+    if (selected_wl("overhead"))
+        write_overhead(f);
 
     int nfail = 0;
     for (size_t i = 0; i < nms; i++)
@@ -1073,7 +1332,8 @@ int bench_suite_main(int argc, char **argv, const char *self)
         {"reps", required_argument, NULL, 'r'},      {"quick", no_argument, NULL, 'q'},
         {"jobs", required_argument, NULL, 'n'},      {"out", required_argument, NULL, 'o'},
         {"timeout", required_argument, NULL, 't'},   {"no-chart", no_argument, NULL, 'C'},
-        {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},            {"baseline", required_argument, NULL, 'B'},
+        {NULL, 0, NULL, 0},
     };
     const char *wl_list = NULL, *sys_list = NULL, *outdir = "bench/results";
     const char *env = getenv("BENCH_QUICK");
@@ -1093,6 +1353,7 @@ int bench_suite_main(int argc, char **argv, const char *self)
         case 'o': outdir = optarg; break;
         case 't': timeout_s = (unsigned)atoi(optarg); break;
         case 'C': want_chart = 0; break;
+        case 'B': baseline = optarg; break;
         case 'h':
             printf("see: evexec-bench run --help, and bench/README.md\n");
             return 0;
@@ -1164,7 +1425,8 @@ int bench_suite_main(int argc, char **argv, const char *self)
                                 : !strncmp(wl, "W2", 2) ? "p50_us"
                                 : !strcmp(wl, "W3") ? "time_ms"
                                 : !strcmp(wl, "W5") ? "late_p99_us"
-                                : !strcmp(wl, "W6") ? "bytes_per_job" : "w1_writes";
+                                : !strcmp(wl, "W6") ? "bytes_per_job"
+                                : !strcmp(wl, "overhead") ? "w1_ex-null_x" : "w1_writes";
                 fprintf(stderr, "[rep %d/%d] %-9s %-14s %s %s (%.1f s)%s%s\n", rep, reps, wl, sys,
                         key, m->status == ST_OK && get_kv(m, key, &v) ? fmt(a, sizeof a, v) : "-",
                         (double)(bench_now_ns() - t) / 1e9,
@@ -1172,6 +1434,34 @@ int bench_suite_main(int argc, char **argv, const char *self)
                         m->status == ST_OK ? "" : m->reason);
                 if (m->status == ST_FAIL)
                     failures++;
+                if (!strcmp(wl, "overhead") && baseline) {
+                    t = bench_now_ns();
+                    measure_baseline(rep);
+                    m = &ms[nms - 1];
+                    fprintf(stderr, "[rep %d/%d] %-9s %-14s %s %s (%.1f s)%s%s\n", rep, reps,
+                            "overhead", "baseline", "w1_base_x",
+                            m->status == ST_OK && get_kv(m, "w1_base_x", &v) ? fmt(a, sizeof a, v)
+                                                                             : "-",
+                            (double)(bench_now_ns() - t) / 1e9,
+                            m->status == ST_OK ? "" : "  FAILED: ", m->reason);
+                    if (m->status == ST_FAIL)
+                        failures++;
+                }
+                if (!strcmp(wl, "overhead") && rep == 1) {
+                    t = bench_now_ns();
+                    measure_ir(rep);
+                    m = &ms[nms - 1];
+                    fprintf(stderr, "[rep %d/%d] %-9s %-14s %s %s (%.1f s)%s%s\n", rep, reps,
+                            "overhead", "callgrind", "ir_plain",
+                            m->status == ST_OK && get_kv(m, "ir_plain", &v) ? fmt(a, sizeof a, v)
+                                                                            : "-",
+                            (double)(bench_now_ns() - t) / 1e9,
+                            m->status == ST_OK ? "" : m->status == ST_SKIP ? "  skipped: "
+                                                                            : "  FAILED: ",
+                            m->status == ST_OK ? "" : m->reason);
+                    if (m->status == ST_FAIL)
+                        failures++;
+                }
             }
         }
     }

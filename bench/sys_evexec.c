@@ -5,6 +5,10 @@
  * size and the queue bound the workload needs. "evexec-spin" is the same
  * with worker spinning on, where this evexec has the option; "evexec-nice"
  * (W5 only) with the workers at nice 19.
+ *
+ * The "overhead" benchmark's variants (bench_evexec_variants[]): the same
+ * system with one of the executor features (issue 7) in use on every job (or on the pool), to
+ * show what each costs and that the plain path did not get slower.
  */
 #include "config.h"
 
@@ -42,6 +46,10 @@ struct bench_sys {
     void (*timer_cb)(void *);
     void *timer_arg;
     unsigned threads;
+    /* overhead variants */
+    struct evexec_job_opts opts;
+    evexec_group *group;
+    unsigned members;
 };
 
 static void *work(evexec_job *job, void *arg)
@@ -58,7 +66,8 @@ static void done(int status, void *result, void *arg)
     bench_done(arg);
 }
 
-static int init_common(struct bench_sys **out, const struct bench_cfg *cfg, int spin, unsigned nice)
+static int init_variant(struct bench_sys **out, const struct bench_cfg *cfg, int spin,
+                        unsigned nice, unsigned flags, unsigned limit_normal)
 {
     struct evexec_pool_opts po = EVEXEC_POOL_OPTS_INIT;
     struct bench_sys *s = calloc(1, sizeof *s);
@@ -69,6 +78,8 @@ static int init_common(struct bench_sys **out, const struct bench_cfg *cfg, int 
     po.max_threads = cfg->threads;
     po.max_queued = cfg->max_queued;
     po.nice = nice;
+    po.flags = flags;
+    po.max_running_normal = limit_normal;
 #ifdef HAVE_STRUCT_EVEXEC_POOL_OPTS_SPIN_US
     po.spin_us = spin ? cfg->spin_us : 0;
 #else
@@ -86,6 +97,8 @@ static int init_common(struct bench_sys **out, const struct bench_cfg *cfg, int 
         goto fail;
     if ((rc = evexec_port_new(&s->port, s->base, NULL)) < 0)
         goto fail;
+    struct evexec_job_opts jo = EVEXEC_JOB_OPTS_INIT;
+    s->opts = jo;
     *out = s;
     return 0;
 fail:
@@ -94,6 +107,11 @@ fail:
     event_base_free(s->base);
     free(s);
     return rc;
+}
+
+static int init_common(struct bench_sys **out, const struct bench_cfg *cfg, int spin, unsigned nice)
+{
+    return init_variant(out, cfg, spin, nice, 0, 0);
 }
 
 static int sys_init(struct bench_sys **out, const struct bench_cfg *cfg)
@@ -116,6 +134,70 @@ static int sys_init_nice(struct bench_sys **out, const struct bench_cfg *cfg)
 static int sys_submit(struct bench_sys *s, struct bench_job *job)
 {
     return evexec_submit(s->port, s->pool, work, done, job, NULL);
+}
+
+/* --- the overhead variants ---------------------------------------------- */
+
+static int sys_submit_ex_null(struct bench_sys *s, struct bench_job *job)
+{
+    return evexec_submit_ex(s->port, s->pool, work, done, job, NULL, NULL);
+}
+
+/* opts as set by init (all defaults) or by the variant's init. */
+static int sys_submit_ex_opts(struct bench_sys *s, struct bench_job *job)
+{
+    return evexec_submit_ex(s->port, s->pool, work, done, job, &s->opts, NULL);
+}
+
+static int sys_init_prio(struct bench_sys **out, const struct bench_cfg *cfg)
+{
+    int rc = init_common(out, cfg, 0, 0);
+    if (rc == 0)
+        (*out)->opts.priority = EVEXEC_PRIO_HIGH;
+    return rc;
+}
+
+/* A deadline far beyond the run: the timer is armed and disarmed per job,
+ * never fires. */
+static int sys_init_timeout(struct bench_sys **out, const struct bench_cfg *cfg)
+{
+    int rc = init_common(out, cfg, 0, 0);
+    if (rc == 0)
+        (*out)->opts.timeout_ms = 60000;
+    return rc;
+}
+
+/* Groups of GROUP_SIZE members (asyncio.gather of a batch): each group is
+ * closed when the next one opens; the last one is released with the port. */
+#define GROUP_SIZE 256
+
+static int sys_submit_group(struct bench_sys *s, struct bench_job *job)
+{
+    int rc;
+    if (!s->group || s->members == GROUP_SIZE) {
+        if (s->group && (rc = evexec_group_close(s->group)) < 0)
+            return rc;
+        s->group = NULL;
+        if ((rc = evexec_group_new(&s->group, s->port, EVEXEC_GROUP_ALL, NULL, NULL)) < 0)
+            return rc;
+        s->members = 0;
+        s->opts.group = s->group;
+    }
+    rc = evexec_submit_ex(s->port, s->pool, work, done, job, &s->opts, NULL);
+    if (rc == 0)
+        s->members++;
+    return rc;
+}
+
+static int sys_init_hist(struct bench_sys **out, const struct bench_cfg *cfg)
+{
+    return init_variant(out, cfg, 0, 0, EVEXEC_POOL_HISTOGRAMS, 0);
+}
+
+/* A class limit that never binds (the pool's size): its bookkeeping only. */
+static int sys_init_limit(struct bench_sys **out, const struct bench_cfg *cfg)
+{
+    return init_variant(out, cfg, 0, 0, 0, cfg->threads);
 }
 
 static void sys_run(struct bench_sys *s)
@@ -181,3 +263,18 @@ const struct bench_ops bench_sys_evexec_nice = {
     "evexec-nice", "evexec, workers at nice 19",
     sys_init_nice, sys_submit, sys_run, sys_stop, sys_timer, sys_threads, sys_fini, sys_version,
 };
+
+#define VARIANT(name, label, init, submit) \
+    {name, label, init, submit, sys_run, sys_stop, sys_timer, sys_threads, sys_fini, sys_version}
+
+const struct bench_ops bench_evexec_variants[] = {
+    VARIANT("plain", "evexec_submit()", sys_init, sys_submit),
+    VARIANT("ex-null", "evexec_submit_ex(), opts NULL", sys_init, sys_submit_ex_null),
+    VARIANT("ex-default", "evexec_submit_ex(), default opts", sys_init, sys_submit_ex_opts),
+    VARIANT("prio-high", "priority HIGH on every job", sys_init_prio, sys_submit_ex_opts),
+    VARIANT("timeout", "60 s deadline on every job", sys_init_timeout, sys_submit_ex_opts),
+    VARIANT("group", "every job in a group (ALL, 256 members)", sys_init, sys_submit_group),
+    VARIANT("histograms", "pool with EVEXEC_POOL_HISTOGRAMS", sys_init_hist, sys_submit),
+    VARIANT("class-limit", "pool with max_running_normal = 4", sys_init_limit, sys_submit),
+};
+const unsigned bench_evexec_nvariants = sizeof bench_evexec_variants / sizeof *bench_evexec_variants;
