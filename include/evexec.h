@@ -705,8 +705,13 @@ EVEXEC_EXPORT int evexec_submit_ex(evexec_port *port, evexec_pool *pool, evexec_
  * for a moment; the port keeps the jobs' memory for reuse.
  *
  * The port must exist for the whole call: stop the threads that submit to
- * a port before freeing it. Between evexec_port_free() and the port's
- * release, submits return -ESHUTDOWN.
+ * a port before freeing it (for a loop's port, evexec_loop_port(), before
+ * stopping the loop; a thread that cannot know when the loop stops should
+ * post with evexec_loop_call() instead, whose futures keep what they need
+ * alive). Between evexec_port_free() and the port's release, submits
+ * return -ESHUTDOWN. A work function may always submit follow-up work
+ * through the port of its own job: the port cannot go while that job is
+ * outstanding.
  *
  * @param pool   as evexec_submit(); NULL for the port's default pool.
  * @param opts   options, or NULL; only read during the call.

@@ -362,6 +362,10 @@ void evexec__port_release(struct evexec_port *port);
 void evexec__port_remote_recycle(struct evexec_port *port, struct evexec_job *job);
 /* Loop thread (remote.c): evexec__port_cancel_all() for remote jobs. */
 void evexec__port_cancel_remote(struct evexec_port *port);
+/* Loop thread (remote.c): if no job of another thread is outstanding,
+ * refuses them from now on and returns 1; else 0. A loop about to finish
+ * calls it last, so none can slip in between its check and its end. */
+int evexec__port_seal_remote(struct evexec_port *port);
 /* Any thread: evexec_submit_threadsafe() once its arguments are checked. */
 int evexec__port_submit_remote(struct evexec_port *port, struct evexec_pool *pool,
                                evexec_work_fn work, evexec_done_fn done, void *arg, int priority,

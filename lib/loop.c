@@ -297,6 +297,8 @@ static void finish_check(struct evexec_loop *loop)
         return; /* an escalation is in the mailbox: take it first */
     if (!evexec__mailbox_quiet(&loop->mb))
         return; /* a poster still has to write the wake fd: wait for it */
+    if (port && !evexec__port_seal_remote(port))
+        return; /* another thread's job came in meanwhile: deliver it first */
     loop->finished = 1;
     if (port)
         evexec__port_set_refusing(port, 1); /* fini starts nothing that outlives it */

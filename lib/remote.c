@@ -106,6 +106,16 @@ void evexec__port_set_refusing(struct evexec_port *port, int refusing)
     pthread_mutex_unlock(&port->remote_mu);
 }
 
+int evexec__port_seal_remote(struct evexec_port *port)
+{
+    pthread_mutex_lock(&port->remote_mu);
+    int idle = atomic_load_explicit(&port->remote_count, memory_order_relaxed) == 0;
+    if (idle)
+        port->remote_closed = 1;
+    pthread_mutex_unlock(&port->remote_mu);
+    return idle;
+}
+
 struct evexec_pool *evexec__port_default_pool(struct evexec_port *port, int *rc)
 {
     struct evexec_pool *pool = atomic_load_explicit(&port->default_pool, memory_order_acquire);
