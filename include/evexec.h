@@ -806,9 +806,9 @@ typedef void (*evexec_group_fn)(int status, void *arg);
  *
  * Ownership: the handle is the caller's until the group's callback has
  * returned; evexec releases the group after that, once every member is
- * delivered. A group never closed (::EVEXEC_GROUP_ALL) or never decided is
- * released with its port. Freeing the port cancels the members, so the
- * callback still runs.
+ * delivered. evexec_port_free() closes every group of the port and cancels
+ * their members, so every group's callback still runs (-ENOENT for one
+ * that never had a member) before the port is released.
  *
  * @param[out] out  receives the group; untouched on error.
  * @param how   ::EVEXEC_GROUP_ALL, ::EVEXEC_GROUP_FIRST, or

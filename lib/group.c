@@ -78,6 +78,8 @@ static void group_fire(struct evexec_group *g, int status)
 static void group_schedule(struct evexec_group *g, int status)
 {
     g->decided = 1;
+    if (g->how & EVEXEC_GROUP_CANCEL_REST)
+        g->cancelled = 1; /* decided: nothing is left to cancel */
     g->is_due = 1;
     g->due_status = status;
     g->due_next = g->port->due;

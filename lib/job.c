@@ -81,6 +81,8 @@ int evexec_submit_ex(evexec_port *port, evexec_pool *pool, evexec_work_fn work,
     struct job_ext *ext = NULL;
     int rc;
 
+    if (!opts && pool && !pool->hist)
+        return evexec_submit(port, pool, work, done, arg, id); /* nothing extra */
     if (!port || !work)
         return -EINVAL;
     if ((rc = evexec__port_check_thread(port)) < 0 || (rc = evexec__port_check_open(port)) < 0)
