@@ -126,7 +126,8 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     }
     port->in_run--;
     deadline_arm(port);
-    evexec__port_release(port);
+    if (EVEXEC_UNLIKELY(port->closing))
+        evexec__port_release(port);
 }
 
 int evexec__port_deadline_reserve(struct evexec_port *port)

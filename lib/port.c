@@ -390,7 +390,8 @@ static void port_run(struct evexec_port *port)
         port->idle_hook(port->idle_arg);
     if (port->batch_head != port->batch_len || port->remote_head)
         evexec__port_resume(port);
-    evexec__port_release(port);
+    if (EVEXEC_UNLIKELY(port->closing))
+        evexec__port_release(port);
 }
 
 void evexec__port_resume(struct evexec_port *port)

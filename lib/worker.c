@@ -62,36 +62,6 @@ static void idle_push(struct evexec_pool *pool, struct worker *w)
     pool->nidle++;
 }
 
-static void idle_remove(struct evexec_pool *pool, struct worker *w)
-{
-    if (w->idle_prev)
-        w->idle_prev->idle_next = w->idle_next;
-    else
-        pool->idle = w->idle_next;
-    if (w->idle_next)
-        w->idle_next->idle_prev = w->idle_prev;
-    w->idle = 0;
-    pool->nidle--;
-}
-
-/* With mu held and several workers idle: among the eight most recently idle
- * ones, the one that went idle on the submitter's CPU, else the most recent.
- * The scheduler tends to wake a thread where it last ran; a worker that
- * ran beside the loop would be woken across CPUs, which costs tens of
- * microseconds on a VM, where one on the loop's CPU simply runs when the
- * loop goes back to waiting (W2 unpinned: 46 -> 6 us per round trip). */
-static struct worker *pick_idle(struct worker *first)
-{
-#ifdef __linux__
-    int cpu = sched_getcpu();
-    unsigned n = 0;
-    for (struct worker *w = first; w && n < 8; w = w->idle_next, n++)
-        if (w->last_cpu == cpu)
-            return w;
-#endif
-    return first;
-}
-
 /* --- workers ------------------------------------------------------------- */
 
 static void name_thread(struct worker *w)
@@ -187,13 +157,6 @@ static void futex_wait(_Atomic uint32_t *word, const struct timespec *rel)
     syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, 0, rel, NULL, 0);
 }
 
-/* With mu held: marks w to be woken; the caller calls unpark() after
- * unlocking (or before: both are safe, workers outlive the pool's users). */
-static void unpark_mark(struct worker *w)
-{
-    atomic_store_explicit(&w->wake, 1, memory_order_release);
-}
-
 void evexec__worker_unpark(struct worker *w)
 {
     syscall(SYS_futex, &w->wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
@@ -227,11 +190,6 @@ static int park(struct evexec_pool *pool, struct worker *w, const struct timespe
     return timedout;
 }
 #else
-static void unpark_mark(struct worker *w)
-{
-    EVEXEC_UNUSED(w);
-}
-
 void evexec__worker_unpark(struct worker *w)
 {
     pthread_cond_signal(&w->cv);
@@ -321,25 +279,6 @@ static struct evexec_job *last_thread_gone(struct evexec_pool *pool)
     return evexec__pool_cancel_queue(pool);
 }
 
-/* With mu held: hands the job to an idle worker (first is the most recent
- * one; it is taken off the idle list). Returns the worker if it sleeps and
- * must be unparked (after mu is dropped, or before: both are safe). */
-struct worker *evexec__worker_hand_off(struct evexec_pool *pool, struct worker *w,
-                                       struct evexec_job *job)
-{
-    if (w->idle_next)
-        w = pick_idle(w);
-    idle_remove(pool, w);
-    if (EVEXEC_UNLIKELY(pool->slow & SLOW_LIMITED))
-        pool->running_c[job_class(job)]++;
-    atomic_store_explicit(&job->state, JOB_RUNNING, memory_order_relaxed);
-    atomic_store_explicit(&w->handoff, job, memory_order_relaxed);
-    w->current = job; /* running from now on, for EVEXEC_CANCEL */
-    if (!w->parked)
-        return NULL; /* spinning: it will see the job */
-    unpark_mark(w);
-    return w;
-}
 
 /* With mu held: hands queued jobs that may start to idle workers. */
 void evexec__worker_dispatch_idle(struct evexec_pool *pool)
