@@ -400,10 +400,12 @@ struct worker;
 #define SLOW_LIMITED 0x1u  /* a class has a limit: running_c is kept up to
                               date (else stats count the workers' jobs) */
 #define SLOW_SHRINK 0x2u   /* more threads than max_threads: busy ones exit */
+#define SLOW_CLASSES 0x4u  /* a job of a class other than normal is queued */
+#define SLOW_WAITERS 0x8u  /* a submitter waits for a queue slot */
 
 struct job_queue {
     struct evexec_job *head, *tail;
-    size_t n;
+    size_t n;                      /* not kept for the normal class */
 };
 
 struct evexec_pool {
@@ -414,7 +416,7 @@ struct evexec_pool {
     size_t nqueued;                /* in all of them */
     unsigned class_max[EVEXEC__NCLASSES]; /* running jobs per class at most;
                                              UINT_MAX: no limit */
-    unsigned slow;                 /* SLOW_*: what a finished job must see to */
+    unsigned slow;                 /* SLOW_*: what the common path can skip */
     unsigned running_c[EVEXEC__NCLASSES]; /* running jobs per class */
     unsigned skipped[EVEXEC__NCLASSES];   /* pops that passed a waiting class */
     pthread_cond_t space_cv;       /* a queue slot freed, for space_waiters */

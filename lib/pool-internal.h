@@ -7,6 +7,11 @@
 #define EVEXEC_POOL_INTERNAL_H
 
 #include <sched.h>
+#ifdef EVEXEC_USE_FUTEX
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "evexec-internal.h"
 
@@ -41,9 +46,13 @@ struct worker {
 
 /* --- the queue (with mu held) ------------------------------------------- */
 
+/* The normal class keeps no count of its own (nqueued less the others'):
+ * the common path counts nothing twice. A job of another class sets
+ * SLOW_CLASSES, which sends workers to evexec__queue_pop_classes(). */
 static inline void queue_append(struct evexec_pool *pool, struct evexec_job *job)
 {
-    struct job_queue *q = &pool->q[job_class(job)];
+    unsigned c = job_class(job);
+    struct job_queue *q = &pool->q[c];
     job_set_next(job, NULL);
     job->u.prev = q->tail;
     if (q->tail)
@@ -51,8 +60,11 @@ static inline void queue_append(struct evexec_pool *pool, struct evexec_job *job
     else
         q->head = job;
     q->tail = job;
-    q->n++;
     pool->nqueued++;
+    if (EVEXEC_UNLIKELY(c != EVEXEC__CLASS_NORMAL)) {
+        q->n++;
+        pool->slow |= SLOW_CLASSES;
+    }
 }
 
 /* Every way off the queue: frees a slot, which a blocked
@@ -69,8 +81,9 @@ static inline void queue_unlink(struct evexec_pool *pool, struct evexec_job *job
         next->u.prev = job->u.prev;
     else
         q->tail = job->u.prev;
-    q->n--;
     pool->nqueued--;
+    if (job_class(job) != EVEXEC__CLASS_NORMAL && --q->n == 0 && !pool->q[0].n && !pool->q[2].n)
+        pool->slow &= ~SLOW_CLASSES;
     if (EVEXEC_UNLIKELY(pool->space_waiters))
         pthread_cond_signal(&pool->space_cv);
 }
@@ -86,19 +99,17 @@ static inline struct evexec_job *queue_pop(struct evexec_pool *pool)
 
     if (!pool->nqueued)
         return NULL;
-    /* The common case, priorities and limits unused: only normal jobs wait
-     * and nothing holds them back. */
-    if (EVEXEC_UNLIKELY(q->n != pool->nqueued || (pool->slow & SLOW_LIMITED)))
+    /* The common case, priorities, limits and blocked submitters unused:
+     * only normal jobs wait, nothing holds them back, nobody waits for a
+     * slot. */
+    if (EVEXEC_UNLIKELY(pool->slow & (SLOW_CLASSES | SLOW_LIMITED | SLOW_WAITERS)))
         return evexec__queue_pop_classes(pool);
     job = q->head;
     if ((q->head = job_next(job)) != NULL)
         q->head->u.prev = NULL;
     else
         q->tail = NULL;
-    q->n--;
     pool->nqueued--;
-    if (EVEXEC_UNLIKELY(pool->space_waiters))
-        pthread_cond_signal(&pool->space_cv);
     return job;
 }
 
@@ -106,8 +117,6 @@ static inline struct evexec_job *queue_pop(struct evexec_pool *pool)
 
 /* Starts a worker (mu is dropped while the thread is created). */
 int evexec__worker_spawn(struct evexec_pool *pool);
-/* Wakes a worker marked by unpark_mark(). */
-void evexec__worker_unpark(struct worker *w);
 /* Wakes idle worker w if it sleeps, to look at the pool again. */
 void evexec__worker_wake(struct worker *w);
 /* Hands queued jobs that may start to idle workers. */
@@ -160,6 +169,16 @@ static inline void unpark_mark(struct worker *w)
     atomic_store_explicit(&w->wake, 1, memory_order_release);
 #else
     EVEXEC_UNUSED(w);
+#endif
+}
+
+/* Wakes a worker marked by unpark_mark(). Inline: a submit's hand-off. */
+static inline void evexec__worker_unpark(struct worker *w)
+{
+#ifdef EVEXEC_USE_FUTEX
+    syscall(SYS_futex, &w->wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+#else
+    pthread_cond_signal(&w->cv);
 #endif
 }
 

@@ -134,6 +134,7 @@ struct evexec_job *evexec__pool_cancel_queue(struct evexec_pool *pool)
     }
     pool->cancelled += pool->nqueued;
     pool->nqueued = 0;
+    pool->slow &= ~SLOW_CLASSES;
     if (pool->space_waiters)
         pthread_cond_broadcast(&pool->space_cv);
     return list;
@@ -177,11 +178,13 @@ static __attribute__((noinline)) int queue_full(struct evexec_pool *pool, unsign
     if (!wait_ms)
         return -EAGAIN;
     pool->space_waiters++;
+    pool->slow |= SLOW_WAITERS;
     if (wait_ms > 0)
         timedout = pthread_cond_timedwait(&pool->space_cv, &pool->mu, deadline) == ETIMEDOUT;
     else
         pthread_cond_wait(&pool->space_cv, &pool->mu);
-    pool->space_waiters--;
+    if (--pool->space_waiters == 0)
+        pool->slow &= ~SLOW_WAITERS;
     return timedout ? -ETIMEDOUT : 0;
 }
 
@@ -488,7 +491,7 @@ int evexec_pool_stats(evexec_pool *pool, struct evexec_pool_stats *out)
     s.rejected = pool->rejected;
     s.threads_started = pool->threads_started;
     s.queued_high = pool->q[0].n;
-    s.queued_normal = pool->q[1].n;
+    s.queued_normal = pool->nqueued - pool->q[0].n - pool->q[2].n;
     s.queued_low = pool->q[2].n;
     s.running_high = running[0];
     s.running_normal = running[1];

@@ -157,10 +157,6 @@ static void futex_wait(_Atomic uint32_t *word, const struct timespec *rel)
     syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, 0, rel, NULL, 0);
 }
 
-void evexec__worker_unpark(struct worker *w)
-{
-    syscall(SYS_futex, &w->wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
 
 /* With mu held, w parked: sleeps until woken or the deadline. Returns with
  * mu held; 1 if the deadline passed. */
@@ -190,10 +186,6 @@ static int park(struct evexec_pool *pool, struct worker *w, const struct timespe
     return timedout;
 }
 #else
-void evexec__worker_unpark(struct worker *w)
-{
-    pthread_cond_signal(&w->cv);
-}
 
 static int park(struct evexec_pool *pool, struct worker *w, const struct timespec *deadline)
 {
@@ -257,9 +249,9 @@ static struct evexec_job *next_job(struct evexec_pool *pool, struct worker *w)
 }
 
 /* Runs a job's work function, timing it for the histograms if asked. */
-static void run_job(struct evexec_pool *pool, struct worker *w, struct evexec_job *job)
+static inline void run_job(int hist, struct worker *w, struct evexec_job *job)
 {
-    if (EVEXEC_LIKELY(!pool->hist)) {
+    if (EVEXEC_LIKELY(!hist)) {
         job->u.result = job->work(job, job->arg);
         return;
     }
@@ -295,7 +287,7 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     struct evexec_pool *pool = w->pool;
     struct evexec_job *job, *finished = NULL, *stranded = NULL;
-    int init_ok = 1;
+    int init_ok = 1, hist = pool->hist; /* never changes */
 
     current_worker = w;
     name_thread(w);
@@ -341,13 +333,13 @@ static void *worker_main(void *arg)
 
         if (finished)
             evexec__job_complete(finished);
-        run_job(pool, w, job);
+        run_job(hist, w, job);
         finished = job;
 
         pthread_mutex_lock(&pool->mu);
         pool->completed++;
         w->current = NULL;
-        if (EVEXEC_UNLIKELY(pool->slow)) {
+        if (EVEXEC_UNLIKELY(pool->slow & (SLOW_LIMITED | SLOW_SHRINK))) {
             /* A limited class has room again: if this worker takes a job
              * of another class next, idle ones must take what may start. */
             if (pool->slow & SLOW_LIMITED) {
