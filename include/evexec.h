@@ -590,8 +590,8 @@ EVEXEC_EXPORT int evexec_port_default_pool(evexec_port *port, evexec_pool **out)
  *
  * Never blocks: an idle worker is handed the job directly; otherwise the job
  * is queued and, if the pool may grow, a thread is started. Jobs start in
- * submission order. Done callbacks run in batches; within a batch, in
- * submission order.
+ * submission order (within a priority class: see evexec_submit_ex()). Done
+ * callbacks run in batches; within a batch, in submission order.
  *
  * @param port  the port whose loop thread runs @p done.
  * @param pool  the pool whose worker runs @p work; NULL for the port's
@@ -1403,8 +1403,8 @@ EVEXEC_EXPORT void evexec_future_free(evexec_future *future);
  * @p work runs on a worker and its return value completes the future
  * directly, from the worker (no loop is involved).
  *
- * Never blocks. Jobs start in submission order, mixed with the port jobs of
- * the pool. evexec_pool_shutdown() and evexec_pool_free() treat them like
+ * Never blocks. The job has the normal priority; jobs start in submission
+ * order, mixed with the port jobs of the pool. evexec_pool_shutdown() and evexec_pool_free() treat them like
  * any job (a cancelled one completes as -ECANCELED). The future keeps the
  * pool's memory (not its threads) alive until it is freed.
  *
