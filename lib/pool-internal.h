@@ -63,7 +63,13 @@ static inline void queue_append(struct evexec_pool *pool, struct evexec_job *job
     pool->nqueued++;
     if (EVEXEC_UNLIKELY(c != EVEXEC__CLASS_NORMAL)) {
         q->n++;
-        pool->slow |= SLOW_CLASSES;
+        if (!(pool->slow & SLOW_CLASSES)) {
+            /* Only normal jobs waited until now, popped on the common path
+             * that counts no pass-overs: start the count afresh. */
+            for (unsigned k = 0; k < EVEXEC__NCLASSES; k++)
+                pool->skipped[k] = 0;
+            pool->slow |= SLOW_CLASSES;
+        }
     }
 }
 
