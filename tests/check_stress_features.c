@@ -174,6 +174,7 @@ struct round {
     evexec_port *port;
     evexec_pool *pool;
     struct event *tick;
+    struct event *pump_timer; /* pump()'s bounded wait */
     int ending;
     int init_fail;    /* 1 in N worker_init calls fail (0: never) */
     struct evexec_pool_opts po;
@@ -870,6 +871,13 @@ static void *resizer_main(void *arg)
 /* --- the round ---------------------------------------------------------------- */
 
 /* Runs the loop until cond() holds; fails after the watchdog. */
+static void pump_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
 static void pump(int (*cond)(void), const char *what)
 {
     uint64_t end = now_ns() + WATCHDOG_NS;
@@ -884,9 +892,13 @@ static void pump(int (*cond)(void), const char *what)
         }
         event_base_loop(RD.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
         if (!cond()) {
+            /* Block for at most 1 ms on a timer of our own, removed again:
+             * a pending event_base_loopexit() would end the round's last
+             * event_base_dispatch() early, before the port is released. */
             struct timeval tv = {0, 1000};
-            event_base_loopexit(RD.base, &tv);
+            evtimer_add(RD.pump_timer, &tv);
             event_base_loop(RD.base, EVLOOP_ONCE);
+            evtimer_del(RD.pump_timer);
         }
     }
 }
@@ -976,6 +988,8 @@ static void run_round(unsigned seed, int round, uint64_t jobs, uint64_t budget_n
     ck_assert_int_eq(evexec_port_new(&RD.port, RD.base, &pto), 0);
 
     RD.tick = event_new(RD.base, -1, EV_PERSIST, on_tick, NULL);
+    RD.pump_timer = evtimer_new(RD.base, pump_tick, NULL);
+    ck_assert_ptr_nonnull(RD.pump_timer);
     ck_assert_ptr_nonnull(RD.tick);
     struct timeval period = {0, 1000};
     ck_assert_int_eq(event_add(RD.tick, &period), 0);
@@ -1028,7 +1042,8 @@ static void run_round(unsigned seed, int round, uint64_t jobs, uint64_t budget_n
     RD.tick = NULL;
     /* The port releases itself once its last job is delivered (late
      * results included); then the base has nothing left. */
-    ck_assert_int_ge(event_base_dispatch(RD.base), 0);
+    ck_assert_int_ge(event_base_dispatch(RD.base), 0); /* pump_timer is never left pending */
+    ck_assert(!event_base_got_exit(RD.base)); /* ended by the port's release */
 
     pump(cond_pool_idle, "the pool to be idle");
     struct evexec_pool_stats st = pool_stats(RD.pool);
@@ -1044,6 +1059,7 @@ static void run_round(unsigned seed, int round, uint64_t jobs, uint64_t budget_n
     uint64_t ok = 0, cancelled = 0, timedout = 0, ran = 0, late = 0, cleanups = 0;
     uint64_t timedout_not_ran = 0, unexplained_cancel = 0, bad = 0, wrong_state = 0;
     uint64_t by_origin[4] = {0};
+    char missing_why[200] = "";
     char why[256] = "";
     int shut_cancel = RD.ending == END_CANCEL_LOOP || RD.ending == END_CANCEL_THREAD;
     uint32_t nrecs = atomic_load(&RD.nrecs);
@@ -1064,7 +1080,12 @@ static void run_round(unsigned seed, int round, uint64_t jobs, uint64_t budget_n
         ran += r->ran;
         wrong_state += r->wrong_state;
         if (r->calls == 0) {
-            missing++;
+            if (!missing++)
+                snprintf(missing_why, sizeof missing_why,
+                         "first: job %u origin %u kind %u prio %u timeout %u group %d ran %u "
+                         "cancel %#x",
+                         i, r->origin, r->kind, r->prio_idx, r->timeout_ms, r->group, r->ran,
+                         r->cflags);
             continue;
         }
         if (r->calls > 1)
@@ -1134,8 +1155,8 @@ static void run_round(unsigned seed, int round, uint64_t jobs, uint64_t budget_n
     ck_assert_msg(RD.errors == 0, "round %d: %" PRIu64 " errors, first: %s", round, RD.errors,
                   RD.first_error);
     ck_assert_uint_eq(atomic_load(&RD.wrong_thread), 0);
-    ck_assert_msg(missing == 0, "round %d: %" PRIu64 " accepted jobs never called back", round,
-                  missing);
+    ck_assert_msg(missing == 0, "round %d: %" PRIu64 " accepted jobs never called back (%s)",
+                  round, missing, missing_why);
     ck_assert_msg(dup == 0, "round %d: %" PRIu64 " jobs called back twice", round, dup);
     ck_assert_msg(rejected_called == 0, "round %d: %" PRIu64 " rejected jobs called back", round,
                   rejected_called);
@@ -1179,6 +1200,8 @@ static void run_round(unsigned seed, int round, uint64_t jobs, uint64_t budget_n
         ck_assert_int_eq(hrc, -ENOTSUP);
     }
 
+    event_free(RD.pump_timer);
+    RD.pump_timer = NULL;
     event_base_free(RD.base);
     free(RD.grps);
     free(RD.recs);
