@@ -63,7 +63,7 @@
 /* ------------------------------------------------------------------------ */
 /* Random numbers, time                                                     */
 
-static unsigned rnd(unsigned *s, unsigned n)
+static unsigned xs_rnd(unsigned *s, unsigned n)
 {
     /* xorshift32: the same sequence everywhere, for a given seed */
     unsigned x = *s ? *s : 0x9e3779b9u;
@@ -72,13 +72,6 @@ static unsigned rnd(unsigned *s, unsigned n)
     x ^= x << 5;
     *s = x;
     return n ? x % n : 0;
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
 static void sleep_us(unsigned us)
@@ -290,21 +283,21 @@ static void model_done(int status, void *result, void *arg);
 
 static void set_kind(struct mloop *l, struct mjob *j)
 {
-    unsigned k = rnd(&l->rng, 100000);
+    unsigned k = xs_rnd(&l->rng, 100000);
     if (k < 55000) {
         j->kind = K_NOOP;
     } else if (k < 80000) {
         j->kind = K_SPIN;
-        j->len_us = (uint16_t)(1 + rnd(&l->rng, 50));
+        j->len_us = (uint16_t)(1 + xs_rnd(&l->rng, 50));
     } else if (k < 88000) {
         j->kind = K_SLEEP;
-        j->len_us = (uint16_t)(20 + rnd(&l->rng, 480));
+        j->len_us = (uint16_t)(20 + xs_rnd(&l->rng, 480));
     } else if (k < 99990) {
         j->kind = K_POLL;
-        j->len_us = (uint16_t)(20 + rnd(&l->rng, 1980));
+        j->len_us = (uint16_t)(20 + xs_rnd(&l->rng, 1980));
     } else if (k < 99995) {
         j->kind = K_SHUTDOWN;
-        j->arg8 = (uint8_t)rnd(&l->rng, 2);
+        j->arg8 = (uint8_t)xs_rnd(&l->rng, 2);
     } else {
         j->kind = K_FREE_OWN;
     }
@@ -316,7 +309,7 @@ static int try_submit(struct mloop *l)
     if (!l->submitting || atomic_load(&M.stop_submitting) || l->nwin >= l->winmax ||
         l->nrecs >= MAX_RECS)
         return 0;
-    int p = (int)rnd(&l->rng, NPOOLS);
+    int p = (int)xs_rnd(&l->rng, NPOOLS);
     struct mpool *mp = &M.pools[p];
     pthread_rwlock_rdlock(&mp->rw);
     if (mp->freed) {
@@ -379,7 +372,7 @@ static void cancel_live(struct mloop *l)
 {
     if (!l->nwin)
         return;
-    int idx = l->win[rnd(&l->rng, l->nwin)];
+    int idx = l->win[xs_rnd(&l->rng, l->nwin)];
     struct mjob *j = &l->recs[idx];
     if (j->gen != l->nports - 1)
         return; /* its port is freed: that handle is dead */
@@ -419,7 +412,7 @@ static void cancel_live(struct mloop *l)
 static void cancel_stale(struct mloop *l)
 {
     unsigned n = l->nstale < NSTALE ? l->nstale : NSTALE;
-    evexec_job_id id = n ? l->stale[rnd(&l->rng, n)] : 0;
+    evexec_job_id id = n ? l->stale[xs_rnd(&l->rng, n)] : 0;
     int rc = evexec_cancel(l->ports[l->nports - 1], id);
     if (rc != -ENOENT)
         model_error("loop %d: cancel of a stale id: %s", l->idx, name(rc));
@@ -456,7 +449,7 @@ static void renew_port(struct mloop *l)
     l->nstale = 0; /* ids are per port: keep only the new port's */
     struct evexec_port_opts o = EVEXEC_PORT_OPTS_INIT;
     static const unsigned batch[] = {0, 1, 2, 7, 64};
-    o.max_batch = batch[rnd(&l->rng, 5)];
+    o.max_batch = batch[xs_rnd(&l->rng, 5)];
     rc = evexec_port_new(&l->ports[l->nports], l->base, &o);
     if (rc != 0) {
         model_error("loop %d: port_new: %s", l->idx, name(rc));
@@ -469,7 +462,7 @@ static void renew_port(struct mloop *l)
 static void random_ops(struct mloop *l, unsigned n)
 {
     for (; n > 0 && !l->finishing; n--) {
-        unsigned k = rnd(&l->rng, 100000);
+        unsigned k = xs_rnd(&l->rng, 100000);
         if (k < 70000) {
             try_submit(l);
         } else if (k < 85000) {
@@ -479,16 +472,16 @@ static void random_ops(struct mloop *l, unsigned n)
         } else if (k < 88020 && l->submitting) {
             renew_port(l);
         } else if (k < 88025) {
-            int p = (int)rnd(&l->rng, NPOOLS);
+            int p = (int)xs_rnd(&l->rng, NPOOLS);
             pthread_rwlock_rdlock(&M.pools[p].rw);
             if (!M.pools[p].freed) {
-                checked_shutdown(p, (int)rnd(&l->rng, 2), "from a loop");
+                checked_shutdown(p, (int)xs_rnd(&l->rng, 2), "from a loop");
                 l->shutdowns++;
             }
             pthread_rwlock_unlock(&M.pools[p].rw);
         } else if (k < 88027) {
             /* Blocks this loop while the pool's work finishes. */
-            l->pool_frees += checked_pool_free((int)rnd(&l->rng, NPOOLS));
+            l->pool_frees += checked_pool_free((int)xs_rnd(&l->rng, NPOOLS));
         } else if (k < 89000) {
             check_port_stats(l);
         } else {
@@ -548,7 +541,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         finish_loop(l);
         return;
     }
-    random_ops(l, 1 + rnd(&l->rng, 24));
+    random_ops(l, 1 + xs_rnd(&l->rng, 24));
 }
 
 static void model_done(int status, void *result, void *arg)
@@ -624,7 +617,7 @@ static void model_done(int status, void *result, void *arg)
 
     /* A freed port still delivering: submitting through it is refused
      * (and does not reach the pool). */
-    if (port_freed && rnd(&l->rng, 8) == 0) {
+    if (port_freed && xs_rnd(&l->rng, 8) == 0) {
         pthread_rwlock_rdlock(&mp->rw);
         if (!mp->freed) {
             evexec_job_id id = 0;
@@ -635,7 +628,7 @@ static void model_done(int status, void *result, void *arg)
         pthread_rwlock_unlock(&mp->rw);
     }
     if (!l->finishing)
-        random_ops(l, rnd(&l->rng, 4));
+        random_ops(l, xs_rnd(&l->rng, 4));
 }
 
 static void *loop_main(void *arg)
@@ -646,7 +639,7 @@ static void *loop_main(void *arg)
     static const struct timeval tick = {0, 500};
 
     l->self = pthread_self();
-    o.max_batch = batch[rnd(&l->rng, 5)];
+    o.max_batch = batch[xs_rnd(&l->rng, 5)];
     int rc = evexec_port_new(&l->ports[0], l->base, &o);
     if (rc != 0) {
         model_error("loop %d: port_new: %s", l->idx, name(rc));
@@ -715,10 +708,10 @@ static void run_epoch(unsigned *rng, uint64_t epoch_ns)
         pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
         pthread_rwlock_init(&mp->rw, &ra);
         pthread_rwlockattr_destroy(&ra);
-        o.max_threads = 1 + rnd(rng, 4);
-        o.min_threads = rnd(rng, o.max_threads + 1);
-        o.max_queued = rnd(rng, 3) ? 4 + rnd(rng, 200) : 0;
-        o.idle_timeout_ms = rnd(rng, 2) ? 1 + rnd(rng, 5) : 0;
+        o.max_threads = 1 + xs_rnd(rng, 4);
+        o.min_threads = xs_rnd(rng, o.max_threads + 1);
+        o.max_queued = xs_rnd(rng, 3) ? 4 + xs_rnd(rng, 200) : 0;
+        o.idle_timeout_ms = xs_rnd(rng, 2) ? 1 + xs_rnd(rng, 5) : 0;
         o.name = "model";
         int rc = evexec_pool_new(&mp->h, &o);
         ck_assert_int_eq(rc, 0);
@@ -731,7 +724,7 @@ static void run_epoch(unsigned *rng, uint64_t epoch_ns)
         l->recs = recs;
         l->idx = i;
         l->rng = M.seed ^ (0x9e3779b9u * (unsigned)(M.epoch * NLOOPS + i + 1));
-        l->winmax = 4 + rnd(rng, WIN_MAX - 4);
+        l->winmax = 4 + xs_rnd(rng, WIN_MAX - 4);
         l->submitting = 1;
         l->base = event_base_new();
         ck_assert_ptr_nonnull(l->base);
@@ -741,12 +734,12 @@ static void run_epoch(unsigned *rng, uint64_t epoch_ns)
     /* While the loops run: a shutdown from here, now and then. */
     uint64_t end = now_ns() + epoch_ns;
     while (now_ns() < end) {
-        sleep_us(500 + rnd(rng, 20000));
-        if (rnd(rng, 40) == 0) {
-            int p = (int)rnd(rng, NPOOLS);
+        sleep_us(500 + xs_rnd(rng, 20000));
+        if (xs_rnd(rng, 40) == 0) {
+            int p = (int)xs_rnd(rng, NPOOLS);
             pthread_rwlock_rdlock(&M.pools[p].rw);
             if (!M.pools[p].freed)
-                checked_shutdown(p, (int)rnd(rng, 2), "from the controller");
+                checked_shutdown(p, (int)xs_rnd(rng, 2), "from the controller");
             pthread_rwlock_unlock(&M.pools[p].rw);
         }
     }
@@ -757,7 +750,7 @@ static void run_epoch(unsigned *rng, uint64_t epoch_ns)
     for (int p = 0; p < NPOOLS; p++) {
         pthread_rwlock_rdlock(&M.pools[p].rw);
         if (!M.pools[p].freed) {
-            switch (rnd(rng, 3)) {
+            switch (xs_rnd(rng, 3)) {
             case 0:
                 checked_shutdown(p, EVEXEC_DRAIN, "at the end");
                 break;
@@ -781,7 +774,7 @@ static void run_epoch(unsigned *rng, uint64_t epoch_ns)
             check_pool_stats(p);
         pthread_rwlock_unlock(&M.pools[p].rw);
     }
-    int first = (int)rnd(rng, NPOOLS);
+    int first = (int)xs_rnd(rng, NPOOLS);
     for (int i = 0; i < NPOOLS; i++)
         M.t_pool_frees += checked_pool_free((first + i) % NPOOLS);
 
@@ -874,7 +867,7 @@ START_TEST(model_based_stress)
     uint64_t t0 = now_ns(), deadline = t0 + (uint64_t)(seconds * 1e9);
     while (now_ns() < deadline && atomic_load(&M.errors) == 0) {
         uint64_t left = deadline - now_ns();
-        uint64_t len = (uint64_t)(50 + rnd(&rng, 400)) * 1000000u;
+        uint64_t len = (uint64_t)(50 + xs_rnd(&rng, 400)) * 1000000u;
         run_epoch(&rng, len < left ? len : left);
         M.epoch++;
     }

@@ -35,28 +35,6 @@
 
 #define ID_SENTINEL UINT64_C(0xfeedfacecafebeef)
 
-static uint64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
-static unsigned rnd(unsigned *state, unsigned n)
-{
-    return (unsigned)rand_r(state) % n;
-}
-
-static unsigned stress_seed(void)
-{
-    const char *s = getenv("EVEXEC_STRESS_SEED");
-    if (s && *s)
-        return (unsigned)strtoul(s, NULL, 0);
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (unsigned)t.tv_sec ^ (unsigned)t.tv_nsec ^ ((unsigned)getpid() << 16);
-}
-
 static uint64_t stress_jobs(void)
 {
     const char *s = getenv("EVEXEC_STRESS_JOBS");

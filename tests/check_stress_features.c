@@ -59,18 +59,6 @@
 
 /* --- knobs and small helpers ---------------------------------------------- */
 
-static uint64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
-static unsigned rnd(unsigned *state, unsigned n)
-{
-    return (unsigned)rand_r(state) % n;
-}
-
 static int under_valgrind(void)
 {
 #ifdef HAVE_RUNNING_ON_VALGRIND
@@ -79,16 +67,6 @@ static int under_valgrind(void)
 #endif
     const char *p = getenv("LD_PRELOAD");
     return p && strstr(p, "vgpreload") != NULL;
-}
-
-static unsigned stress_seed(void)
-{
-    const char *s = getenv("EVEXEC_STRESS_SEED");
-    if (s && *s)
-        return (unsigned)strtoul(s, NULL, 0);
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (unsigned)t.tv_sec ^ (unsigned)t.tv_nsec ^ ((unsigned)getpid() << 16);
 }
 
 static unsigned long env_knob(const char *name, unsigned long dflt, unsigned long vg,

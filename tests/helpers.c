@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "helpers.h"
 
@@ -218,4 +219,26 @@ int fd_list(int *fds, int max)
     }
     closedir(d);
     return n;
+}
+
+uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+unsigned rnd(unsigned *state, unsigned n)
+{
+    return (unsigned)rand_r(state) % n;
+}
+
+unsigned stress_seed(void)
+{
+    const char *s = getenv("EVEXEC_STRESS_SEED");
+    if (s && *s)
+        return (unsigned)strtoul(s, NULL, 0);
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (unsigned)t.tv_sec ^ (unsigned)t.tv_nsec ^ ((unsigned)getpid() << 16);
 }

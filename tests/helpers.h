@@ -74,5 +74,11 @@ int fd_list(int *fds, int max);
 int count_threads(void);
 /* CLOCK_MONOTONIC, in seconds. */
 double now_s(void);
+/* Monotonic nanoseconds. */
+uint64_t now_ns(void);
+/* 0..n-1 from a rand_r() state. */
+unsigned rnd(unsigned *state, unsigned n);
+/* EVEXEC_STRESS_SEED if set, else from the clock and the pid (to print). */
+unsigned stress_seed(void);
 
 #endif
