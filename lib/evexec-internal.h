@@ -370,8 +370,10 @@ int evexec__port_seal_remote(struct evexec_port *port);
 int evexec__port_submit_remote(struct evexec_port *port, struct evexec_pool *pool,
                                evexec_work_fn work, evexec_done_fn done, void *arg, int priority,
                                int wait_ms);
-/* Loop thread: sets or clears refusing (and what other threads see). */
-void evexec__port_set_refusing(struct evexec_port *port, int refusing);
+/* Loop thread: from now on the port refuses new jobs, its own thread's
+ * (-ESHUTDOWN from evexec__port_check_open()) and other threads' alike.
+ * There is no way back. */
+void evexec__port_refuse(struct evexec_port *port);
 /* Loop thread: jobs (own or other threads') not yet delivered, or a wake
  * still owed: the port cannot be released yet. */
 int evexec__port_busy(struct evexec_port *port);

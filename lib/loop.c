@@ -269,7 +269,7 @@ static void apply_stop(struct evexec_loop *loop)
         each_live(loop, visit_cancel);
         if (loop->port) {
             /* A done callback that resubmits must not keep the loop alive. */
-            evexec__port_set_refusing(loop->port, 1);
+            evexec__port_refuse(loop->port);
             evexec__port_cancel_all(loop->port);
         }
     }
@@ -301,7 +301,7 @@ static void finish_check(struct evexec_loop *loop)
         return; /* another thread's job came in meanwhile: deliver it first */
     loop->finished = 1;
     if (port)
-        evexec__port_set_refusing(port, 1); /* fini starts nothing that outlives it */
+        evexec__port_refuse(port); /* fini starts nothing that outlives it */
     event_base_loopbreak(loop->base);
 }
 
@@ -642,7 +642,8 @@ int evexec_loop_port(evexec_loop *loop, evexec_port **out)
         loop->port->idle_hook = on_port_idle;
         loop->port->idle_arg = loop;
         /* Made during a CANCEL stop, or by fini: refuses like the old one. */
-        evexec__port_set_refusing(loop->port, loop->applied == EVEXEC_CANCEL || loop->finished);
+        if (loop->applied == EVEXEC_CANCEL || loop->finished)
+            evexec__port_refuse(loop->port);
     }
     *out = loop->port;
     return 0;

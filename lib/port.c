@@ -306,8 +306,6 @@ static int deliver_ext(struct evexec_port *port, struct evexec_job *job,
             evexec__group_unlink(group, ext);
         port->delivered++;
     }
-    ext->timed_out = 0;
-    ext->deadline = 0;
 
     if (job->pool != *pool) {
         if (*pool_refs)
@@ -539,7 +537,7 @@ int evexec_port_free(evexec_port *port)
     if (port->closing)
         return 0;
     port->closing = 1;
-    evexec__port_set_refusing(port, port->refusing);
+    evexec__port_refuse(port); /* other threads too */
     evexec__port_cancel_all(port);
     evexec__group_close_all(port);
     evexec__port_release(port);

@@ -98,11 +98,11 @@ void evexec__port_remote_recycle(struct evexec_port *port, struct evexec_job *jo
     pthread_mutex_unlock(&port->remote_mu);
 }
 
-void evexec__port_set_refusing(struct evexec_port *port, int refusing)
+void evexec__port_refuse(struct evexec_port *port)
 {
-    port->refusing = refusing;
+    port->refusing = 1;
     pthread_mutex_lock(&port->remote_mu);
-    port->remote_closed = port->closing || port->refusing;
+    port->remote_closed = 1;
     pthread_mutex_unlock(&port->remote_mu);
 }
 
