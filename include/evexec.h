@@ -1460,6 +1460,314 @@ EVEXEC_EXPORT unsigned evexec_version(void);
 EVEXEC_EXPORT const char *evexec_version_string(void);
 /**@}*/
 
+/* ------------------------------------------------------------------------ */
+/** @name Process pools (Linux)
+ *
+ * The same submit and done-callback contract as thread pools, with the
+ * work run in worker processes: a crash, a hang, a leak or a lock held
+ * forever by a library call ends only its own job. Use a process pool for
+ * code you cannot trust to return (a parser of hostile input, a legacy
+ * library) or for CPU-bound work that must be killable; use a thread pool
+ * for everything else (a round trip costs tens of microseconds instead of
+ * a few).
+ *
+ * How it works: evexec_procpool_new() forks a small single-threaded
+ * *fork server*; the server forks the workers, so the daemon's threads
+ * never matter to a child. Each worker keeps only its own channel to the
+ * daemon (no other fd of the daemon's: no listening socket), default
+ * signal dispositions with no signal blocked, its own process group, and
+ * the name "<name>-<n>" (in ps, top and /proc/<pid>/comm). Workers and the
+ * server die with the daemon. A *supervisor* thread of the pool hands jobs
+ * to idle workers, kills workers whose job passed its deadline or was
+ * cancelled (with every process they started: the whole process group),
+ * replaces dead workers, and hands finished jobs to their port like a
+ * thread worker does.
+ *
+ * The work function runs in a child of the fork server, so it must exist
+ * in the server's memory image: a function of the program or of a library
+ * loaded before evexec_procpool_new(), never of one dlopen()ed later
+ * (evexec_procpool_submit() checks with dladdr() and answers -EFAULT).
+ * Everything else the worker sees is a copy of the daemon as it was when
+ * the pool was made: create process pools early, before other threads
+ * start (a lock another thread held at that moment stays held in every
+ * worker).
+ *
+ * Inputs and outputs are bytes: the input is copied at submit, and the
+ * output is valid during the done callback. Payloads above 64 KiB travel in
+ * a sealed memfd (no copy through the socket).
+ *
+ * Outcomes: the status of the done callback, one class each:
+ *
+ * | status            | outcome                          | details |
+ * |-------------------|----------------------------------|---------|
+ * | 0                 | the work function returned 0     | output |
+ * | -EREMOTEIO        | the work function returned non-zero | work_error: its value; output |
+ * | -ECANCELED        | cancelled (queued: never ran; running: killed) or shut down | |
+ * | -ETIMEDOUT        | deadline passed: worker killed, or never started | |
+ * | -EOWNERDEAD       | worker crashed: killed by a signal, or sent a malformed message | signal, core_dumped |
+ * | -ECHILD           | worker exited during the job      | exit_code |
+ * | -ENOMEM           | memory limit hit (mem_limit)     | |
+ * | -ETIME            | CPU-time limit hit (cpu_limit_s) | signal (SIGXCPU) |
+ * | -ENOTRECOVERABLE  | no worker could be started: worker_init failed (or the fork server is gone) | work_error: init's value |
+ *
+ * Threads: as for thread pools; the supervisor is a thread of the pool
+ * and never runs user code. Hooks and work functions run in the workers.
+ */
+/**@{*/
+
+/** A process pool. Opaque. */
+typedef struct evexec_procpool evexec_procpool;
+
+/** Where a work function puts its output (see evexec_proc_output()). */
+typedef struct evexec_proc_out evexec_proc_out;
+
+/**
+ * A work function, run in a worker process.
+ *
+ * @param in      the job's input bytes (read only), valid during the call;
+ *                NULL when @p in_len is 0.
+ * @param in_len  their length.
+ * @param out     pass to evexec_proc_output() to produce output bytes.
+ * @param state   what the worker's init hook set (NULL without one).
+ * @return 0 (status 0), or any other value: the job fails with -EREMOTEIO
+ *   and the value in evexec_proc_result.work_error.
+ *
+ * Thread: worker process.
+ */
+typedef int (*evexec_proc_work_fn)(const void *in, size_t in_len, evexec_proc_out *out,
+                                   void *state);
+
+/**
+ * Gives a work function a buffer of @p len bytes for its output; the bytes
+ * it writes there reach the done callback. A later call replaces the
+ * output (the earlier buffer is then invalid).
+ *
+ * @return the buffer (writable until the work function returns), or NULL
+ *   when @p len exceeds the pool's max_payload or memory is short. A @p len
+ *   of 0 returns a non-NULL pointer to no bytes.
+ *
+ * Thread: worker process, inside the work function owning @p out.
+ */
+EVEXEC_EXPORT void *evexec_proc_output(evexec_proc_out *out, size_t len);
+
+/**
+ * Runs once in each worker process before its first job; NULL for none.
+ * May set *state, given to every work function of that worker. A non-zero
+ * return makes the worker exit: see ::EVEXEC_PROC_INIT_FAILED.
+ *
+ * Thread: worker process.
+ */
+typedef int (*evexec_proc_init_fn)(void *hook_arg, void **state);
+/** Runs in a worker process that exits in order (idle, recycled, shut
+ *  down; not when killed). Thread: worker process. */
+typedef void (*evexec_proc_fini_fn)(void *state, void *hook_arg);
+
+/**
+ * Options for evexec_procpool_new(); start from ::EVEXEC_PROCPOOL_OPTS_INIT.
+ * 0 means the default in every field.
+ */
+struct evexec_procpool_opts {
+    /** sizeof(struct evexec_procpool_opts), set by ::EVEXEC_PROCPOOL_OPTS_INIT. */
+    size_t size;
+    /** Most worker processes, 1..256; 0 means 4. */
+    unsigned max_procs;
+    /** Workers started at once and kept when idle, 0..max_procs; default 0. */
+    unsigned min_procs;
+    /** Most jobs waiting (not counting running ones), 1..2^28; 0 means
+     * 65536. A submit beyond it fails with -EAGAIN. */
+    size_t max_queued;
+    /** Name prefix: the fork server is "<name>-srv", workers "<name>-<n>",
+     * n from 1. Copied; at most 15 bytes; NULL or "" means "evexec-proc"
+     * cut to fit. */
+    const char *name;
+    /** A worker above min_procs idle this long exits; 0 means 10000 ms,
+     * ::EVEXEC_IDLE_FOREVER never. */
+    unsigned idle_timeout_ms;
+    /** Run in each worker: see evexec_proc_init_fn and evexec_proc_fini_fn. */
+    evexec_proc_init_fn init;
+    evexec_proc_fini_fn fini;
+    /** Passed to init and fini (a copy of the pointer in each worker). */
+    void *hook_arg;
+    /** Recycling, checked between jobs: a worker that has run this many
+     * jobs, has lived this long, or whose resident set exceeds this many
+     * bytes exits in order and is replaced. 0: no such limit. */
+    uint64_t recycle_jobs;
+    unsigned recycle_age_ms;
+    uint64_t recycle_rss;
+    /** Hard limit on the memory a job may add to its worker's address
+     * space, in bytes (at least 1 MiB); 0 means none. Enforced during the
+     * job: allocations beyond it fail (RLIMIT_AS), and a worker seen above
+     * it is killed. The job then fails with -ENOMEM if evexec saw the
+     * limit reached (a work function that returns after a failed
+     * allocation, or a worker seen over it); a worker that crashes at once
+     * on a failed allocation, unseen, is reported as crashed. The worker
+     * is then replaced. */
+    uint64_t mem_limit;
+    /** CPU-time limit per job, in seconds; 0 means none. A job over it is
+     * killed by SIGXCPU and fails with -ETIME. */
+    unsigned cpu_limit_s;
+    /** Nice value added in the workers, 0..19; default 0. */
+    unsigned nice;
+    /** Largest input or output in bytes, 1..2^40; 0 means 64 MiB. A bigger
+     * input: -EMSGSIZE at submit; a bigger output: evexec_proc_output()
+     * returns NULL. */
+    uint64_t max_payload;
+};
+
+/** Initialiser for struct evexec_procpool_opts: all defaults. */
+#define EVEXEC_PROCPOOL_OPTS_INIT { .size = sizeof(struct evexec_procpool_opts) }
+
+/**
+ * Creates a process pool: forks its fork server (and min_procs workers,
+ * without waiting for them) and starts its supervisor thread.
+ *
+ * @param[out] out  receives the pool; untouched on error.
+ * @param opts      options, or NULL for defaults; only read during the call.
+ * @return 0, or
+ *   - -EINVAL: @p out NULL, a bad opts->size or a field out of range;
+ *   - -E2BIG: see evexec_pool_new();
+ *   - -ENOMEM, -EMFILE, -ENFILE, -EAGAIN: out of memory, fds, processes or
+ *     threads.
+ *
+ * Thread: any thread (best: early, before the program starts others).
+ */
+EVEXEC_EXPORT int evexec_procpool_new(evexec_procpool **out,
+                                      const struct evexec_procpool_opts *opts);
+
+/** How a job ended, for the done callback; see the table above. */
+struct evexec_proc_result {
+    /** The output bytes (valid during the done callback only; NULL when
+     * out_len is 0). Set for status 0 and -EREMOTEIO. */
+    const void *out;
+    size_t out_len;
+    /** The work function's or init hook's non-zero return value. */
+    int work_error;
+    /** The signal that killed the worker (-EOWNERDEAD, -ETIME; also the
+     * SIGKILL of a deadline, a cancel or a memory limit), or 0. */
+    int signal;
+    /** 1 if the worker dumped core. */
+    int core_dumped;
+    /** The worker's exit code (-ECHILD), or 0. */
+    int exit_code;
+    /** The worker's pid, or 0 if the job never started. */
+    int pid;
+};
+
+/**
+ * The done callback of a process pool's job.
+ *
+ * @param status  0 or a negative errno (see the table above).
+ * @param res     the details; valid during the call only.
+ * @param arg     the submit's arg.
+ *
+ * Thread: the port's loop thread.
+ */
+typedef void (*evexec_proc_done_fn)(int status, const struct evexec_proc_result *res,
+                                    void *arg);
+
+/**
+ * Submits a job to a process pool; @p done runs exactly once, on the
+ * port's loop thread, with one of the outcomes of the table above.
+ *
+ * Never blocks (for an input above 64 KiB it copies the bytes into a
+ * memfd). @p in is copied: the caller's buffer is free on return. Options:
+ * priority (as for thread pools) and timeout_ms: the deadline, at which a
+ * running job's worker is killed (with its process group) and a queued
+ * job is dropped, both delivered -ETIMEDOUT. Groups and wait_ms are not
+ * supported. evexec_cancel(port, id) cancels the job: a queued one is
+ * dropped, a running one killed; either way it is delivered -ECANCELED,
+ * soon after (evexec_cancel() itself answers -EBUSY for every job still
+ * outstanding, since the pool, not the port, takes the job back).
+ * evexec_port_free() cancels the port's jobs the same way.
+ *
+ * @param port  the port whose loop thread runs @p done.
+ * @param pool  the process pool.
+ * @param work  the work function (see "Process pools": a function of the
+ *              program or of a library loaded before the pool).
+ * @param in, in_len  the input; @p in may be NULL when @p in_len is 0.
+ * @param done  the callback, or NULL.
+ * @param arg   passed to @p done; owned by the caller.
+ * @param opts  options, or NULL.
+ * @param[out] id  receives the job's id for evexec_cancel(), or NULL.
+ * @return 0, or, with no callback ever:
+ *   - -EINVAL: a NULL @p port, @p pool or @p work, @p in NULL with a
+ *     non-zero length, bad opts, or opts with a group or a wait_ms;
+ *   - -EFAULT: @p work is not in the fork server's image (a library
+ *     loaded after the pool was made);
+ *   - -EMSGSIZE: @p in_len above max_payload;
+ *   - -EPERM: not on the port's loop thread;
+ *   - -EAGAIN: the queue is at max_queued;
+ *   - -ESHUTDOWN: the pool was shut down, or the port freed;
+ *   - -ENOMEM, -EMFILE: out of memory or fds.
+ *
+ * Thread: the port's loop thread.
+ */
+EVEXEC_EXPORT int evexec_procpool_submit(evexec_port *port, evexec_procpool *pool,
+                                         evexec_proc_work_fn work, const void *in, size_t in_len,
+                                         evexec_proc_done_fn done, void *arg,
+                                         const struct evexec_job_opts *opts, evexec_job_id *id);
+
+/**
+ * Stops the pool from accepting jobs, without waiting. ::EVEXEC_DRAIN:
+ * queued and running jobs still run. ::EVEXEC_CANCEL: queued jobs are
+ * delivered -ECANCELED and running ones are killed and delivered
+ * -ECANCELED (a process can be stopped, unlike a thread). A DRAIN may be
+ * followed by a CANCEL. Never blocks and never runs a callback.
+ *
+ * @return 0, -EINVAL (NULL pool or bad @p how) or -EALREADY (already shut
+ *   down this way or more strongly).
+ *
+ * Thread: any thread.
+ */
+EVEXEC_EXPORT int evexec_procpool_shutdown(evexec_procpool *pool, int how);
+
+/**
+ * Shuts the pool down (::EVEXEC_DRAIN unless already shut down), waits
+ * until every job has been handed to its port, stops the workers, the fork
+ * server (all reaped: no zombie, no orphan) and the supervisor, and
+ * releases the handle. Done callbacks run afterwards from their ports'
+ * loops, as usual. Blocks while jobs run: shut down with ::EVEXEC_CANCEL
+ * first to wait for nothing.
+ *
+ * Thread: any thread. NULL is a no-op.
+ */
+EVEXEC_EXPORT void evexec_procpool_free(evexec_procpool *pool);
+
+/** Counters of a process pool (evexec_procpool_stats()). */
+struct evexec_procpool_stats {
+    /** Set by the caller to sizeof(struct evexec_procpool_stats). */
+    size_t size;
+    unsigned procs;        /**< worker processes alive (starting, idle or busy) */
+    unsigned busy;         /**< running a job */
+    unsigned idle;         /**< ready, waiting for a job */
+    size_t queued;         /**< jobs waiting */
+    uint64_t submitted;    /**< jobs accepted */
+    uint64_t completed;    /**< jobs whose work function returned (0 or not) */
+    uint64_t cancelled;    /**< jobs delivered -ECANCELED */
+    uint64_t crashed;      /**< jobs whose worker crashed or exited */
+    uint64_t killed_deadline; /**< jobs whose deadline passed */
+    uint64_t killed_memory;   /**< jobs over the memory limit */
+    uint64_t killed_cpu;      /**< jobs over the CPU-time limit */
+    uint64_t init_failed;  /**< workers whose init hook failed or that died
+                                before they were ready */
+    uint64_t recycled;     /**< workers retired by a recycle limit */
+    uint64_t respawns;     /**< workers started to replace one that died */
+    uint64_t spawned;      /**< workers started in all */
+    int degraded;          /**< 1 while workers keep dying at once: the pool
+                                backs off (doubling up to 5 s) before it forks
+                                again; 0 once a worker runs a job */
+};
+
+/**
+ * Fills @p out with a snapshot of the pool's counters (out->size bytes).
+ *
+ * @return 0, or -EINVAL (NULL pointer or out->size too small).
+ *
+ * Thread: any thread.
+ */
+EVEXEC_EXPORT int evexec_procpool_stats(evexec_procpool *pool, struct evexec_procpool_stats *out);
+/**@}*/
+
 #ifdef __cplusplus
 }
 #endif

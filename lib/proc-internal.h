@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * DESIGN: the private parts of process pools, shared by the fork server
+ * and its workers (procserver.c), the supervisor (procpool.c) and the glue
+ * with ports (procpool-port.c). Never installed.
+ *
+ * Processes: the daemon's supervisor thread forks one fork server when the
+ * pool is made; the server forks every worker. Channels are AF_UNIX
+ * SOCK_SEQPACKET socketpairs, so a frame is one packet: a struct
+ * proc_frame, then up to PROC_INLINE_MAX bytes of payload, or none and one
+ * sealed memfd in SCM_RIGHTS (FRAME_FD) for bigger payloads. A receiver
+ * rejects a truncated packet, a payload whose length disagrees with the
+ * header, an unexpected fd or a memfd that is not sealed against shrinking
+ * and writing: from a worker, that is the worker's crash.
+ *
+ *   daemon -> server: SPAWN (seq: slot, code: number; fd: the worker's end
+ *                     of its channel), REAP (code: pid)
+ *   server -> daemon: SPAWNED (seq: slot, code: pid or -errno),
+ *                     EXITED (code: pid, aux: wait status)
+ *   daemon -> worker: JOB (seq, payload), EXIT
+ *   worker -> daemon: READY (code: pid), INITFAIL (code: init's return),
+ *                     RESULT (seq, code: work's return, payload),
+ *                     MEMLIMIT (seq: the job hit the memory limit; sent
+ *                     before a RESULT or a crash)
+ *
+ * The server reaps nothing on its own: it reports each worker's exit with
+ * waitid(WNOWAIT), leaving the zombie, and reaps only on REAP. So until the
+ * daemon has seen EXITED and sent REAP, the worker's pid (and the process
+ * group it leads) cannot be reused, and the daemon may kill(-pid) safely.
+ */
+#ifndef EVEXEC_PROC_INTERNAL_H
+#define EVEXEC_PROC_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "evexec.h"
+
+#define PROC_INLINE_MAX ((size_t)64 * 1024)
+#define PROC_MAX_PROCS 256u
+
+enum proc_frame_type {
+    F_SPAWN = 1,
+    F_REAP,
+    F_SPAWNED,
+    F_EXITED,
+    F_JOB,
+    F_EXIT,
+    F_READY,
+    F_INITFAIL,
+    F_RESULT,
+    F_MEMLIMIT
+};
+
+#define FRAME_FD 0x1u  /* the payload is in the memfd that came with it */
+
+struct proc_frame {
+    uint32_t type;
+    uint32_t flags;
+    uint64_t seq;
+    uint64_t len;                  /* payload bytes */
+    int64_t code;
+    int64_t aux;
+};
+
+/* What the fork server and its workers need: copied into the server's
+ * image at the fork, never changed. */
+struct proc_conf {
+    evexec_proc_init_fn init;
+    evexec_proc_fini_fn fini;
+    void *hook_arg;
+    uint64_t mem_limit;
+    uint64_t max_payload;
+    unsigned cpu_limit_s;
+    unsigned nice;
+    char name[16];
+};
+
+/* Supervisor thread: forks the fork server, which runs until its channel
+ * (chan, the server's end; closed in the caller on return) hangs up.
+ * Returns the server's pid, or -errno. */
+pid_t evexec__procserver_fork(const struct proc_conf *conf, int chan, int keep_fd);
+
+/* Sends a frame with len payload bytes (inline), or, with passfd >= 0, the
+ * fd instead. 0 or -errno (-EAGAIN: a non-blocking socket is full). */
+int evexec__proc_send(int fd, struct proc_frame *f, const void *data, size_t len, int passfd,
+                      int nonblock);
+/* Receives one frame into f and its inline payload into buf (cap bytes);
+ * *passfd gets the fd that came with it, or -1. 1: a frame; 0: the peer
+ * hung up; -EAGAIN: nothing (non-blocking socket); -EPROTO: malformed
+ * (truncated, bad lengths, an fd where none belongs); other -errno. */
+int evexec__proc_recv(int fd, struct proc_frame *f, void *buf, size_t cap, int *passfd,
+                      int nonblock);
+/* A sealed memfd holding len bytes from data (data NULL: the caller fills
+ * through *map, then calls evexec__proc_memfd_seal()). -errno on error. */
+int evexec__proc_memfd(size_t len, void **map);
+int evexec__proc_memfd_seal(int fd, void *map, size_t len);
+/* Maps a received memfd read-only after checking its seals and size.
+ * 0 or -EPROTO / -errno. */
+int evexec__proc_memfd_map(int fd, size_t len, const void **map);
+
+/* Reads a field of /proc/<pid>/statm (0: size, 1: resident) in bytes; pid
+ * 0: self. 0 on error. */
+uint64_t evexec__proc_statm(pid_t pid, int field);
+
+/* --- the supervisor's records (procpool.c) and their way home
+ *     (procpool-port.c) --------------------------------------------------- */
+
+#ifndef EVEXEC_PROC_NO_POOL
+#include <pthread.h>
+
+struct evexec_job;
+struct evexec_pool;
+struct evexec_port;
+
+/*
+ * One job of a process pool, from submit until its done callback has run:
+ * allocated by evexec_procpool_submit() on the loop thread (with the
+ * input inline after it), owned by the pool's queue, then by a worker's
+ * slot in the supervisor, then by the port job that carries it home, and
+ * freed on the loop thread after the user's done callback.
+ */
+struct proc_rec {
+    struct proc_rec *next, *prev;  /* in a queue of the pool (under mu) */
+    evexec_proc_work_fn work;
+    evexec_proc_done_fn done;
+    void *arg;
+    struct evexec_job *job;        /* the port job carrying it home */
+    uint64_t seq;
+    uint64_t deadline;             /* monotonic ns; 0: none */
+    unsigned cls;                  /* priority class, 0 (high)..2 */
+    int in_fd;                     /* a sealed memfd with the input, or -1 */
+    size_t in_len;
+    int status;                    /* the outcome, once complete */
+    struct evexec_proc_result res;
+    void *out_heap;                /* an inline output's copy */
+    void *out_map;                 /* a memfd output's mapping */
+    size_t out_map_len;
+    unsigned char in[];            /* an inline input */
+};
+
+/* procpool-port.c: the only file that knows port internals. */
+/* Loop thread: checks the port (thread, open) and allocates the port job
+ * that will carry rec home. 0 or -errno. */
+int evexec__procport_begin(struct evexec_port *port, struct evexec_pool *carrier,
+                           struct proc_rec *rec);
+/* Loop thread: the pool refused rec: returns its port job unused. */
+void evexec__procport_abort(struct evexec_port *port, struct proc_rec *rec);
+/* Loop thread: the pool accepted rec; *id (if id) gets its job id. */
+void evexec__procport_accepted(struct evexec_port *port, struct proc_rec *rec, uint64_t *id);
+/* Supervisor: 1 if evexec_cancel() or evexec_port_free() asked the job to
+ * stop. */
+int evexec__procport_stop_requested(const struct proc_rec *rec);
+/* Supervisor: hands a complete rec (status and res set) to its port. */
+void evexec__procport_complete(struct proc_rec *rec);
+/* The carrier: a thread pool that never runs a thread, whose only use is
+ * the reference each port job holds on "its pool" until delivered. */
+int evexec__procport_carrier_new(struct evexec_pool **out);
+void evexec__procport_carrier_free(struct evexec_pool *carrier);
+/* Frees a record and its buffers (procpool.c). Any thread. */
+void evexec__procrec_free(struct proc_rec *rec);
+#endif
+
+#endif /* EVEXEC_PROC_INTERNAL_H */

@@ -1,0 +1,1047 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * DESIGN: a process pool's daemon side: its queue, its supervisor thread
+ * and its public calls.
+ *
+ * Submitters (a port's loop thread) put records on the queue under mu and
+ * wake the supervisor through an eventfd, written only when the
+ * supervisor was not already owed a wake-up. The supervisor is a thread of
+ * the pool running its own epoll loop (never a port's event_base) over
+ * that eventfd, its channel to the fork server and one channel per worker.
+ * It alone touches the worker slots; mu guards the queue, the shutdown
+ * state and the counters that evexec_procpool_stats() reads.
+ *
+ * A worker slot goes FREE -> SPAWNING (SPAWN sent) -> STARTING (SPAWNED
+ * got) -> IDLE (READY got) <-> BUSY -> EXITING (asked to exit, or killed)
+ * -> FREE on the fork server's EXITED, which alone ends a worker: only
+ * then is its outcome known (the wait status), its process group killed
+ * (grandchildren included) and the server told to reap it. A worker's
+ * frames are all read before its EXITED is acted on (the channel holds
+ * what the worker sent before dying), so a RESULT or MEMLIMIT is never
+ * lost to the race between the two sockets.
+ *
+ * Every record ends exactly once, through finish(): from a RESULT, from
+ * its worker's EXITED, or from the queue (cancelled, deadline, init
+ * failures, shutdown). Stops asked by ports (evexec_cancel(),
+ * evexec_port_free()) and deadlines are checked every TICK_MS while jobs
+ * are outstanding. A worker that dies before it is ready, or at once
+ * after (within EARLY_MS, its first job unfinished, not killed by us),
+ * counts as a failure: spawning then backs off, doubling from 10 ms up to
+ * 5 s, and the pool is reported degraded from the third in a row until a
+ * job succeeds.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "evexec-internal.h"
+#include "proc-internal.h"
+
+#define TICK_MS 10
+#define EARLY_MS 100
+#define BACKOFF_MIN_MS 10
+#define BACKOFF_MAX_MS 5000
+#define FREE_GRACE_MS 2000
+#define DEFAULT_MAX_PROCS 4
+#define DEFAULT_MAX_QUEUED 65536
+#define DEFAULT_IDLE_MS 10000
+#define DEFAULT_MAX_PAYLOAD ((uint64_t)64 << 20)
+#define MAX_PAYLOAD ((uint64_t)1 << 40)
+#define NCLASSES 3
+
+enum wstate { W_FREE = 0, W_SPAWNING, W_STARTING, W_IDLE, W_BUSY, W_EXITING };
+
+struct proc_worker {
+    int fd;                        /* the daemon's end of its channel, or -1 */
+    pid_t pid;                     /* 0 until known */
+    enum wstate st;
+    unsigned number;
+    struct proc_rec *job;          /* BUSY (or killed while BUSY) */
+    uint64_t ready_ns, idle_ns;
+    uint64_t jobs;
+    int ready;                     /* READY was received */
+    int init_failed, init_code;    /* INITFAIL was received */
+    int kill_reason;               /* the outcome our kill gives its job */
+    int memlimit;                  /* MEMLIMIT received for its job */
+    int retiring;                  /* asked to exit: not a failure */
+};
+
+struct evexec_procpool {
+    pthread_mutex_t mu;
+    /* Guarded by mu: */
+    struct proc_rec *qhead[NCLASSES], *qtail[NCLASSES];
+    size_t nqueued;
+    int closed;                    /* 0, EVEXEC_DRAIN + 1, EVEXEC_CANCEL + 1 */
+    int freeing;
+    int wake_owed;
+    int broken;                    /* the fork server is gone */
+    uint64_t next_seq;
+    struct evexec_procpool_stats st;
+
+    /* Set at creation, then read only: */
+    struct proc_conf conf;
+    unsigned max_procs, min_procs, idle_ms, recycle_age_ms;
+    uint64_t recycle_jobs, recycle_rss;
+    size_t max_queued;
+    struct evexec_pool *carrier;
+    void **objects;                /* load addresses of the server's image */
+    size_t nobjects;
+    int wake_fd;
+
+    /* Supervisor thread only: */
+    pthread_t thread;
+    int epfd, srv_fd;
+    pid_t srv_pid;
+    struct proc_worker w[PROC_MAX_PROCS];
+    unsigned next_number;
+    unsigned fails;                /* early deaths in a row */
+    unsigned owed_respawns;
+    uint64_t next_spawn_ns, last_scan_ns, free_since_ns;
+    void *rxbuf;
+
+    /* Creation handshake. */
+    pthread_cond_t cv;
+    int started;                   /* 1: running; < 0: -errno */
+};
+
+/* --- records ------------------------------------------------------------- */
+
+void evexec__procrec_free(struct proc_rec *rec)
+{
+    if (!rec)
+        return;
+    if (rec->in_fd >= 0)
+        close(rec->in_fd);
+    if (rec->out_map)
+        munmap(rec->out_map, rec->out_map_len);
+    free(rec->out_heap);
+    free(rec);
+}
+
+static void wake(struct evexec_procpool *pp)
+{
+    /* With mu held. */
+    if (!pp->wake_owed) {
+        uint64_t one = 1;
+        pp->wake_owed = 1;
+        while (write(pp->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
+            ;
+    }
+}
+
+/* Ends a record: the one place, so exactly once. Supervisor, no lock. */
+static void finish(struct evexec_procpool *pp, struct proc_rec *rec, int status)
+{
+    rec->status = status;
+    pthread_mutex_lock(&pp->mu);
+    switch (status) {
+    case 0:
+    case -EREMOTEIO: pp->st.completed++; break;
+    case -ECANCELED: pp->st.cancelled++; break;
+    case -ETIMEDOUT: pp->st.killed_deadline++; break;
+    case -ENOMEM: pp->st.killed_memory++; break;
+    case -ETIME: pp->st.killed_cpu++; break;
+    case -EOWNERDEAD:
+    case -ECHILD: pp->st.crashed++; break;
+    default: break;
+    }
+    pthread_mutex_unlock(&pp->mu);
+    evexec__procport_complete(rec);
+}
+
+/* --- the queue (mu held) ------------------------------------------------- */
+
+static void q_push(struct evexec_procpool *pp, struct proc_rec *rec, int front)
+{
+    unsigned c = rec->cls;
+    rec->next = rec->prev = NULL;
+    if (!pp->qhead[c]) {
+        pp->qhead[c] = pp->qtail[c] = rec;
+    } else if (front) {
+        rec->next = pp->qhead[c];
+        pp->qhead[c]->prev = rec;
+        pp->qhead[c] = rec;
+    } else {
+        rec->prev = pp->qtail[c];
+        pp->qtail[c]->next = rec;
+        pp->qtail[c] = rec;
+    }
+    pp->nqueued++;
+}
+
+static void q_unlink(struct evexec_procpool *pp, struct proc_rec *rec)
+{
+    unsigned c = rec->cls;
+    if (rec->prev)
+        rec->prev->next = rec->next;
+    else
+        pp->qhead[c] = rec->next;
+    if (rec->next)
+        rec->next->prev = rec->prev;
+    else
+        pp->qtail[c] = rec->prev;
+    rec->next = rec->prev = NULL;
+    pp->nqueued--;
+}
+
+static struct proc_rec *q_pop(struct evexec_procpool *pp)
+{
+    for (unsigned c = 0; c < NCLASSES; c++)
+        if (pp->qhead[c]) {
+            struct proc_rec *rec = pp->qhead[c];
+            q_unlink(pp, rec);
+            return rec;
+        }
+    return NULL;
+}
+
+/* --- worker slots (supervisor) ------------------------------------------- */
+
+static void count_states(struct evexec_procpool *pp)
+{
+    unsigned procs = 0, busy = 0, idle = 0;
+    for (unsigned i = 0; i < PROC_MAX_PROCS; i++) {
+        enum wstate s = pp->w[i].st;
+        procs += s != W_FREE;
+        busy += s == W_BUSY;
+        idle += s == W_IDLE;
+    }
+    pthread_mutex_lock(&pp->mu);
+    pp->st.procs = procs;
+    pp->st.busy = busy;
+    pp->st.idle = idle;
+    pthread_mutex_unlock(&pp->mu);
+}
+
+static void backoff(struct evexec_procpool *pp, uint64_t now)
+{
+    uint64_t ms = BACKOFF_MIN_MS;
+    for (unsigned i = 1; i < pp->fails && ms < BACKOFF_MAX_MS; i++)
+        ms *= 2;
+    if (ms > BACKOFF_MAX_MS)
+        ms = BACKOFF_MAX_MS;
+    pp->fails++;
+    pp->next_spawn_ns = now + ms * 1000000u;
+    if (pp->fails >= 3) {
+        pthread_mutex_lock(&pp->mu);
+        pp->st.degraded = 1;
+        pthread_mutex_unlock(&pp->mu);
+    }
+}
+
+static int spawn(struct evexec_procpool *pp)
+{
+    struct proc_worker *w = NULL;
+    int sv[2];
+    for (unsigned i = 0; i < pp->max_procs && !w; i++)
+        if (pp->w[i].st == W_FREE)
+            w = &pp->w[i];
+    if (!w)
+        return -EAGAIN;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
+        return -errno;
+    unsigned slot = (unsigned)(w - pp->w);
+    struct proc_frame f = {.type = F_SPAWN, .seq = slot, .code = ++pp->next_number};
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 2 + slot};
+    int rc = evexec__proc_send(pp->srv_fd, &f, NULL, 0, sv[1], 0);
+    close(sv[1]);
+    if (rc == 0 && epoll_ctl(pp->epfd, EPOLL_CTL_ADD, sv[0], &ev) < 0)
+        rc = -errno;
+    if (rc < 0) {
+        close(sv[0]);
+        return rc;
+    }
+    memset(w, 0, sizeof *w);
+    w->fd = sv[0];
+    w->st = W_SPAWNING;
+    w->number = (unsigned)f.code;
+    pthread_mutex_lock(&pp->mu);
+    pp->st.spawned++;
+    if (pp->owed_respawns) {
+        pp->owed_respawns--;
+        pp->st.respawns++;
+    }
+    pthread_mutex_unlock(&pp->mu);
+    return 0;
+}
+
+static void close_chan(struct evexec_procpool *pp, struct proc_worker *w)
+{
+    if (w->fd >= 0) {
+        epoll_ctl(pp->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+        close(w->fd);
+        w->fd = -1;
+    }
+}
+
+/* Kills a worker and its process group; reason: what its job becomes. */
+static void kill_worker(struct proc_worker *w, int reason)
+{
+    if (!w->kill_reason)
+        w->kill_reason = reason;
+    w->retiring = 1;
+    w->st = W_EXITING;
+    if (w->pid > 0)
+        kill(-w->pid, SIGKILL);
+}
+
+static void retire(struct evexec_procpool *pp, struct proc_worker *w)
+{
+    struct proc_frame f = {.type = F_EXIT};
+    w->retiring = 1;
+    w->st = W_EXITING;
+    if (w->fd < 0 || evexec__proc_send(w->fd, &f, NULL, 0, -1, 1) < 0)
+        kill_worker(w, 0);
+    EVEXEC_UNUSED(pp);
+}
+
+static void on_result(struct evexec_procpool *pp, struct proc_worker *w, struct proc_frame *f,
+                      int fd)
+{
+    struct proc_rec *rec = w->job;
+    if (!rec || f->seq != rec->seq || f->len > pp->conf.max_payload) {
+        if (fd >= 0)
+            close(fd);
+        kill_worker(w, -EOWNERDEAD);
+        return;
+    }
+    if (fd >= 0) {
+        const void *map;
+        int rc = evexec__proc_memfd_map(fd, (size_t)f->len, &map);
+        close(fd);
+        if (rc < 0) {
+            kill_worker(w, -EOWNERDEAD);
+            return;
+        }
+        rec->out_map = (void *)(uintptr_t)map;
+        rec->out_map_len = (size_t)f->len;
+        rec->res.out = map;
+    } else if (f->len) {
+        if (!(rec->out_heap = malloc((size_t)f->len))) {
+            kill_worker(w, -ENOMEM);
+            return;
+        }
+        memcpy(rec->out_heap, pp->rxbuf, (size_t)f->len);
+        rec->res.out = rec->out_heap;
+    }
+    rec->res.out_len = (size_t)f->len;
+    rec->res.work_error = (int)f->code;
+    w->job = NULL;
+    w->jobs++;
+    int status = f->code ? -EREMOTEIO : 0;
+    if (w->memlimit) {
+        status = -ENOMEM; /* the worker exits after it */
+        w->retiring = 1;
+        w->st = W_EXITING;
+    } else {
+        pp->fails = 0;
+        pthread_mutex_lock(&pp->mu);
+        pp->st.degraded = 0;
+        pthread_mutex_unlock(&pp->mu);
+    }
+    if (w->st == W_BUSY) {
+        uint64_t now = evexec__now_ns();
+        w->st = W_IDLE;
+        w->idle_ns = now;
+        if ((pp->recycle_jobs && w->jobs >= pp->recycle_jobs) ||
+            (pp->recycle_age_ms && now - w->ready_ns >= (uint64_t)pp->recycle_age_ms * 1000000u) ||
+            (pp->recycle_rss && evexec__proc_statm(w->pid, 1) > pp->recycle_rss)) {
+            pthread_mutex_lock(&pp->mu);
+            pp->st.recycled++;
+            pthread_mutex_unlock(&pp->mu);
+            retire(pp, w);
+        }
+    }
+    finish(pp, rec, status);
+}
+
+/* Reads what a worker sent; returns 0 when its channel hung up (closed). */
+static void read_worker(struct evexec_procpool *pp, struct proc_worker *w)
+{
+    while (w->fd >= 0) {
+        struct proc_frame f;
+        int fd;
+        int rc = evexec__proc_recv(w->fd, &f, pp->rxbuf, PROC_INLINE_MAX, &fd, 1);
+        if (rc == -EAGAIN)
+            return;
+        if (rc <= 0) {
+            if (rc == -EPROTO)
+                kill_worker(w, -EOWNERDEAD);
+            close_chan(pp, w);
+            return;
+        }
+        switch (f.type) {
+        case F_READY:
+            if (w->ready || fd >= 0)
+                goto bad;
+            w->ready = 1;
+            if (!w->pid)
+                w->pid = (pid_t)f.code;
+            w->ready_ns = w->idle_ns = evexec__now_ns();
+            if (w->st == W_SPAWNING || w->st == W_STARTING)
+                w->st = W_IDLE;
+            break;
+        case F_INITFAIL:
+            w->init_failed = 1;
+            w->init_code = (int)f.code;
+            break;
+        case F_MEMLIMIT:
+            if (w->job && f.seq == w->job->seq)
+                w->memlimit = 1;
+            break;
+        case F_RESULT:
+            on_result(pp, w, &f, fd);
+            fd = -1;
+            break;
+        default:
+            goto bad;
+        }
+        if (fd >= 0)
+            close(fd);
+        continue;
+    bad:
+        if (fd >= 0)
+            close(fd);
+        kill_worker(w, -EOWNERDEAD);
+    }
+}
+
+/* Fails the oldest queued job when no worker can be made ready. */
+static void fail_one_queued(struct evexec_procpool *pp, int status, int code)
+{
+    for (unsigned i = 0; i < pp->max_procs; i++)
+        if (pp->w[i].st == W_IDLE || pp->w[i].st == W_BUSY)
+            return;
+    pthread_mutex_lock(&pp->mu);
+    struct proc_rec *rec = q_pop(pp);
+    pthread_mutex_unlock(&pp->mu);
+    if (rec) {
+        rec->res.work_error = code;
+        finish(pp, rec, status);
+    }
+}
+
+static void on_exited(struct evexec_procpool *pp, pid_t pid, int status)
+{
+    struct proc_worker *w = NULL;
+    for (unsigned i = 0; i < pp->max_procs && !w; i++)
+        if (pp->w[i].st != W_FREE && pp->w[i].pid == pid)
+            w = &pp->w[i];
+    struct proc_frame f = {.type = F_REAP, .code = pid};
+    if (pid > 0)
+        kill(-pid, SIGKILL); /* whatever it started */
+    evexec__proc_send(pp->srv_fd, &f, NULL, 0, -1, 0);
+    if (!w)
+        return;
+    read_worker(pp, w); /* what it sent before it died */
+    close_chan(pp, w);
+
+    uint64_t now = evexec__now_ns();
+    int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    struct proc_rec *rec = w->job;
+    int early = !w->kill_reason && !w->retiring &&
+                (!w->ready || (w->jobs == 0 && rec && now - w->ready_ns < EARLY_MS * 1000000u));
+    if (rec) {
+        int st;
+        rec->res.signal = sig;
+        rec->res.core_dumped = WIFSIGNALED(status) && WCOREDUMP(status);
+        rec->res.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+        if (w->kill_reason)
+            st = w->kill_reason;
+        else if (w->memlimit)
+            st = -ENOMEM;
+        else if (sig == SIGXCPU)
+            st = -ETIME;
+        else if (sig)
+            st = -EOWNERDEAD;
+        else
+            st = -ECHILD;
+        w->job = NULL;
+        finish(pp, rec, st);
+    }
+    if (!w->retiring || rec) {
+        pthread_mutex_lock(&pp->mu);
+        if (!w->ready)
+            pp->st.init_failed++;
+        pthread_mutex_unlock(&pp->mu);
+        pp->owed_respawns++;
+    }
+    int was_ready = w->ready, init_code = w->init_failed ? w->init_code : 0;
+    memset(w, 0, sizeof *w);
+    w->fd = -1;
+    w->st = W_FREE;
+    if (early)
+        backoff(pp, now);
+    if (!was_ready)
+        fail_one_queued(pp, -ENOTRECOVERABLE, init_code);
+}
+
+static void read_server(struct evexec_procpool *pp)
+{
+    while (pp->srv_fd >= 0) {
+        struct proc_frame f;
+        int fd;
+        int rc = evexec__proc_recv(pp->srv_fd, &f, NULL, 0, &fd, 1);
+        if (rc == -EAGAIN)
+            return;
+        if (fd >= 0)
+            close(fd);
+        if (rc < 0 && rc == -EPROTO)
+            continue;
+        if (rc <= 0) {
+            /* The fork server is gone, and its workers with it. */
+            epoll_ctl(pp->epfd, EPOLL_CTL_DEL, pp->srv_fd, NULL);
+            close(pp->srv_fd);
+            pp->srv_fd = -1;
+            pthread_mutex_lock(&pp->mu);
+            pp->broken = 1;
+            pthread_mutex_unlock(&pp->mu);
+            for (unsigned i = 0; i < pp->max_procs; i++) {
+                struct proc_worker *w = &pp->w[i];
+                if (w->st == W_FREE)
+                    continue;
+                if (w->pid > 0)
+                    kill(-w->pid, SIGKILL);
+                close_chan(pp, w);
+                if (w->job)
+                    finish(pp, w->job, w->kill_reason ? w->kill_reason : -EOWNERDEAD);
+                memset(w, 0, sizeof *w);
+                w->fd = -1;
+            }
+            return;
+        }
+        if (f.type == F_SPAWNED && f.seq < pp->max_procs) {
+            struct proc_worker *w = &pp->w[f.seq];
+            if (f.code > 0) {
+                if (!w->pid)
+                    w->pid = (pid_t)f.code;
+                if (w->st == W_SPAWNING)
+                    w->st = W_STARTING;
+            } else if (w->st == W_SPAWNING) {
+                close_chan(pp, w);
+                memset(w, 0, sizeof *w);
+                w->fd = -1;
+                backoff(pp, evexec__now_ns());
+            }
+        } else if (f.type == F_EXITED) {
+            on_exited(pp, (pid_t)f.code, (int)f.aux);
+        }
+    }
+}
+
+/* Sends a job to an idle worker. */
+static void dispatch(struct evexec_procpool *pp, struct proc_worker *w, struct proc_rec *rec)
+{
+    struct proc_frame f = {.type = F_JOB, .seq = rec->seq, .len = rec->in_len,
+                           .aux = (int64_t)(uintptr_t)rec->work};
+    int rc = rec->in_fd >= 0 ? evexec__proc_send(w->fd, &f, NULL, 0, rec->in_fd, 1)
+                             : evexec__proc_send(w->fd, &f, rec->in, rec->in_len, -1, 1);
+    if (rc < 0) {
+        /* Not the job's fault: back to the front, and the worker goes. */
+        pthread_mutex_lock(&pp->mu);
+        q_push(pp, rec, 1);
+        pthread_mutex_unlock(&pp->mu);
+        kill_worker(w, 0);
+        return;
+    }
+    rec->res.pid = w->pid;
+    w->job = rec;
+    w->st = W_BUSY;
+}
+
+/* Ports' stops and deadlines: of running jobs (kill) and queued ones. */
+static void scan(struct evexec_procpool *pp, uint64_t now)
+{
+    for (unsigned i = 0; i < pp->max_procs; i++) {
+        struct proc_worker *w = &pp->w[i];
+        if (w->st != W_BUSY || !w->job)
+            continue;
+        if (evexec__procport_stop_requested(w->job))
+            kill_worker(w, -ECANCELED);
+        else if (w->job->deadline && now >= w->job->deadline)
+            kill_worker(w, -ETIMEDOUT);
+    }
+    struct proc_rec *done = NULL;
+    pthread_mutex_lock(&pp->mu);
+    for (unsigned c = 0; c < NCLASSES; c++)
+        for (struct proc_rec *rec = pp->qhead[c], *next; rec; rec = next) {
+            next = rec->next;
+            int st = evexec__procport_stop_requested(rec) ? -ECANCELED
+                     : rec->deadline && now >= rec->deadline ? -ETIMEDOUT
+                                                             : 0;
+            if (st) {
+                q_unlink(pp, rec);
+                rec->status = st;
+                rec->next = done;
+                done = rec;
+            }
+        }
+    pthread_mutex_unlock(&pp->mu);
+    while (done) {
+        struct proc_rec *rec = done;
+        done = rec->next;
+        finish(pp, rec, rec->status);
+    }
+}
+
+/* Everything but I/O, after each wake-up. Returns the epoll timeout, or
+ * -2 when the supervisor may stop. */
+static int housekeeping(struct evexec_procpool *pp)
+{
+    uint64_t now = evexec__now_ns();
+    int timeout = -1;
+
+    pthread_mutex_lock(&pp->mu);
+    int closed = pp->closed, freeing = pp->freeing, broken = pp->broken;
+    struct proc_rec *cancel = NULL;
+    if (closed == EVEXEC_CANCEL + 1 || broken) {
+        cancel = NULL;
+        struct proc_rec *rec;
+        while ((rec = q_pop(pp)) != NULL) {
+            rec->next = cancel;
+            cancel = rec;
+        }
+    }
+    pthread_mutex_unlock(&pp->mu);
+    while (cancel) {
+        struct proc_rec *rec = cancel;
+        cancel = rec->next;
+        finish(pp, rec, broken ? -ENOTRECOVERABLE : -ECANCELED);
+    }
+    if (closed == EVEXEC_CANCEL + 1)
+        for (unsigned i = 0; i < pp->max_procs; i++)
+            if (pp->w[i].st == W_BUSY)
+                kill_worker(&pp->w[i], -ECANCELED);
+
+    if (now - pp->last_scan_ns >= TICK_MS * 1000000u) {
+        pp->last_scan_ns = now;
+        scan(pp, now);
+    }
+
+    /* Dispatch to idle workers. */
+    unsigned alive = 0, idle = 0, busy = 0, starting = 0;
+    for (unsigned i = 0; i < pp->max_procs; i++) {
+        struct proc_worker *w = &pp->w[i];
+        if (w->st == W_IDLE) {
+            pthread_mutex_lock(&pp->mu);
+            struct proc_rec *rec = q_pop(pp);
+            pthread_mutex_unlock(&pp->mu);
+            if (rec)
+                dispatch(pp, w, rec);
+        }
+        alive += w->st != W_FREE;
+        idle += w->st == W_IDLE;
+        busy += w->st == W_BUSY;
+        starting += w->st == W_SPAWNING || w->st == W_STARTING;
+    }
+
+    pthread_mutex_lock(&pp->mu);
+    size_t queued = pp->nqueued;
+    pthread_mutex_unlock(&pp->mu);
+
+    /* Spawn: for queued jobs no starting worker will take, and up to min. */
+    if (!broken && !freeing) {
+        while (alive < pp->max_procs &&
+               ((queued > starting) || alive < pp->min_procs)) {
+            if (now < pp->next_spawn_ns) {
+                uint64_t ms = (pp->next_spawn_ns - now) / 1000000u + 1;
+                timeout = (int)(ms < INT32_MAX ? ms : INT32_MAX);
+                break;
+            }
+            if (spawn(pp) < 0) {
+                backoff(pp, now);
+                break;
+            }
+            alive++;
+            starting++;
+        }
+    }
+
+    /* Idle workers above min_procs, or all of them once freeing. */
+    for (unsigned i = 0; i < pp->max_procs; i++) {
+        struct proc_worker *w = &pp->w[i];
+        if (w->st != W_IDLE)
+            continue;
+        if (freeing && !queued) {
+            retire(pp, w);
+            continue;
+        }
+        if (pp->idle_ms == EVEXEC_IDLE_FOREVER || alive <= pp->min_procs)
+            continue;
+        uint64_t due = w->idle_ns + (uint64_t)pp->idle_ms * 1000000u;
+        if (now >= due) {
+            retire(pp, w);
+            alive--;
+        } else {
+            uint64_t ms = (due - now) / 1000000u + 1;
+            if (timeout < 0 || ms < (uint64_t)timeout)
+                timeout = (int)ms;
+        }
+    }
+    if (freeing && !queued) {
+        if (!pp->free_since_ns)
+            pp->free_since_ns = now;
+        for (unsigned i = 0; i < pp->max_procs; i++) {
+            struct proc_worker *w = &pp->w[i];
+            /* Starting ones may be in their init; then the grace ends. */
+            if ((w->st == W_STARTING || w->st == W_SPAWNING ||
+                 (w->st == W_EXITING && now - pp->free_since_ns > FREE_GRACE_MS * 1000000u)) &&
+                w->pid > 0)
+                kill_worker(w, 0);
+        }
+        int any = 0;
+        for (unsigned i = 0; i < pp->max_procs; i++)
+            any |= pp->w[i].st != W_FREE;
+        if (!any)
+            return -2;
+        if (timeout < 0 || timeout > TICK_MS)
+            timeout = TICK_MS;
+    }
+    count_states(pp);
+    if (busy || queued) {
+        if (timeout < 0 || timeout > TICK_MS)
+            timeout = TICK_MS;
+    }
+    return timeout;
+}
+
+static void *supervisor(void *arg)
+{
+    struct evexec_procpool *pp = arg;
+    int sv[2];
+    int rc = 0;
+
+    evexec__thread_name("evexec-procsup");
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        rc = -errno;
+    } else {
+        pid_t pid = evexec__procserver_fork(&pp->conf, sv[1], -1);
+        close(sv[1]);
+        if (pid < 0) {
+            rc = pid;
+            close(sv[0]);
+        } else {
+            pp->srv_pid = pid;
+            pp->srv_fd = sv[0];
+            struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 1};
+            struct epoll_event ew = {.events = EPOLLIN, .data.u64 = 0};
+            if (epoll_ctl(pp->epfd, EPOLL_CTL_ADD, pp->srv_fd, &ev) < 0 ||
+                epoll_ctl(pp->epfd, EPOLL_CTL_ADD, pp->wake_fd, &ew) < 0)
+                rc = -errno;
+        }
+    }
+    pthread_mutex_lock(&pp->mu);
+    pp->started = rc < 0 ? rc : 1;
+    pthread_cond_broadcast(&pp->cv);
+    pthread_mutex_unlock(&pp->mu);
+    if (rc < 0)
+        return NULL;
+
+    for (;;) {
+        int timeout = housekeeping(pp);
+        if (timeout == -2)
+            break;
+        struct epoll_event evs[32];
+        int n = epoll_wait(pp->epfd, evs, 32, timeout);
+        for (int i = 0; i < n; i++) {
+            uint64_t tag = evs[i].data.u64;
+            if (tag == 0) {
+                uint64_t v;
+                pthread_mutex_lock(&pp->mu);
+                pp->wake_owed = 0;
+                pthread_mutex_unlock(&pp->mu);
+                while (read(pp->wake_fd, &v, sizeof v) < 0 && errno == EINTR)
+                    ;
+            } else if (tag == 1) {
+                read_server(pp);
+            } else if (tag - 2 < pp->max_procs) {
+                read_worker(pp, &pp->w[tag - 2]);
+            }
+        }
+        if (pp->srv_fd >= 0)
+            read_server(pp); /* EXITED may wait behind worker frames */
+    }
+    /* Every worker is reaped: the server may go. */
+    if (pp->srv_fd >= 0) {
+        close(pp->srv_fd);
+        pp->srv_fd = -1;
+    }
+    waitpid(pp->srv_pid, NULL, 0); /* ECHILD if the program reaped it */
+    return NULL;
+}
+
+/* --- public -------------------------------------------------------------- */
+
+static int note_object(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    struct evexec_procpool *pp = arg;
+    EVEXEC_UNUSED(size);
+    void **grown = realloc(pp->objects, (pp->nobjects + 1) * sizeof *grown);
+    if (!grown)
+        return 1;
+    pp->objects = grown;
+    pp->objects[pp->nobjects++] = (void *)(uintptr_t)info->dlpi_addr;
+    return 0;
+}
+
+static int in_image(const struct evexec_procpool *pp, evexec_proc_work_fn work)
+{
+    Dl_info di;
+    if (!dladdr((void *)(uintptr_t)work, &di))
+        return 1; /* not in any object we can name: cannot tell */
+    for (size_t i = 0; i < pp->nobjects; i++)
+        if (pp->objects[i] == di.dli_fbase)
+            return 1;
+    /* The main program's dlpi_addr is its load bias, 0 when not PIE. */
+    for (size_t i = 0; i < pp->nobjects; i++)
+        if (pp->objects[i] == NULL && di.dli_fname && !strchr(di.dli_fname, '/'))
+            return 1;
+    return 0;
+}
+
+static void pool_destroy(struct evexec_procpool *pp)
+{
+    if (pp->epfd >= 0)
+        close(pp->epfd);
+    if (pp->wake_fd >= 0)
+        close(pp->wake_fd);
+    evexec__procport_carrier_free(pp->carrier);
+    pthread_cond_destroy(&pp->cv);
+    pthread_mutex_destroy(&pp->mu);
+    free(pp->objects);
+    free(pp->rxbuf);
+    free(pp);
+}
+
+int evexec_procpool_new(evexec_procpool **out, const struct evexec_procpool_opts *opts)
+{
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    struct evexec_procpool *pp;
+    int rc;
+
+    if (!out)
+        return -EINVAL;
+    if (opts) {
+        rc = evexec__check_opts_size(opts, opts->size, sizeof o, sizeof o);
+        if (rc < 0)
+            return rc;
+        memcpy(&o, opts, sizeof o);
+    }
+    if (!o.max_procs)
+        o.max_procs = DEFAULT_MAX_PROCS;
+    if (!o.max_queued)
+        o.max_queued = DEFAULT_MAX_QUEUED;
+    if (!o.idle_timeout_ms)
+        o.idle_timeout_ms = DEFAULT_IDLE_MS;
+    if (!o.max_payload)
+        o.max_payload = DEFAULT_MAX_PAYLOAD;
+    if (!o.name || !o.name[0])
+        o.name = "evexec-proc";
+    if (o.max_procs > PROC_MAX_PROCS || o.min_procs > o.max_procs ||
+        o.max_queued > EVEXEC_MAX_QUEUED || o.nice > 19 || o.max_payload > MAX_PAYLOAD ||
+        (o.mem_limit && o.mem_limit < ((uint64_t)1 << 20)) || strlen(o.name) > 15)
+        return -EINVAL;
+
+    if (!(pp = calloc(1, sizeof *pp)))
+        return -ENOMEM;
+    pp->epfd = pp->wake_fd = pp->srv_fd = -1;
+    pp->conf.init = o.init;
+    pp->conf.fini = o.fini;
+    pp->conf.hook_arg = o.hook_arg;
+    pp->conf.mem_limit = o.mem_limit;
+    pp->conf.max_payload = o.max_payload;
+    pp->conf.cpu_limit_s = o.cpu_limit_s;
+    pp->conf.nice = o.nice;
+    /* Workers are "<name>-<n>": comm keeps 15 bytes. */
+    memcpy(pp->conf.name, o.name, strlen(o.name) + 1);
+    pp->max_procs = o.max_procs;
+    pp->min_procs = o.min_procs;
+    pp->idle_ms = o.idle_timeout_ms;
+    pp->recycle_jobs = o.recycle_jobs;
+    pp->recycle_age_ms = o.recycle_age_ms;
+    pp->recycle_rss = o.recycle_rss;
+    pp->max_queued = o.max_queued;
+    for (unsigned i = 0; i < PROC_MAX_PROCS; i++)
+        pp->w[i].fd = -1;
+    if (pthread_mutex_init(&pp->mu, NULL) != 0) {
+        free(pp);
+        return -ENOMEM;
+    }
+    if ((rc = evexec__cond_init(&pp->cv)) < 0) {
+        pthread_mutex_destroy(&pp->mu);
+        free(pp);
+        return rc;
+    }
+    if (!(pp->rxbuf = malloc(PROC_INLINE_MAX))) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    if ((rc = evexec__procport_carrier_new(&pp->carrier)) < 0)
+        goto fail;
+    dl_iterate_phdr(note_object, pp);
+    if ((pp->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+        (pp->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if ((rc = evexec__thread_create(&pp->thread, NULL, supervisor, pp)) < 0)
+        goto fail;
+    pthread_mutex_lock(&pp->mu);
+    while (!pp->started)
+        pthread_cond_wait(&pp->cv, &pp->mu);
+    rc = pp->started < 0 ? pp->started : 0;
+    pthread_mutex_unlock(&pp->mu);
+    if (rc < 0) {
+        pthread_join(pp->thread, NULL);
+        goto fail;
+    }
+    *out = pp;
+    return 0;
+fail:
+    pool_destroy(pp);
+    return rc;
+}
+
+int evexec_procpool_submit(evexec_port *port, evexec_procpool *pp, evexec_proc_work_fn work,
+                           const void *in, size_t in_len, evexec_proc_done_fn done, void *arg,
+                           const struct evexec_job_opts *opts, evexec_job_id *id)
+{
+    struct evexec_job_opts o = EVEXEC_JOB_OPTS_INIT;
+    struct proc_rec *rec;
+    int rc;
+
+    if (!port || !pp || !work || (!in && in_len))
+        return -EINVAL;
+    if (opts) {
+        rc = evexec__check_opts_size(opts, opts->size,
+                                     offsetof(struct evexec_job_opts, wait_ms) + sizeof(int),
+                                     sizeof o);
+        if (rc < 0)
+            return rc;
+        memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
+        if (o.priority < EVEXEC_PRIO_HIGH || o.priority > EVEXEC_PRIO_LOW ||
+            o.timeout_ms > INT32_MAX || o.group || o.wait_ms)
+            return -EINVAL;
+    }
+    if (in_len > pp->conf.max_payload)
+        return -EMSGSIZE;
+    if (!in_image(pp, work))
+        return -EFAULT;
+
+    int big = in_len > PROC_INLINE_MAX;
+    if (!(rec = malloc(sizeof *rec + (big ? 0 : in_len))))
+        return -ENOMEM;
+    memset(rec, 0, sizeof *rec);
+    rec->in_fd = -1;
+    rec->work = work;
+    rec->done = done;
+    rec->arg = arg;
+    rec->in_len = in_len;
+    rec->cls = (unsigned)(o.priority + 1);
+    if ((rc = evexec__procport_begin(port, pp->carrier, rec)) < 0) {
+        free(rec);
+        return rc;
+    }
+    if (big) {
+        void *map;
+        int fd = evexec__proc_memfd(in_len, &map);
+        if (fd < 0) {
+            rc = fd;
+            goto refuse;
+        }
+        memcpy(map, in, in_len);
+        if ((rc = evexec__proc_memfd_seal(fd, map, in_len)) < 0) {
+            close(fd);
+            goto refuse;
+        }
+        rec->in_fd = fd;
+    } else if (in_len) {
+        memcpy(rec->in, in, in_len);
+    }
+    if (o.timeout_ms)
+        rec->deadline = evexec__now_ns() + (uint64_t)o.timeout_ms * 1000000u;
+
+    pthread_mutex_lock(&pp->mu);
+    if (pp->closed || pp->broken)
+        rc = -ESHUTDOWN;
+    else if (pp->nqueued >= pp->max_queued)
+        rc = -EAGAIN;
+    if (rc < 0) {
+        pthread_mutex_unlock(&pp->mu);
+        goto refuse;
+    }
+    rec->seq = ++pp->next_seq;
+    q_push(pp, rec, 0);
+    pp->st.submitted++;
+    wake(pp);
+    /* The supervisor cannot finish rec before the port job is accepted:
+     * it completes it only after taking mu, which we hold. */
+    evexec__procport_accepted(port, rec, id);
+    pthread_mutex_unlock(&pp->mu);
+    return 0;
+refuse:
+    evexec__procport_abort(port, rec);
+    evexec__procrec_free(rec);
+    return rc;
+}
+
+int evexec_procpool_shutdown(evexec_procpool *pp, int how)
+{
+    if (!pp || (how != EVEXEC_DRAIN && how != EVEXEC_CANCEL))
+        return -EINVAL;
+    pthread_mutex_lock(&pp->mu);
+    int rc = 0;
+    if (pp->closed >= how + 1)
+        rc = -EALREADY;
+    else {
+        pp->closed = how + 1;
+        wake(pp);
+    }
+    pthread_mutex_unlock(&pp->mu);
+    return rc;
+}
+
+void evexec_procpool_free(evexec_procpool *pp)
+{
+    if (!pp)
+        return;
+    pthread_mutex_lock(&pp->mu);
+    if (!pp->closed)
+        pp->closed = EVEXEC_DRAIN + 1;
+    pp->freeing = 1;
+    wake(pp);
+    pthread_mutex_unlock(&pp->mu);
+    pthread_join(pp->thread, NULL);
+    pool_destroy(pp);
+}
+
+int evexec_procpool_stats(evexec_procpool *pp, struct evexec_procpool_stats *out)
+{
+    if (!pp || !out)
+        return -EINVAL;
+    size_t size = out->size;
+    if (size < offsetof(struct evexec_procpool_stats, degraded) + sizeof(int))
+        return -EINVAL;
+    if (size > sizeof *out)
+        size = sizeof *out;
+    pthread_mutex_lock(&pp->mu);
+    struct evexec_procpool_stats s = pp->st;
+    s.queued = pp->nqueued;
+    pthread_mutex_unlock(&pp->mu);
+    s.size = out->size;
+    memcpy(out, &s, size);
+    return 0;
+}

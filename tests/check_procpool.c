@@ -1,0 +1,780 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Process pools: every outcome produced on purpose (success, the work's
+ * error, cancelled queued and running, deadline, segfault, abort, exit,
+ * memory limit returned and crashed, CPU limit, init failure, a kill from
+ * outside, a grandchild that must die with its worker), payloads inline
+ * and through memfds, the pool serving on after each fault, process and
+ * fd hygiene (no daemon fd in any worker, no zombie or orphan, no leaked
+ * fd after free), shutdowns, and bad arguments. Pools are made inside
+ * each test (Check forks every test).
+ */
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+/* --- work functions (in the program: in the fork server's image) --------- */
+
+static int w_echo(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    (void)state;
+    void *p = evexec_proc_output(out, len);
+    if (!p)
+        return 99;
+    if (len)
+        memcpy(p, in, len);
+    return 0;
+}
+
+static int w_pid(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    (void)in, (void)len, (void)state;
+    int *p = evexec_proc_output(out, sizeof(int));
+    *p = (int)getpid();
+    return 0;
+}
+
+static int w_fail(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    (void)in, (void)len, (void)state;
+    memcpy(evexec_proc_output(out, 4), "why", 4);
+    return 7;
+}
+
+static int w_segv(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    (void)in, (void)len, (void)out, (void)state;
+    volatile int *volatile p = NULL;
+    *p = 1;
+    return 0;
+}
+
+static int w_abort(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    (void)in, (void)len, (void)out, (void)state;
+    abort();
+}
+
+static int w_exit3(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    (void)in, (void)len, (void)out, (void)state;
+    _exit(3);
+}
+
+static int w_spin(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    (void)in, (void)len, (void)out, (void)state;
+    for (volatile unsigned long i = 0;; i++)
+        ;
+    return 0;
+}
+
+/* Writes its pid (and, with a grandchild, the grandchild's) to the file
+ * named by the input, then waits forever. */
+static int w_note_and_hang(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    (void)out, (void)state;
+    char path[256], tmp[300], buf[64];
+    int grandchild = ((const char *)in)[0] == 'G';
+    memcpy(path, (const char *)in + 1, len - 1);
+    path[len - 1] = '\0';
+    pid_t g = 0;
+    if (grandchild && (g = fork()) == 0)
+        for (;;)
+            pause();
+    int n = snprintf(buf, sizeof buf, "%d %d\n", (int)getpid(), (int)g);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || write(fd, buf, (size_t)n) != n)
+        return 1;
+    close(fd);
+    rename(tmp, path); /* appears whole */
+    for (;;)
+        pause();
+}
+
+/* Allocates 1 MiB at a time, touching it, until an allocation fails; then
+ * returns 5, or with input "crash", dereferences the NULL. */
+static int w_hog(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    (void)out, (void)state;
+    for (;;) {
+        char *p = malloc(1 << 20);
+        if (!p) {
+            if (len && ((const char *)in)[0] == 'c')
+                *(volatile char *)p = 1;
+            return 5;
+        }
+        memset(p, 1, 1 << 20);
+    }
+}
+
+static int init_fails(void *hook_arg, void **state)
+{
+    (void)state;
+    return hook_arg ? 9 : 0;
+}
+
+/* --- the daemon side ----------------------------------------------------- */
+
+struct outcome {
+    pthread_t loop;
+    int calls, status, wrong_thread;
+    struct evexec_proc_result res;
+    unsigned char out[256];
+    size_t out_len;
+    int *counter;
+};
+
+static void on_done(int status, const struct evexec_proc_result *res, void *arg)
+{
+    struct outcome *o = arg;
+    o->calls++;
+    o->status = status;
+    o->res = *res;
+    o->wrong_thread |= !pthread_equal(pthread_self(), o->loop);
+    o->out_len = res->out_len;
+    if (res->out_len && res->out_len <= sizeof o->out)
+        memcpy(o->out, res->out, res->out_len);
+    o->res.out = NULL;
+    if (o->counter)
+        ++*o->counter;
+}
+
+struct env {
+    struct event_base *base;
+    evexec_port *port;
+    evexec_procpool *pool;
+    int fds;
+    int done;
+};
+
+static void env_open(struct env *e, const struct evexec_procpool_opts *o)
+{
+    e->fds = count_fds();
+    e->done = 0;
+    ck_assert_ptr_nonnull(e->base = event_base_new());
+    ck_assert_int_eq(evexec_port_new(&e->port, e->base, NULL), 0);
+    ck_assert_int_eq(evexec_procpool_new(&e->pool, o), 0);
+}
+
+static void oc_init(struct outcome *oc, struct env *e)
+{
+    memset(oc, 0, sizeof *oc);
+    oc->loop = pthread_self();
+    oc->counter = &e->done;
+}
+
+/* Submits and runs the loop until the callback; returns the status. */
+static int run_one(struct env *e, evexec_proc_work_fn fn, const void *in, size_t len,
+                   const struct evexec_job_opts *jo, struct outcome *oc)
+{
+    oc_init(oc, e);
+    int target = e->done + 1;
+    ck_assert_int_eq(evexec_procpool_submit(e->port, e->pool, fn, in, len, on_done, oc, jo, NULL),
+                     0);
+    run_until(e->base, &e->done, target);
+    ck_assert_int_eq(oc->calls, 1);
+    ck_assert_int_eq(oc->wrong_thread, 0);
+    return oc->status;
+}
+
+/* The pool still serves: an echo round trip. */
+static void still_serves(struct env *e)
+{
+    struct outcome oc;
+    ck_assert_int_eq(run_one(e, w_echo, "ping", 4, NULL, &oc), 0);
+    ck_assert_uint_eq(oc.out_len, 4);
+    ck_assert_int_eq(memcmp(oc.out, "ping", 4), 0);
+}
+
+/* Processes whose parent is ppid, up to max; returns how many. */
+static int children_of(pid_t ppid, pid_t *out, int max)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    int n = 0;
+    ck_assert_ptr_nonnull(d);
+    while ((de = readdir(d)) != NULL) {
+        char path[300], buf[512];
+        int pid = atoi(de->d_name);
+        if (pid <= 0)
+            continue;
+        snprintf(path, sizeof path, "/proc/%d/stat", pid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t got = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[got] = '\0';
+        char *p = strrchr(buf, ')');
+        char state;
+        int parent;
+        if (p && sscanf(p + 1, " %c %d", &state, &parent) == 2 && parent == ppid && n < max)
+            out[n++] = pid;
+    }
+    closedir(d);
+    return n;
+}
+
+/* 1 if pid is gone or a zombie. */
+static int dead(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 1;
+    size_t got = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[got] = '\0';
+    char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
+static int dead_pred(void *arg)
+{
+    return dead(*(pid_t *)arg);
+}
+
+static void env_close(struct env *e)
+{
+    pid_t kids[16];
+    evexec_procpool_free(e->pool);
+    /* No zombie, no orphan of ours: the fork server and its workers are
+     * reaped. */
+    ck_assert_int_eq(children_of(getpid(), kids, 16), 0);
+    evexec_port_free(e->port);
+    event_base_dispatch(e->base);
+    event_base_free(e->base);
+    ck_assert_int_eq(count_fds(), e->fds);
+}
+
+/* --- outcomes ------------------------------------------------------------ */
+
+START_TEST(test_success_and_error)
+{
+    struct env e;
+    struct outcome oc;
+    env_open(&e, NULL);
+    ck_assert_int_eq(run_one(&e, w_echo, "hello", 5, NULL, &oc), 0);
+    ck_assert_uint_eq(oc.out_len, 5);
+    ck_assert_int_eq(memcmp(oc.out, "hello", 5), 0);
+    ck_assert_int_ne(oc.res.pid, 0);
+    ck_assert_int_ne(oc.res.pid, getpid());
+    ck_assert_int_eq(run_one(&e, w_echo, NULL, 0, NULL, &oc), 0);
+    ck_assert_uint_eq(oc.out_len, 0);
+    ck_assert_int_eq(run_one(&e, w_fail, NULL, 0, NULL, &oc), -EREMOTEIO);
+    ck_assert_int_eq(oc.res.work_error, 7);
+    ck_assert_uint_eq(oc.out_len, 4);
+    ck_assert_str_eq((char *)oc.out, "why");
+    still_serves(&e);
+    struct evexec_procpool_stats st = {.size = sizeof st};
+    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), 0);
+    ck_assert_uint_eq(st.submitted, 4);
+    ck_assert_uint_eq(st.completed, 4);
+    ck_assert_uint_eq(st.crashed, 0);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_crashes)
+{
+    struct env e;
+    struct outcome oc;
+    env_open(&e, NULL);
+    ck_assert_int_eq(run_one(&e, w_segv, NULL, 0, NULL, &oc), -EOWNERDEAD);
+    ck_assert_int_eq(oc.res.signal, SIGSEGV);
+    still_serves(&e);
+    ck_assert_int_eq(run_one(&e, w_abort, NULL, 0, NULL, &oc), -EOWNERDEAD);
+    ck_assert_int_eq(oc.res.signal, SIGABRT);
+    still_serves(&e);
+    ck_assert_int_eq(run_one(&e, w_exit3, NULL, 0, NULL, &oc), -ECHILD);
+    ck_assert_int_eq(oc.res.exit_code, 3);
+    ck_assert_int_eq(oc.res.signal, 0);
+    still_serves(&e);
+    struct evexec_procpool_stats st = {.size = sizeof st};
+    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), 0);
+    ck_assert_uint_eq(st.crashed, 3);
+    ck_assert_uint_ge(st.respawns, 1);
+    env_close(&e);
+}
+END_TEST
+
+static void tmp_path(char *buf, size_t n, const char *tag)
+{
+    snprintf(buf, n, "/tmp/evexec-procpool-%d-%s", (int)getpid(), tag);
+    unlink(buf);
+}
+
+static int file_exists(void *arg)
+{
+    return access(arg, F_OK) == 0;
+}
+
+/* Submits w_note_and_hang, waits for its note; returns the worker's and
+ * grandchild's pids. */
+static evexec_job_id start_hang(struct env *e, char mode, const char *path,
+                                const struct evexec_job_opts *jo, struct outcome *oc, pid_t *worker,
+                                pid_t *grandchild)
+{
+    char in[256];
+    evexec_job_id id;
+    in[0] = mode;
+    size_t n = strlen(path);
+    memcpy(in + 1, path, n);
+    oc_init(oc, e);
+    ck_assert_int_eq(
+        evexec_procpool_submit(e->port, e->pool, w_note_and_hang, in, n + 1, on_done, oc, jo, &id),
+        0);
+    wait_for(file_exists, (void *)path);
+    FILE *f = fopen(path, "r");
+    int a = 0, b = 0;
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fscanf(f, "%d %d", &a, &b), 2);
+    fclose(f);
+    unlink(path);
+    *worker = a;
+    if (grandchild)
+        *grandchild = b;
+    return id;
+}
+
+START_TEST(test_deadline_kills_group)
+{
+    struct env e;
+    struct outcome oc;
+    char path[128];
+    pid_t worker, grandchild;
+    struct evexec_job_opts jo = EVEXEC_JOB_OPTS_INIT;
+    env_open(&e, NULL);
+
+    /* A spinning job past its deadline. */
+    jo.timeout_ms = 100;
+    ck_assert_int_eq(run_one(&e, w_spin, NULL, 0, &jo, &oc), -ETIMEDOUT);
+    ck_assert_int_eq(oc.res.signal, SIGKILL);
+    still_serves(&e);
+
+    /* A job that forked a grandchild and hangs: both die. */
+    tmp_path(path, sizeof path, "gc");
+    jo.timeout_ms = 300;
+    start_hang(&e, 'G', path, &jo, &oc, &worker, &grandchild);
+    ck_assert_int_gt(grandchild, 0);
+    ck_assert_int_eq(dead(grandchild), 0);
+    run_until(e.base, &e.done, e.done + 1);
+    ck_assert_int_eq(oc.status, -ETIMEDOUT);
+    ck_assert_int_eq(oc.res.pid, worker);
+    wait_for(dead_pred, &grandchild);
+    wait_for(dead_pred, &worker);
+    still_serves(&e);
+    struct evexec_procpool_stats st = {.size = sizeof st};
+    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), 0);
+    ck_assert_uint_eq(st.killed_deadline, 2);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_cancel)
+{
+    struct env e;
+    struct outcome run, queued;
+    char path[128];
+    pid_t worker;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.max_procs = 1;
+    env_open(&e, &o);
+    tmp_path(path, sizeof path, "cancel");
+    evexec_job_id rid = start_hang(&e, 'H', path, NULL, &run, &worker, NULL);
+    evexec_job_id qid;
+    oc_init(&queued, &e);
+    ck_assert_int_eq(
+        evexec_procpool_submit(e.port, e.pool, w_echo, "q", 1, on_done, &queued, NULL, &qid), 0);
+    /* Queued behind the hanging job: dropped, never run. */
+    ck_assert_int_eq(evexec_cancel(e.port, qid), -EBUSY);
+    run_until(e.base, &e.done, 1);
+    ck_assert_int_eq(queued.status, -ECANCELED);
+    ck_assert_int_eq(queued.res.pid, 0);
+    ck_assert_int_eq(run.calls, 0);
+    /* Running: its worker is killed. */
+    ck_assert_int_eq(evexec_cancel(e.port, rid), -EBUSY);
+    run_until(e.base, &e.done, 2);
+    ck_assert_int_eq(run.status, -ECANCELED);
+    ck_assert_int_eq(run.res.pid, worker);
+    wait_for(dead_pred, &worker);
+    ck_assert_int_eq(evexec_cancel(e.port, rid), -ENOENT);
+    still_serves(&e);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_killed_from_outside)
+{
+    struct env e;
+    struct outcome oc;
+    char path[128];
+    pid_t worker;
+    env_open(&e, NULL);
+    tmp_path(path, sizeof path, "kill");
+    start_hang(&e, 'H', path, NULL, &oc, &worker, NULL);
+    ck_assert_int_eq(kill(worker, SIGKILL), 0);
+    run_until(e.base, &e.done, 1);
+    ck_assert_int_eq(oc.status, -EOWNERDEAD);
+    ck_assert_int_eq(oc.res.signal, SIGKILL);
+    still_serves(&e);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_memory_limit)
+{
+    struct env e;
+    struct outcome oc;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.mem_limit = (uint64_t)64 << 20;
+    env_open(&e, &o);
+    ck_assert_int_eq(run_one(&e, w_hog, NULL, 0, NULL, &oc), -ENOMEM);
+    ck_assert_int_eq(oc.res.work_error, 5);
+    still_serves(&e);
+    ck_assert_int_eq(run_one(&e, w_hog, "crash", 5, NULL, &oc), -ENOMEM);
+    ck_assert_int_eq(oc.res.signal, SIGSEGV);
+    still_serves(&e);
+    /* Below the limit: nothing to report. */
+    char small[4096] = {0};
+    ck_assert_int_eq(run_one(&e, w_echo, small, sizeof small, NULL, &oc), 0);
+    struct evexec_procpool_stats st = {.size = sizeof st};
+    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), 0);
+    ck_assert_uint_eq(st.killed_memory, 2);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_cpu_limit)
+{
+    struct env e;
+    struct outcome oc;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.cpu_limit_s = 1;
+    env_open(&e, &o);
+    ck_assert_int_eq(run_one(&e, w_spin, NULL, 0, NULL, &oc), -ETIME);
+    ck_assert_int_eq(oc.res.signal, SIGXCPU);
+    still_serves(&e);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_init_fails)
+{
+    struct env e;
+    struct outcome oc[4];
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.init = init_fails;
+    o.hook_arg = &e; /* non-NULL: fail */
+    o.max_procs = 1;
+    env_open(&e, &o);
+    for (int i = 0; i < 4; i++) {
+        oc_init(&oc[i], &e);
+        ck_assert_int_eq(
+            evexec_procpool_submit(e.port, e.pool, w_echo, "x", 1, on_done, &oc[i], NULL, NULL), 0);
+    }
+    run_until(e.base, &e.done, 4);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(oc[i].status, -ENOTRECOVERABLE);
+        ck_assert_int_eq(oc[i].res.work_error, 9);
+    }
+    struct evexec_procpool_stats st = {.size = sizeof st};
+    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), 0);
+    ck_assert_uint_ge(st.init_failed, 4);
+    ck_assert_int_eq(st.degraded, 1);
+    env_close(&e);
+}
+END_TEST
+
+/* --- payloads ------------------------------------------------------------ */
+
+START_TEST(test_big_payloads)
+{
+    struct env e;
+    size_t sizes[] = {64 * 1024, 64 * 1024 + 1, 1 << 20, (size_t)9 << 20};
+    env_open(&e, NULL);
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t n = sizes[k];
+        unsigned char *buf = malloc(n);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = (unsigned char)(i * 7 + k);
+        struct outcome oc;
+        oc_init(&oc, &e);
+        ck_assert_int_eq(
+            evexec_procpool_submit(e.port, e.pool, w_echo, buf, n, on_done, &oc, NULL, NULL), 0);
+        run_until(e.base, &e.done, (int)k + 1);
+        ck_assert_int_eq(oc.status, 0);
+        ck_assert_uint_eq(oc.out_len, n);
+        free(buf);
+    }
+    env_close(&e);
+}
+END_TEST
+
+/* Checks the bytes inside the callback (out is valid only there). */
+static void on_done_check(int status, const struct evexec_proc_result *res, void *arg)
+{
+    struct env *e = arg;
+    ck_assert_int_eq(status, 0);
+    const unsigned char *p = res->out;
+    for (size_t i = 0; i < res->out_len; i++)
+        if (p[i] != (unsigned char)(i * 13))
+            ck_abort_msg("byte %zu differs", i);
+    e->done++;
+}
+
+START_TEST(test_big_payload_bytes)
+{
+    struct env e;
+    size_t n = (size_t)3 << 20;
+    env_open(&e, NULL);
+    unsigned char *buf = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (unsigned char)(i * 13);
+    ck_assert_int_eq(
+        evexec_procpool_submit(e.port, e.pool, w_echo, buf, n, on_done_check, &e, NULL, NULL), 0);
+    memset(buf, 0, n); /* copied at submit */
+    run_until(e.base, &e.done, 1);
+    free(buf);
+    env_close(&e);
+}
+END_TEST
+
+/* --- hygiene ------------------------------------------------------------- */
+
+START_TEST(test_no_daemon_fds_in_workers)
+{
+    struct env e;
+    struct outcome oc;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    /* A listening socket without close-on-exec, made before the pool. */
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(ls, 0);
+    ck_assert_int_eq(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(ls, 8), 0);
+    struct stat lst;
+    ck_assert_int_eq(fstat(ls, &lst), 0);
+    char want[64];
+    snprintf(want, sizeof want, "socket:[%lu]", (unsigned long)lst.st_ino);
+
+    env_open(&e, NULL);
+    e.fds--; /* the socket is closed before env_close() checks */
+    ck_assert_int_eq(run_one(&e, w_pid, NULL, 0, NULL, &oc), 0);
+    pid_t worker = *(int *)oc.out;
+    pid_t kids[16];
+    int nk = children_of(getpid(), kids, 16);
+    ck_assert_int_eq(nk, 1); /* the fork server */
+    pid_t procs[3] = {kids[0], worker, 0};
+    for (int k = 0; procs[k]; k++) {
+        char dir[64];
+        snprintf(dir, sizeof dir, "/proc/%d/fd", (int)procs[k]);
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        int n = 0;
+        ck_assert_ptr_nonnull(d);
+        while ((de = readdir(d)) != NULL) {
+            char p[600], link[256];
+            if (de->d_name[0] == '.')
+                continue;
+            snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+            ssize_t len = readlink(p, link, sizeof link - 1);
+            if (len < 0)
+                continue;
+            link[len] = '\0';
+            ck_assert_msg(strcmp(link, want) != 0, "pid %d holds the listening socket",
+                          (int)procs[k]);
+            if (atoi(de->d_name) > 2)
+                n++;
+        }
+        closedir(d);
+        /* The worker: its channel; the server: its channel and signalfd. */
+        ck_assert_int_le(n, k == 0 ? 2 : 1);
+    }
+    /* Named "<prefix>-<n>" */
+    char comm[64] = "", path[64];
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)worker);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(comm, sizeof comm, f));
+    fclose(f);
+    ck_assert_int_eq(strncmp(comm, "evexec-proc-", 12), 0);
+    close(ls);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_shutdown_cancel)
+{
+    struct env e;
+    struct outcome run, q[3], late;
+    char path[128];
+    pid_t worker;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.max_procs = 1;
+    env_open(&e, &o);
+    tmp_path(path, sizeof path, "shut");
+    start_hang(&e, 'H', path, NULL, &run, &worker, NULL);
+    for (int i = 0; i < 3; i++) {
+        oc_init(&q[i], &e);
+        ck_assert_int_eq(
+            evexec_procpool_submit(e.port, e.pool, w_echo, "q", 1, on_done, &q[i], NULL, NULL), 0);
+    }
+    ck_assert_int_eq(evexec_procpool_shutdown(e.pool, EVEXEC_DRAIN), 0);
+    ck_assert_int_eq(evexec_procpool_shutdown(e.pool, EVEXEC_DRAIN), -EALREADY);
+    oc_init(&late, &e);
+    ck_assert_int_eq(
+        evexec_procpool_submit(e.port, e.pool, w_echo, "q", 1, on_done, &late, NULL, NULL),
+        -ESHUTDOWN);
+    ck_assert_int_eq(evexec_procpool_shutdown(e.pool, EVEXEC_CANCEL), 0);
+    run_until(e.base, &e.done, 4);
+    ck_assert_int_eq(run.status, -ECANCELED);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(q[i].status, -ECANCELED);
+    ck_assert_int_eq(late.calls, 0);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_drain_on_free)
+{
+    /* Free drains: every queued job runs, then every process is reaped. */
+    struct env e;
+    struct outcome oc[8];
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.max_procs = 2;
+    env_open(&e, &o);
+    for (int i = 0; i < 8; i++) {
+        oc_init(&oc[i], &e);
+        ck_assert_int_eq(
+            evexec_procpool_submit(e.port, e.pool, w_pid, NULL, 0, on_done, &oc[i], NULL, NULL), 0);
+    }
+    evexec_procpool_free(e.pool);
+    pid_t kids[4];
+    ck_assert_int_eq(children_of(getpid(), kids, 4), 0);
+    run_until(e.base, &e.done, 8);
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq(oc[i].status, 0);
+    evexec_port_free(e.port);
+    event_base_dispatch(e.base);
+    event_base_free(e.base);
+    ck_assert_int_eq(count_fds(), e.fds);
+}
+END_TEST
+
+START_TEST(test_recycle)
+{
+    struct env e;
+    struct outcome oc;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.max_procs = 1;
+    o.recycle_jobs = 2;
+    env_open(&e, &o);
+    int pids[4];
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(run_one(&e, w_pid, NULL, 0, NULL, &oc), 0);
+        pids[i] = *(int *)oc.out;
+    }
+    ck_assert_int_eq(pids[0], pids[1]);
+    ck_assert_int_ne(pids[1], pids[2]);
+    ck_assert_int_eq(pids[2], pids[3]);
+    struct evexec_procpool_stats st = {.size = sizeof st};
+    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), 0);
+    ck_assert_uint_ge(st.recycled, 1);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_bad_arguments)
+{
+    struct env e;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    struct evexec_job_opts jo = EVEXEC_JOB_OPTS_INIT;
+    evexec_procpool *p = NULL;
+    o.max_procs = 1000;
+    ck_assert_int_eq(evexec_procpool_new(&p, &o), -EINVAL);
+    o.max_procs = 0;
+    o.name = "much-too-long-a-name";
+    ck_assert_int_eq(evexec_procpool_new(&p, &o), -EINVAL);
+    o.name = NULL;
+    o.size = 8;
+    ck_assert_int_eq(evexec_procpool_new(&p, &o), -EINVAL);
+    ck_assert_int_eq(evexec_procpool_new(NULL, NULL), -EINVAL);
+    ck_assert_ptr_null(p);
+    o.size = sizeof o;
+    o.max_payload = 100;
+    env_open(&e, &o);
+    char big[101] = {0};
+    ck_assert_int_eq(
+        evexec_procpool_submit(e.port, e.pool, w_echo, big, 101, on_done, NULL, NULL, NULL),
+        -EMSGSIZE);
+    ck_assert_int_eq(
+        evexec_procpool_submit(e.port, e.pool, NULL, big, 1, on_done, NULL, NULL, NULL), -EINVAL);
+    ck_assert_int_eq(
+        evexec_procpool_submit(e.port, e.pool, w_echo, NULL, 1, on_done, NULL, NULL, NULL),
+        -EINVAL);
+    jo.wait_ms = 5;
+    ck_assert_int_eq(
+        evexec_procpool_submit(e.port, e.pool, w_echo, big, 1, on_done, NULL, &jo, NULL), -EINVAL);
+    ck_assert_int_eq(evexec_procpool_shutdown(e.pool, 7), -EINVAL);
+    ck_assert_int_eq(evexec_procpool_shutdown(NULL, EVEXEC_DRAIN), -EINVAL);
+    struct evexec_procpool_stats st = {.size = 4};
+    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), -EINVAL);
+    evexec_procpool_free(NULL);
+    env_close(&e);
+}
+END_TEST
+
+static Suite *procpool_suite(void)
+{
+    Suite *s = suite_create("procpool");
+    TCase *tc = tcase_create("outcomes");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_success_and_error);
+    tcase_add_test(tc, test_crashes);
+    tcase_add_test(tc, test_deadline_kills_group);
+    tcase_add_test(tc, test_cancel);
+    tcase_add_test(tc, test_killed_from_outside);
+    tcase_add_test(tc, test_memory_limit);
+    tcase_add_test(tc, test_cpu_limit);
+    tcase_add_test(tc, test_init_fails);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("payloads");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_big_payloads);
+    tcase_add_test(tc, test_big_payload_bytes);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("lifecycle");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_no_daemon_fds_in_workers);
+    tcase_add_test(tc, test_shutdown_cancel);
+    tcase_add_test(tc, test_drain_on_free);
+    tcase_add_test(tc, test_recycle);
+    tcase_add_test(tc, test_bad_arguments);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(procpool_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
