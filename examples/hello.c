@@ -7,6 +7,10 @@
  * on; the results come back to the loop thread, which keeps ticking a
  * 100 ms timer all the while to show that it never blocks. With three workers
  * the six jobs take two rounds: about 600 ms, not 1800.
+ *
+ * With --processes, the same six jobs run on three worker *processes* of
+ * an evexec_procpool (Python's ProcessPoolExecutor demo): each logs its
+ * PID, and its result comes back to the loop thread as bytes.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,6 +32,7 @@ struct demo {
     struct event_base *base;
     evexec_port *port;
     evexec_pool *pool;
+    evexec_procpool *procs;        /* --processes */
     struct event *tick;
     pthread_t loop_thread;
     struct timespec t0;
@@ -93,6 +98,64 @@ static void on_done(int status, void *result, void *arg)
     }
 }
 
+/* --processes: the input of a job, as bytes. */
+struct proc_task {
+    int n;
+    struct timespec t0;            /* CLOCK_MONOTONIC is the same in every process */
+};
+
+/* Runs in a worker process. */
+static int blocking_in_process(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    struct proc_task t;
+    struct timespec now;
+    char name[16] = "?";
+    FILE *f = fopen("/proc/self/comm", "r");
+    (void)state;
+    if (len != sizeof t)
+        return EINVAL;
+    memcpy(&t, in, sizeof t);
+    if (f) {
+        if (fgets(name, sizeof name, f))
+            name[strcspn(name, "\n")] = '\0';
+        fclose(f);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    printf("%7.1f ms  job %d: running in worker process %d (%s)\n",
+           (now.tv_sec - t.t0.tv_sec) * 1e3 + (now.tv_nsec - t.t0.tv_nsec) / 1e6, t.n,
+           (int)getpid(), name);
+    fflush(stdout);
+    usleep(JOB_MS * 1000);
+    int *result = evexec_proc_output(out, sizeof *result);
+    if (!result)
+        return ENOMEM;
+    *result = t.n * t.n;
+    return 0;
+}
+
+/* Runs on the loop thread. */
+static void on_proc_done(int status, const struct evexec_proc_result *res, void *arg)
+{
+    struct task *t = arg;
+    struct demo *d = t->demo;
+
+    if (!pthread_equal(pthread_self(), d->loop_thread)) {
+        fprintf(stderr, "BUG: callback off the loop thread\n");
+        exit(1);
+    }
+    if (status == 0 && res->out_len == sizeof(int))
+        memcpy(&d->results[t->n], res->out, sizeof(int));
+    printf("%7.1f ms  job %d: %s, result %d from pid %d, collected on the loop thread\n",
+           elapsed_ms(d), t->n, status == 0 ? "done" : evexec_strerror(status), d->results[t->n],
+           res->pid);
+    free(t);
+    if (++d->ndone == NJOBS) {
+        event_del(d->tick);
+        evexec_procpool_free(d->procs);
+        evexec_port_free(d->port);
+    }
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct demo *d = arg;
@@ -103,18 +166,31 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
            d->ticks);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     struct demo d;
     struct evexec_pool_opts opts = EVEXEC_POOL_OPTS_INIT;
+    struct evexec_procpool_opts popts = EVEXEC_PROCPOOL_OPTS_INIT;
+    int processes = argc > 1 && strcmp(argv[1], "--processes") == 0;
     struct timeval period = {0, 100 * 1000};
     int rc;
 
     memset(&d, 0, sizeof d);
     pthread_setname_np(pthread_self(), "loop");
     d.loop_thread = pthread_self();
-    printf("evexec %s: %d blocking jobs of %d ms on %d workers\n", evexec_version_string(), NJOBS,
-           JOB_MS, NWORKERS);
+    if (argc > 1 && !processes) {
+        fprintf(stderr, "usage: %s [--processes]\n", argv[0]);
+        return 2;
+    }
+    printf("evexec %s: %d blocking jobs of %d ms on %d worker %s\n", evexec_version_string(),
+           NJOBS, JOB_MS, NWORKERS, processes ? "processes" : "threads");
+    /* A process pool is made first, while the program has one thread. */
+    popts.max_procs = NWORKERS;
+    popts.name = "worker";
+    if (processes && (rc = evexec_procpool_new(&d.procs, &popts)) < 0) {
+        fprintf(stderr, "evexec_procpool_new: %s\n", evexec_strerror(rc));
+        return 1;
+    }
 
     if (!(d.base = event_base_new())) {
         fprintf(stderr, "event_base_new failed\n");
@@ -122,7 +198,7 @@ int main(void)
     }
     opts.max_threads = NWORKERS;
     opts.name = "worker";
-    if ((rc = evexec_pool_new(&d.pool, &opts)) < 0 ||
+    if ((!processes && (rc = evexec_pool_new(&d.pool, &opts)) < 0) ||
         (rc = evexec_port_new(&d.port, d.base, NULL)) < 0) {
         fprintf(stderr, "evexec: %s\n", evexec_strerror(rc));
         return 1;
@@ -137,7 +213,14 @@ int main(void)
             return 1;
         t->demo = &d;
         t->n = i;
-        if ((rc = evexec_submit(d.port, d.pool, blocking_io, on_done, t, NULL)) < 0) {
+        if (processes) {
+            struct proc_task in = {i, d.t0};
+            rc = evexec_procpool_submit(d.port, d.procs, blocking_in_process, &in, sizeof in,
+                                        on_proc_done, t, NULL, NULL);
+        } else {
+            rc = evexec_submit(d.port, d.pool, blocking_io, on_done, t, NULL);
+        }
+        if (rc < 0) {
             fprintf(stderr, "submit: %s\n", evexec_strerror(rc));
             return 1;
         }

@@ -653,9 +653,9 @@ static int housekeeping(struct evexec_procpool *pp)
     pthread_mutex_unlock(&pp->mu);
 
     /* Spawn: for queued jobs no starting worker will take, and up to min. */
-    if (!broken && !freeing) {
+    if (!broken) {
         while (alive < pp->max_procs &&
-               ((queued > starting) || alive < pp->min_procs)) {
+               (queued > starting || (!freeing && alive < pp->min_procs))) {
             if (now < pp->next_spawn_ns) {
                 uint64_t ms = (pp->next_spawn_ns - now) / 1000000u + 1;
                 timeout = (int)(ms < INT32_MAX ? ms : INT32_MAX);

@@ -18,7 +18,9 @@
  * which decides), a parent-death signal checked against a race with
  * getppid(), every fd but its channel closed (close_range(), or a loop),
  * default dispositions for every signal and none blocked, a name in comm
- * and in argv (ps), and, for workers, the nice value and limits.
+ * and in argv (ps), and, for workers, the nice value and limits. The
+ * server also drops the stdio output the daemon had buffered (__fpurge),
+ * so that a worker's printf() does not write it a second time.
  *
  * Memory limit (mem_limit): the soft RLIMIT_AS of a worker is set, once
  * it is ready, to its address space then plus the limit. A job whose
@@ -40,6 +42,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -629,6 +632,10 @@ static void server_main(const struct proc_conf *conf, int chan)
 
     snprintf(name, sizeof name, "%s-srv", c.name);
     set_name(name);
+    /* Output the daemon had buffered but not written is the daemon's to
+     * write: a worker flushing it would print it again. */
+    __fpurge(stdout);
+    __fpurge(stderr);
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
     sigprocmask(SIG_BLOCK, &chld, NULL);
