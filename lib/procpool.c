@@ -759,12 +759,15 @@ static void *supervisor(void *arg)
         for (int i = 0; i < n; i++) {
             uint64_t tag = evs[i].data.u64;
             if (tag == 0) {
+                /* Read, then clear: a wake() between the two writes
+                 * again (a spare wake-up); cleared first, one could be
+                 * read here and the flag stay set with nothing to read. */
                 uint64_t v;
+                while (read(pp->wake_fd, &v, sizeof v) < 0 && errno == EINTR)
+                    ;
                 pthread_mutex_lock(&pp->mu);
                 pp->wake_owed = 0;
                 pthread_mutex_unlock(&pp->mu);
-                while (read(pp->wake_fd, &v, sizeof v) < 0 && errno == EINTR)
-                    ;
             } else if (tag == 1) {
                 read_server(pp);
             } else if (tag - 2 < pp->max_procs) {
