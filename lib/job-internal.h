@@ -46,6 +46,9 @@
 struct evexec__runner;
 
 struct evexec__runner_ops {
+    /* Takes a job filled by evexec__job_init(): 0, or a negative errno and
+     * the runner keeps no trace of it (see evexec__pool_enqueue()). */
+    int (*enqueue)(struct evexec__runner *r, struct evexec_job *job, int wait_ms);
     /* Any thread that knows the runner is alive, for a job seen QUEUED:
      * takes it off the queue and completes it as CANCELLED: 0; -EBUSY: a
      * worker took it meanwhile; -EALREADY: a concurrent cancel took it and

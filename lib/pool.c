@@ -603,7 +603,13 @@ static void pool_release(struct evexec__runner *r, unsigned long n)
     evexec__pool_unref((struct evexec_pool *)(void *)r, n);
 }
 
+static int pool_enqueue(struct evexec__runner *r, struct evexec_job *job, int wait_ms)
+{
+    return evexec__pool_enqueue((struct evexec_pool *)(void *)r, job, wait_ms);
+}
+
 static const struct evexec__runner_ops pool_ops = {
+    .enqueue = pool_enqueue,
     .cancel = pool_cancel,
     .timed_out = pool_timed_out,
     .release = pool_release,

@@ -52,6 +52,13 @@ struct evexec_port {
     struct evexec__remote remote;  /* what other threads touch */
 };
 
+/* Loop thread: submits a job to any runner (a runner's own submit call
+ * on a port, e.g. a process pool's), as evexec_submit_ex() does for a
+ * thread pool: the same checks, options, id and callback contract. 0 or
+ * a negative errno (and no callback). */
+int evexec__port_submit(struct evexec_port *port, struct evexec__runner *runner,
+                        evexec_work_fn work, evexec_done_fn done, void *arg,
+                        const struct evexec_job_opts *opts, evexec_job_id *id);
 /* Loop thread: a loop's own port: fn(arg) runs after every delivery run
  * that leaves nothing outstanding; evexec_port_free() answers -EPERM. NULL
  * fn makes it an ordinary port again. */

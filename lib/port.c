@@ -121,58 +121,91 @@ static int read_job_opts(const struct evexec_job_opts *in, struct evexec_job_opt
     return 0;
 }
 
+/* The checks of a submit with options, before any runner is chosen. */
+static int submit_prepare(struct evexec_port *port, const struct evexec_job_opts *opts,
+                          struct evexec_job_opts *o)
+{
+    int rc;
+    if ((rc = check_thread(port)) < 0 || (rc = check_open(port)) < 0)
+        return rc;
+    if ((rc = read_job_opts(opts, o)) < 0)
+        return rc;
+    if (o->wait_ms)
+        return -EINVAL; /* the loop thread never waits */
+    if (o->group && (rc = evexec__group_check(&port->groups, o->group)) < 0)
+        return rc;
+    return 0;
+}
+
+/* Submits a job with checked options to any runner. */
+static int port_submit(struct evexec_port *port, struct evexec__runner *runner,
+                       evexec_work_fn work, evexec_done_fn done, void *arg,
+                       const struct evexec_job_opts *o, evexec_job_id *id)
+{
+    struct evexec_job *job;
+    struct job_ext *ext = NULL;
+    unsigned flags = (unsigned)(o->priority + 1);
+    int rc;
+
+    if (!(job = port_job_alloc(port)))
+        return -ENOMEM;
+    if (o->timeout_ms || o->group || (runner->flags & RUNNER_WANTS_EXT)) {
+        rc = -ENOMEM;
+        if (!(ext = evexec__jobs_ext(&port->jobs, job)) ||
+            (o->timeout_ms && (rc = evexec__deadlines_reserve(&port->deadlines)) < 0)) {
+            evexec__jobs_free(&port->jobs, job);
+            return rc;
+        }
+        evexec__job_ext_init(ext, job, o->cleanup);
+        flags |= JOB_HAS_EXT;
+    }
+    evexec__job_init(job, runner, work, done, arg, flags);
+    if ((rc = runner->ops->enqueue(runner, job, 0)) < 0) {
+        evexec__jobs_free(&port->jobs, job);
+        return rc;
+    }
+    /* Not delivered before the loop gets back to its events: safe to add
+     * after the runner has it. */
+    port->outstanding++;
+    if (o->timeout_ms)
+        evexec__deadlines_add(&port->deadlines, &ext->deadline, o->timeout_ms);
+    if (o->group)
+        evexec__group_add(o->group, &ext->group);
+    if (id)
+        *id = evexec__jobs_id(job);
+    return 0;
+}
+
 int evexec_submit_ex(evexec_port *port, evexec_pool *pool, evexec_work_fn work,
                      evexec_done_fn done, void *arg, const struct evexec_job_opts *opts,
                      evexec_job_id *id)
 {
     struct evexec_job_opts o;
-    struct evexec_job *job;
-    struct job_ext *ext = NULL;
-    unsigned flags;
     int rc;
 
     if (!opts && pool && !(evexec__pool_runner(pool)->flags & RUNNER_WANTS_EXT))
         return evexec_submit(port, pool, work, done, arg, id); /* nothing extra */
     if (!port || !work)
         return -EINVAL;
-    if ((rc = check_thread(port)) < 0 || (rc = check_open(port)) < 0)
-        return rc;
-    if ((rc = read_job_opts(opts, &o)) < 0)
-        return rc;
-    if (o.wait_ms)
-        return -EINVAL; /* the loop thread never waits */
-    if (o.group && (rc = evexec__group_check(&port->groups, o.group)) < 0)
+    if ((rc = submit_prepare(port, opts, &o)) < 0)
         return rc;
     if (!pool && !(pool = evexec__remote_default_pool(&port->remote, &rc)))
         return rc;
-    if (!(job = port_job_alloc(port)))
-        return -ENOMEM;
-    flags = (unsigned)(o.priority + 1);
-    if (o.timeout_ms || o.group || (evexec__pool_runner(pool)->flags & RUNNER_WANTS_EXT)) {
-        rc = -ENOMEM;
-        if (!(ext = evexec__jobs_ext(&port->jobs, job)) ||
-            (o.timeout_ms && (rc = evexec__deadlines_reserve(&port->deadlines)) < 0)) {
-            evexec__jobs_free(&port->jobs, job);
-            return rc;
-        }
-        evexec__job_ext_init(ext, job, o.cleanup);
-        flags |= JOB_HAS_EXT;
-    }
-    evexec__job_init(job, evexec__pool_runner(pool), work, done, arg, flags);
-    if ((rc = evexec__pool_enqueue(pool, job, 0)) < 0) {
-        evexec__jobs_free(&port->jobs, job);
+    return port_submit(port, evexec__pool_runner(pool), work, done, arg, &o, id);
+}
+
+int evexec__port_submit(struct evexec_port *port, struct evexec__runner *runner,
+                        evexec_work_fn work, evexec_done_fn done, void *arg,
+                        const struct evexec_job_opts *opts, evexec_job_id *id)
+{
+    struct evexec_job_opts o;
+    int rc;
+
+    if (!port || !runner || !work)
+        return -EINVAL;
+    if ((rc = submit_prepare(port, opts, &o)) < 0)
         return rc;
-    }
-    /* Not delivered before the loop gets back to its events: safe to add
-     * after the pool has it. */
-    port->outstanding++;
-    if (o.timeout_ms)
-        evexec__deadlines_add(&port->deadlines, &ext->deadline, o.timeout_ms);
-    if (o.group)
-        evexec__group_add(o.group, &ext->group);
-    if (id)
-        *id = evexec__jobs_id(job);
-    return 0;
+    return port_submit(port, runner, work, done, arg, &o, id);
 }
 
 int evexec_submit_threadsafe(evexec_port *port, evexec_pool *pool, evexec_work_fn work,
