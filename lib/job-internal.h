@@ -54,6 +54,9 @@ struct evexec__runner_ops {
      * worker took it meanwhile; -EALREADY: a concurrent cancel took it and
      * completes it outside the runner's lock (maybe not yet). */
     int (*cancel)(struct evexec__runner *r, struct evexec_job *job);
+    /* Optional. Any thread: a running job's stop flag was just set by a
+     * cancel (a process runner kills the job's worker). */
+    void (*stop)(struct evexec__runner *r, struct evexec_job *job);
     /* A job of this runner passed its deadline (counted in its stats). */
     void (*timed_out)(struct evexec__runner *r, struct evexec_job *job);
     /* n delivered jobs give back the references they held on the runner. */

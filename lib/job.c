@@ -55,6 +55,8 @@ int evexec__job_cancel(struct evexec_job *job)
     case JOB_RUNNING:
     default:
         evexec__job_stop(job);
+        if (job->runner->ops->stop)
+            job->runner->ops->stop(job->runner, job);
         return -EBUSY;
     }
 }

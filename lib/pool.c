@@ -611,6 +611,7 @@ static int pool_enqueue(struct evexec__runner *r, struct evexec_job *job, int wa
 static const struct evexec__runner_ops pool_ops = {
     .enqueue = pool_enqueue,
     .cancel = pool_cancel,
+    .stop = NULL, /* a thread cannot be stopped: its work polls the flag */
     .timed_out = pool_timed_out,
     .release = pool_release,
 };
