@@ -8,7 +8,7 @@
  *
  *   mirror    loop.c loop-call.c  (loop-internal.h)   the loop thread
  *             future.c            (future-internal.h) futures, pool calls
- *   executor  port.c              (port-internal.h)   submit and delivery
+ *   executor  port-submit.c port.c (port-internal.h) submit, delivery
  *             remote.c deadline.c group.c             the port's features
  *             pool.c pool-worker.c (pool-internal.h)  the thread pool
  *             job.c               (job-internal.h)    the job, its store,

@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The port (port.c): one per event_base, where jobs are submitted and
- * where finished jobs come home and are delivered on the loop thread.
- * Only port.c reads or writes this layout; a loop (loop.c) that owns a
+ * The port (port-submit.c, port.c): one per event_base, where jobs are
+ * submitted and where finished jobs come home and are delivered on the
+ * loop thread. One part in two files; only they read or write this layout; a loop (loop.c) that owns a
  * port uses the few calls at the end. Never installed.
  */
 #ifndef EVEXEC_PORT_INTERNAL_H
 #define EVEXEC_PORT_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -51,6 +52,18 @@ struct evexec_port {
     struct evexec__groups groups;  /* loop thread only */
     struct evexec__remote remote;  /* what other threads touch */
 };
+
+/* 0 on the port's loop thread, else -EPERM. */
+static inline int port_check_thread(const struct evexec_port *port)
+{
+    return pthread_equal(port->owner, pthread_self()) ? 0 : -EPERM;
+}
+
+/* 0, or -ESHUTDOWN once the port was freed or made to refuse jobs. */
+static inline int port_check_open(const struct evexec_port *port)
+{
+    return port->closing || port->refusing ? -ESHUTDOWN : 0;
+}
 
 /* Loop thread: submits a job to any runner (a runner's own submit call
  * on a port, e.g. a process pool's), as evexec_submit_ex() does for a
