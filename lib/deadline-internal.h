@@ -45,8 +45,13 @@ int evexec__deadlines_reserve(struct evexec__deadlines *d);
 /* Adds e, due ms from now, and arms the timer if it is the earliest. */
 void evexec__deadlines_add(struct evexec__deadlines *d, struct evexec__deadline_entry *e,
                            unsigned ms);
-/* Takes e out if it is in. */
+/* Takes e out (it must be in). */
 void evexec__deadlines_remove(struct evexec__deadlines *d, struct evexec__deadline_entry *e);
+/* e is in a heap. */
+static inline int evexec__deadline_is_set(const struct evexec__deadline_entry *e)
+{
+    return e->index != DEADLINE_NOT_SET;
+}
 /* Takes out and returns the earliest entry due by now, or NULL. */
 struct evexec__deadline_entry *evexec__deadlines_pop_due(struct evexec__deadlines *d,
                                                          uint64_t now);

@@ -88,8 +88,6 @@ void evexec__deadlines_fini(struct evexec__deadlines *d)
 
 void evexec__deadlines_remove(struct evexec__deadlines *d, struct evexec__deadline_entry *e)
 {
-    if (e->index == DEADLINE_NOT_SET)
-        return;
     size_t i = e->index;
     assert(i < d->len && d->heap[i] == e);
     struct evexec__deadline_entry *last = d->heap[--d->len];

@@ -52,6 +52,11 @@ void evexec__group_add(struct evexec_group *g, struct evexec__group_link *link);
  * callback ran, evexec__group_member_done(g, status): counts it and runs
  * the group's callback if that decides it. */
 struct evexec_group *evexec__group_unlink(struct evexec__group_link *link);
+/* The group link's member belongs to, or NULL. */
+static inline struct evexec_group *evexec__group_of(const struct evexec__group_link *link)
+{
+    return link->group;
+}
 void evexec__group_member_done(struct evexec_group *g, int status);
 /* 1 if a group callback is due: call evexec__groups_run_due(). */
 static inline int evexec__groups_have_due(const struct evexec__groups *set)

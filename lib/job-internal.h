@@ -230,7 +230,12 @@ struct job_ext {
 };
 
 /* Clears ext for a job being submitted with options. */
-void evexec__job_ext_init(struct job_ext *ext, struct evexec_job *job, evexec_cleanup_fn cleanup);
+static inline void evexec__job_ext_init(struct job_ext *ext, struct evexec_job *job,
+                                        evexec_cleanup_fn cleanup)
+{
+    *ext = (struct job_ext){.job = job, .cleanup = cleanup};
+    ext->deadline.index = DEADLINE_NOT_SET;
+}
 
 /* A job made one at a time, with its ext beside it. */
 struct job_single {

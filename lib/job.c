@@ -66,14 +66,6 @@ int evexec_job_cancelled(const evexec_job *job)
     return job ? atomic_load_explicit(&job->stop, memory_order_relaxed) : 0;
 }
 
-void evexec__job_ext_init(struct job_ext *ext, struct evexec_job *job, evexec_cleanup_fn cleanup)
-{
-    memset(ext, 0, sizeof *ext);
-    ext->job = job;
-    ext->cleanup = cleanup;
-    ext->deadline.index = DEADLINE_NOT_SET;
-}
-
 /* --- the store ----------------------------------------------------------- */
 
 void evexec__jobs_init(struct evexec__jobs *s, struct evexec__mailbox *home, uint32_t salt)

@@ -224,8 +224,10 @@ static inline int deliver(struct evexec_port *port, struct evexec_job *job,
             late = result ? ext->cleanup : NULL;
             done = NULL;
         } else {
-            evexec__deadlines_remove(&port->deadlines, &ext->deadline);
-            group = evexec__group_unlink(&ext->group);
+            if (evexec__deadline_is_set(&ext->deadline))
+                evexec__deadlines_remove(&port->deadlines, &ext->deadline);
+            if (evexec__group_of(&ext->group))
+                group = evexec__group_unlink(&ext->group);
             port->delivered++;
         }
     } else {
@@ -311,7 +313,9 @@ static void expire(struct evexec_port *port, struct job_ext *ext)
     port->timed_out_away++;
     (void)evexec__job_cancel(job);
     job->runner->ops->timed_out(job->runner, job);
-    struct evexec_group *group = evexec__group_unlink(&ext->group);
+    struct evexec_group *group = NULL;
+    if (evexec__group_of(&ext->group))
+        group = evexec__group_unlink(&ext->group);
     port->delivered++;
     if (job->done)
         job->done(-ETIMEDOUT, NULL, job->arg);
