@@ -455,7 +455,9 @@ EVEXEC_EXPORT int evexec_pool_resize(evexec_pool *pool, unsigned min_threads,
  * @param priority  ::EVEXEC_PRIO_HIGH, ::EVEXEC_PRIO_NORMAL or
  *                  ::EVEXEC_PRIO_LOW.
  * @return 0, or -EINVAL (NULL pool, a bad priority, or a limit above
- *   ::EVEXEC_MAX_THREADS).
+ *   ::EVEXEC_MAX_THREADS), or the error of starting a thread that the new
+ *   limit calls for (-EAGAIN, -ENOMEM): the limit is set all the same, and
+ *   the jobs it lets start wait for a thread.
  *
  * Thread: any thread.
  */

@@ -583,10 +583,9 @@ int evexec_pool_set_class_limit(evexec_pool *pool, int priority, unsigned max_ru
     if (pool->class_max[0] != UINT_MAX || pool->class_max[1] != UINT_MAX ||
         pool->class_max[2] != UINT_MAX)
         pool->slow |= SLOW_LIMITED;
-    if (!pool->closed)
-        pool_rebalance(pool);
+    int rc = pool->closed ? 0 : pool_rebalance(pool);
     pthread_mutex_unlock(&pool->mu);
-    return 0;
+    return rc;
 }
 
 /* --- the runner's ops ---------------------------------------------------- */
