@@ -43,6 +43,12 @@ mkdir -p "$tmp"
 gen=$tmp/man/man3
 [ -f "$gen/evexec.h.3" ] || { echo "mkman.sh: $doxygen wrote no evexec.h.3" >&2; exit 1; }
 
+# A text line that starts with ' or . would be read as a request by groff:
+# escape it (Doxygen's own requests start with a dot and are left alone).
+for page in "$gen"/*.3; do
+    sed "s/^'/\\\\\&'/" "$page" >"$page.new" && mv "$page.new" "$page"
+done
+
 mkdir -p "$outdir/man3"
 cp "$gen/evexec.h.3" "$outdir/man3/"
 for page in "$gen"/evexec_*.3 "$gen"/EVEXEC_*.3; do

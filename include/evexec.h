@@ -1585,7 +1585,7 @@ EVEXEC_EXPORT unsigned evexec_version(void);
 /**
  * Gives the version of the library the program runs with, as text.
  *
- * @return "major.minor.patch", e.g. "0.2.0"; a static string.
+ * @return a static string of the form major.minor.patch, e.g. "0.2.0".
  *
  * Thread: any thread.
  */
