@@ -28,6 +28,8 @@ rm -rf "$tmp" "$outdir/man3" "$outdir/stamp"
 mkdir -p "$tmp"
 {
     cat "$srcdir/Doxyfile"
+    awk '/^#define EVEXEC_VERSION_(MAJOR|MINOR|PATCH) / { v = v s $3; s = "." }
+         END { print "PROJECT_NUMBER = " v }' "$header"
     echo "INPUT = $header"
     echo "OUTPUT_DIRECTORY = $tmp"
     echo "GENERATE_HTML = NO"
