@@ -1,5 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* Bad input and the error table: every documented error of the API. */
+/*
+ * Bad input and misuse across the API, one test per documented error: NULL
+ * handles, bad options and sizes, calls from the wrong thread, use after
+ * shutdown, unknown and repeated cancels, freeing a pool from its own
+ * worker; the error table (evexec_strerror(), evexec_errname()) and the
+ * version macros.
+ */
 #include "config.h"
 
 #include <errno.h>
@@ -8,29 +14,19 @@
 
 #include "helpers.h"
 
-static struct event_base *base;
-static evexec_port *port;
+/* The checked fixture: fx's base and port, and a pool of the defaults. */
 static evexec_pool *pool;
-
-/* Checked fixture: runs in the test's own process, after Check's fork. */
-static int fds_before;
 
 static void setup(void)
 {
-    fds_before = count_fds();
-    base = event_base_new();
-    ck_assert_ptr_nonnull(base);
+    port_setup();
     ck_assert_int_eq(evexec_pool_new(&pool, NULL), 0);
-    ck_assert_int_eq(evexec_port_new(&port, base, NULL), 0);
 }
 
 static void teardown(void)
 {
     ck_assert_int_eq(evexec_pool_free(pool), 0);
-    ck_assert_int_eq(evexec_port_free(port), 0);
-    event_base_dispatch(base); /* returns once the port is gone */
-    event_base_free(base);    /* Every test leaves the fd table as it found it. */
-    ck_assert_int_eq(count_fds(), fds_before);
+    port_teardown();
 }
 
 START_TEST(pool_new_rejects_bad_options)
@@ -114,23 +110,23 @@ START_TEST(port_new_rejects_bad_input)
     evexec_port *p = (evexec_port *)0x1;
     struct evexec_port_opts o = EVEXEC_PORT_OPTS_INIT;
 
-    ck_assert_int_eq(evexec_port_new(NULL, base, NULL), -EINVAL);
+    ck_assert_int_eq(evexec_port_new(NULL, fx.base, NULL), -EINVAL);
     ck_assert_int_eq(evexec_port_new(&p, NULL, NULL), -EINVAL);
     o.size = 1;
-    ck_assert_int_eq(evexec_port_new(&p, base, &o), -EINVAL);
+    ck_assert_int_eq(evexec_port_new(&p, fx.base, &o), -EINVAL);
     o = (struct evexec_port_opts)EVEXEC_PORT_OPTS_INIT;
     o.max_batch = (1u << 20) + 1;
-    ck_assert_int_eq(evexec_port_new(&p, base, &o), -EINVAL);
+    ck_assert_int_eq(evexec_port_new(&p, fx.base, &o), -EINVAL);
     o = (struct evexec_port_opts)EVEXEC_PORT_OPTS_INIT;
     o.priority = -2;
-    ck_assert_int_eq(evexec_port_new(&p, base, &o), -EINVAL);
+    ck_assert_int_eq(evexec_port_new(&p, fx.base, &o), -EINVAL);
     o.priority = 7; /* the base has one priority only */
-    ck_assert_int_eq(evexec_port_new(&p, base, &o), -EINVAL);
+    ck_assert_int_eq(evexec_port_new(&p, fx.base, &o), -EINVAL);
     ck_assert_ptr_eq(p, (evexec_port *)0x1);
 
     o.priority = 0;
     o.max_batch = 1;
-    ck_assert_int_eq(evexec_port_new(&p, base, &o), 0);
+    ck_assert_int_eq(evexec_port_new(&p, fx.base, &o), 0);
     ck_assert_int_eq(evexec_port_free(p), 0);
 }
 END_TEST
@@ -140,12 +136,12 @@ START_TEST(submit_rejects_null_handles)
     struct tally t;
     tally_init(&t);
     ck_assert_int_eq(evexec_submit(NULL, pool, echo_work, tally_done, &t, NULL), -EINVAL);
-    ck_assert_int_eq(evexec_submit(port, pool, NULL, tally_done, &t, NULL), -EINVAL);
+    ck_assert_int_eq(evexec_submit(fx.port, pool, NULL, tally_done, &t, NULL), -EINVAL);
     /* A NULL pool means the port's default pool: the other NULLs still
      * fail, before one is made. */
-    ck_assert_int_eq(evexec_submit(port, NULL, NULL, tally_done, &t, NULL), -EINVAL);
+    ck_assert_int_eq(evexec_submit(fx.port, NULL, NULL, tally_done, &t, NULL), -EINVAL);
     ck_assert_int_eq(evexec_submit(NULL, NULL, echo_work, tally_done, &t, NULL), -EINVAL);
-    run_nonblock(base, 3);
+    run_nonblock(fx.base, 3);
     ck_assert_int_eq(t.calls, 0);
     ck_assert_uint_eq(pool_stats(pool).submitted, 0);
 }
@@ -172,7 +168,7 @@ static void *call_from_foreign_thread(void *arg)
 START_TEST(loop_thread_calls_from_another_thread_are_refused)
 {
     struct tally t;
-    struct foreign_call c = {port, pool, &t, 0, 0, 0, 0};
+    struct foreign_call c = {fx.port, pool, &t, 0, 0, 0, 0};
     pthread_t th;
 
     tally_init(&t);
@@ -183,8 +179,8 @@ START_TEST(loop_thread_calls_from_another_thread_are_refused)
     ck_assert_int_eq(c.stats_rc, -EPERM);
     ck_assert_int_eq(c.free_rc, -EPERM);
     /* The port is still usable from its own thread. */
-    ck_assert_int_eq(evexec_submit(port, pool, echo_work, tally_done, &t, NULL), 0);
-    run_until(base, &t.calls, 1);
+    ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &t, NULL), 0);
+    run_until(fx.base, &t.calls, 1);
     ck_assert_int_eq(t.ok, 1);
 }
 END_TEST
@@ -195,9 +191,9 @@ START_TEST(submit_after_shutdown_is_refused_without_callback)
     evexec_job_id id = 42;
     tally_init(&t);
     ck_assert_int_eq(evexec_pool_shutdown(pool, EVEXEC_DRAIN), 0);
-    ck_assert_int_eq(evexec_submit(port, pool, echo_work, tally_done, &t, &id), -ESHUTDOWN);
+    ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &t, &id), -ESHUTDOWN);
     ck_assert_uint_eq(id, 42); /* untouched */
-    run_nonblock(base, 3);
+    run_nonblock(fx.base, 3);
     ck_assert_int_eq(t.calls, 0);
     ck_assert_uint_eq(pool_stats(pool).rejected, 1);
 }
@@ -223,21 +219,21 @@ START_TEST(cancel_of_unknown_ids)
     tally_init(&t);
 
     ck_assert_int_eq(evexec_cancel(NULL, 1), -EINVAL);
-    ck_assert_int_eq(evexec_cancel(port, 0), -ENOENT);
-    ck_assert_int_eq(evexec_cancel(port, 0xdeadbeefdeadbeefull), -ENOENT);
-    ck_assert_int_eq(evexec_cancel(port, ((evexec_job_id)1 << 32) | 5), -ENOENT);
+    ck_assert_int_eq(evexec_cancel(fx.port, 0), -ENOENT);
+    ck_assert_int_eq(evexec_cancel(fx.port, 0xdeadbeefdeadbeefull), -ENOENT);
+    ck_assert_int_eq(evexec_cancel(fx.port, ((evexec_job_id)1 << 32) | 5), -ENOENT);
 
-    ck_assert_int_eq(evexec_submit(port, pool, echo_work, tally_done, &t, &id), 0);
+    ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &t, &id), 0);
     ck_assert_uint_ne(id, 0);
-    run_until(base, &t.calls, 1);
+    run_until(fx.base, &t.calls, 1);
     /* Delivered: the id is dead, even though its slot is reused below. */
-    ck_assert_int_eq(evexec_cancel(port, id), -ENOENT);
+    ck_assert_int_eq(evexec_cancel(fx.port, id), -ENOENT);
     evexec_job_id id2 = 0;
-    ck_assert_int_eq(evexec_submit(port, pool, echo_work, tally_done, &t, &id2), 0);
+    ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &t, &id2), 0);
     ck_assert_uint_ne(id2, id);
     ck_assert_uint_eq((uint32_t)id2, (uint32_t)id); /* same slot, new number */
-    ck_assert_int_eq(evexec_cancel(port, id), -ENOENT);
-    run_until(base, &t.calls, 2);
+    ck_assert_int_eq(evexec_cancel(fx.port, id), -ENOENT);
+    run_until(fx.base, &t.calls, 2);
     ck_assert_int_eq(t.ok, 2);
 
     /* An id of another port, even when both ports have a job in the same
@@ -249,8 +245,8 @@ START_TEST(cancel_of_unknown_ids)
     evexec_pool *p1;
     o.max_threads = 1;
     ck_assert_int_eq(evexec_pool_new(&p1, &o), 0);
-    ck_assert_int_eq(evexec_port_new(&pa, base, NULL), 0);
-    ck_assert_int_eq(evexec_port_new(&pb, base, NULL), 0);
+    ck_assert_int_eq(evexec_port_new(&pa, fx.base, NULL), 0);
+    ck_assert_int_eq(evexec_port_new(&pb, fx.base, NULL), 0);
     gate_init(&g, &t);
     ck_assert_int_eq(evexec_submit(pa, p1, park_work, gate_done, &g, &ida), 0);
     gate_wait_entered(&g, 1);
@@ -260,7 +256,7 @@ START_TEST(cancel_of_unknown_ids)
     ck_assert_uint_eq(pool_stats(p1).queued, 1); /* pb's job is still queued */
     ck_assert_int_eq(evexec_cancel(pb, idb), 0);  /* and its own id works */
     gate_release(&g, 1);
-    run_until(base, &t.calls, 4);
+    run_until(fx.base, &t.calls, 4);
     ck_assert_int_eq(t.ok, 3);
     ck_assert_int_eq(t.cancelled, 1);
     ck_assert_int_eq(evexec_port_free(pa), 0);
@@ -282,16 +278,16 @@ START_TEST(cancel_twice_is_already)
     gate_init(&g, &t);
     o.max_threads = 1;
     ck_assert_int_eq(evexec_pool_new(&p1, &o), 0);
-    ck_assert_int_eq(evexec_submit(port, p1, park_work, gate_done, &g, NULL), 0);
+    ck_assert_int_eq(evexec_submit(fx.port, p1, park_work, gate_done, &g, NULL), 0);
     gate_wait_entered(&g, 1);
-    ck_assert_int_eq(evexec_submit(port, p1, echo_work, tally_done, &t, &id), 0);
-    ck_assert_int_eq(evexec_cancel(port, id), 0);
-    ck_assert_int_eq(evexec_cancel(port, id), -EALREADY);
-    run_until(base, &t.calls, 1);
+    ck_assert_int_eq(evexec_submit(fx.port, p1, echo_work, tally_done, &t, &id), 0);
+    ck_assert_int_eq(evexec_cancel(fx.port, id), 0);
+    ck_assert_int_eq(evexec_cancel(fx.port, id), -EALREADY);
+    run_until(fx.base, &t.calls, 1);
     ck_assert_int_eq(t.cancelled, 1);
-    ck_assert_int_eq(evexec_cancel(port, id), -ENOENT);
+    ck_assert_int_eq(evexec_cancel(fx.port, id), -ENOENT);
     gate_release(&g, 1);
-    run_until(base, &t.calls, 2);
+    run_until(fx.base, &t.calls, 2);
     ck_assert_int_eq(evexec_pool_free(p1), 0);
     gate_destroy(&g);
 }
@@ -320,14 +316,14 @@ static void record_rc(int status, void *result, void *arg)
 START_TEST(pool_free_from_own_worker_returns_edeadlk)
 {
     struct own_pool o = {pool, 0, 1};
-    ck_assert_int_eq(evexec_submit(port, pool, free_own_pool, record_rc, &o, NULL), 0);
-    run_until(base, &o.calls, 1);
+    ck_assert_int_eq(evexec_submit(fx.port, pool, free_own_pool, record_rc, &o, NULL), 0);
+    run_until(fx.base, &o.calls, 1);
     ck_assert_int_eq(o.rc, -EDEADLK);
     /* The pool still works. */
     struct tally t;
     tally_init(&t);
-    ck_assert_int_eq(evexec_submit(port, pool, echo_work, tally_done, &t, NULL), 0);
-    run_until(base, &t.calls, 1);
+    ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &t, NULL), 0);
+    run_until(fx.base, &t.calls, 1);
 }
 END_TEST
 
@@ -350,9 +346,9 @@ START_TEST(stats_reject_bad_input)
     ps.size = 4;
     ck_assert_int_eq(evexec_pool_stats(pool, &ps), -EINVAL);
     ck_assert_int_eq(evexec_port_stats(NULL, &qs), -EINVAL);
-    ck_assert_int_eq(evexec_port_stats(port, NULL), -EINVAL);
+    ck_assert_int_eq(evexec_port_stats(fx.port, NULL), -EINVAL);
     qs.size = 4;
-    ck_assert_int_eq(evexec_port_stats(port, &qs), -EINVAL);
+    ck_assert_int_eq(evexec_port_stats(fx.port, &qs), -EINVAL);
     ps.size = sizeof ps;
     ck_assert_int_eq(evexec_pool_stats(pool, &ps), 0);
     ck_assert_uint_eq(ps.size, sizeof ps);
@@ -390,12 +386,13 @@ START_TEST(version_matches_header)
 }
 END_TEST
 
-static Suite *api_suite(void)
+static Suite *error_suite(void)
 {
-    Suite *s = suite_create("api");
-    TCase *tc = tcase_create("bad-input");
+    Suite *s = suite_create("error");
+    TCase *tc;
+
+    tc = add_tcase(s, "bad-input", 30, FX_NONE);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 30);
     tcase_add_test(tc, pool_new_rejects_bad_options);
     tcase_add_test(tc, pool_new_accepts_newer_struct_only_if_zero);
     tcase_add_test(tc, port_new_rejects_bad_input);
@@ -410,15 +407,10 @@ static Suite *api_suite(void)
     tcase_add_test(tc, stats_reject_bad_input);
     tcase_add_test(tc, error_table_names_every_code);
     tcase_add_test(tc, version_matches_header);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(api_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(error_suite());
 }
