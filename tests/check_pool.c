@@ -35,12 +35,8 @@ START_TEST(shutdown_drain_runs_everything_queued)
     struct tally t, tq;
     evexec_pool *pool = new_pool(2, 0, 0);
 
-    tally_init(&t);
     tally_init(&tq);
-    gate_init(&g, &t);
-    for (int i = 0; i < 2; i++)
-        ck_assert_int_eq(evexec_submit(fx.port, pool, park_work, gate_done, &g, NULL), 0);
-    gate_wait_entered(&g, 2);
+    park_n(pool, park_work, &g, &t, 2);
     for (int i = 0; i < 5; i++)
         ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &tq, NULL), 0);
     ck_assert_int_eq(evexec_pool_shutdown(pool, EVEXEC_DRAIN), 0);
@@ -63,12 +59,8 @@ START_TEST(shutdown_cancel_cancels_queued_and_stops_running)
     struct tally t, tq;
     evexec_pool *pool = new_pool(2, 0, 0);
 
-    tally_init(&t);
     tally_init(&tq);
-    gate_init(&g, &t);
-    for (int i = 0; i < 2; i++)
-        ck_assert_int_eq(evexec_submit(fx.port, pool, park_work_stop, gate_done, &g, NULL), 0);
-    gate_wait_entered(&g, 2);
+    park_n(pool, park_work_stop, &g, &t, 2);
     for (int i = 0; i < 5; i++)
         ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &tq, NULL), 0);
     ck_assert_int_eq(evexec_pool_shutdown(pool, EVEXEC_CANCEL), 0);
@@ -123,11 +115,8 @@ START_TEST(shutdown_drain_then_cancel_escalates)
     struct tally t, tq;
     evexec_pool *pool = new_pool(1, 0, 0);
 
-    tally_init(&t);
     tally_init(&tq);
-    gate_init(&g, &t);
-    ck_assert_int_eq(evexec_submit(fx.port, pool, park_work, gate_done, &g, NULL), 0);
-    gate_wait_entered(&g, 1);
+    park_n(pool, park_work, &g, &t, 1);
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &tq, NULL), 0);
     ck_assert_int_eq(evexec_pool_shutdown(pool, EVEXEC_DRAIN), 0);
@@ -160,11 +149,8 @@ START_TEST(pool_free_waits_for_queued_work_then_delivers)
     struct pool_freer f = {pool, 1};
     pthread_t th;
 
-    tally_init(&t);
     tally_init(&tq);
-    gate_init(&g, &t);
-    ck_assert_int_eq(evexec_submit(fx.port, pool, park_work, gate_done, &g, NULL), 0);
-    gate_wait_entered(&g, 1);
+    park_n(pool, park_work, &g, &t, 1);
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &tq, NULL), 0);
     ck_assert_int_eq(pthread_create(&th, NULL, free_pool_thread, &f), 0);
@@ -532,11 +518,7 @@ START_TEST(resize_shrinking_interrupts_no_running_job)
     o.max_threads = 4;
     o.idle_timeout_ms = EVEXEC_IDLE_FOREVER; /* only the resize may end threads */
     pool = new_pool_o(&o);
-    tally_init(&t);
-    gate_init(&g, &t);
-    for (int i = 0; i < 4; i++)
-        ck_assert_int_eq(evexec_submit(fx.port, pool, park_work_stop, gate_done, &g, NULL), 0);
-    gate_wait_entered(&g, 4);
+    park_n(pool, park_work_stop, &g, &t, 4);
     ck_assert_int_eq(count_threads(), threads0 + 4);
 
     ck_assert_int_eq(evexec_pool_resize(pool, 0, 1, 65536), 0);
@@ -606,12 +588,9 @@ START_TEST(resize_max_queued)
     struct tally t, tq, tr;
     evexec_pool *pool = new_pool(1, 0, 1);
 
-    tally_init(&t);
     tally_init(&tq);
     tally_init(&tr);
-    gate_init(&g, &t);
-    ck_assert_int_eq(evexec_submit(fx.port, pool, park_work, gate_done, &g, NULL), 0);
-    gate_wait_entered(&g, 1);
+    park_n(pool, park_work, &g, &t, 1);
     ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &tq, NULL), 0);
     ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &tr, NULL), -EAGAIN);
 
@@ -891,11 +870,7 @@ START_TEST(fini_runs_when_idle_and_resized_threads_exit)
     o.idle_timeout_ms = 1;
     hooks_opts(&o, &h, INIT_OK);
     pool = new_pool_o(&o);
-    tally_init(&t);
-    gate_init(&g, &t);
-    for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(evexec_submit(fx.port, pool, park_work, gate_done, &g, NULL), 0);
-    gate_wait_entered(&g, 3);
+    park_n(pool, park_work, &g, &t, 3);
     gate_release(&g, 3);
     run_until(fx.base, &t.calls, 3);
     /* Reaped by the idle timeout: each one's fini ran on its way out. */

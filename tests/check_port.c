@@ -102,11 +102,8 @@ START_TEST(cancel_queued_job_delivers_ecanceled_later)
     evexec_pool *pool = new_pool(1, 0, 0);
     evexec_job_id ids[3];
 
-    tally_init(&t);
     tally_init(&tc);
-    gate_init(&g, &t);
-    ck_assert_int_eq(evexec_submit(fx.port, pool, park_work, gate_done, &g, NULL), 0);
-    gate_wait_entered(&g, 1);
+    park_n(pool, park_work, &g, &t, 1);
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &tc, &ids[i]), 0);
     ck_assert_uint_eq(pool_stats(pool).queued, 3);
@@ -185,10 +182,7 @@ START_TEST(port_free_inside_callback_still_delivers_the_rest)
     evexec_pool *pool = new_pool(1, 0, 0);
     struct free_in_cb f = {fx.port, pool, 0, 1};
 
-    tally_init(&t);
-    gate_init(&g, &t);
-    ck_assert_int_eq(evexec_submit(fx.port, pool, park_work, gate_done, &g, NULL), 0);
-    gate_wait_entered(&g, 1);
+    park_n(pool, park_work, &g, &t, 1);
     for (int i = 0; i < 4; i++)
         ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, free_port_done, &f, NULL), 0);
     gate_release(&g, 1);

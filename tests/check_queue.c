@@ -36,11 +36,8 @@ START_TEST(full_queue_is_eagain_at_once)
     struct tally t, tq;
     evexec_pool *pool = new_pool(1, 0, 2);
 
-    tally_init(&t);
     tally_init(&tq);
-    gate_init(&g, &t);
-    ck_assert_int_eq(evexec_submit(fx.port, pool, park_work, gate_done, &g, NULL), 0);
-    gate_wait_entered(&g, 1);
+    park_n(pool, park_work, &g, &t, 1);
     ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &tq, NULL), 0);
     ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &tq, NULL), 0);
     ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &tq, NULL), -EAGAIN);
@@ -128,10 +125,7 @@ START_TEST(queued_jobs_start_by_class_then_fifo)
     enum { N = sizeof prio / sizeof prio[0] };
 
     recs_reset();
-    tally_init(&t);
-    gate_init(&g, &t);
-    ck_assert_int_eq(evexec_submit(fx.port, pool, park_work, gate_done, &g, NULL), 0);
-    gate_wait_entered(&g, 1);
+    park_n(pool, park_work, &g, &t, 1);
     for (int i = 0; i < N; i++)
         ck_assert_int_eq(submit_prio(pool, prio[i], rec_work, rec_done, &recs[i + 1], NULL), 0);
     struct evexec_pool_stats s = pool_stats(pool);
@@ -173,10 +167,7 @@ START_TEST(a_passed_over_class_goes_next_after_eight)
         evexec_pool *pool = new_pool(1, 0, 0);
 
         recs_reset();
-        tally_init(&t);
-        gate_init(&g, &t);
-        ck_assert_int_eq(evexec_submit(fx.port, pool, park_work, gate_done, &g, NULL), 0);
-        gate_wait_entered(&g, 1);
+        park_n(pool, park_work, &g, &t, 1);
         ck_assert_int_eq(submit_prio(pool, pairs[p][0], rec_work, rec_done, &recs[0], NULL), 0);
         for (int i = 1; i <= FLOOD; i++)
             ck_assert_int_eq(submit_prio(pool, pairs[p][1], rec_work, rec_done, &recs[i], NULL),
@@ -417,12 +408,9 @@ START_TEST(overflow_reject_is_the_default)
     evexec_pool *pool = new_pool(1, 0, 2);
     struct evexec_pool_stats s;
 
-    tally_init(&t);
     tally_init(&tq);
     tally_init(&tr);
-    gate_init(&g, &t);
-    ck_assert_int_eq(evexec_submit(fx.port, pool, park_work, gate_done, &g, NULL), 0);
-    gate_wait_entered(&g, 1);
+    park_n(pool, park_work, &g, &t, 1);
     for (int i = 0; i < 2; i++)
         ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &tq, NULL), 0);
     ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &tr, NULL), -EAGAIN);
@@ -457,10 +445,7 @@ START_TEST(drop_oldest_cancels_the_oldest_and_takes_the_new)
     o.overflow = EVEXEC_OVERFLOW_DROP_OLDEST;
     pool = new_pool_o(&o);
     recs_reset();
-    tally_init(&t);
-    gate_init(&g, &t);
-    ck_assert_int_eq(evexec_submit(fx.port, pool, park_work, gate_done, &g, NULL), 0);
-    gate_wait_entered(&g, 1);
+    park_n(pool, park_work, &g, &t, 1);
     for (int i = 1; i <= 3; i++)
         ck_assert_int_eq(evexec_submit(fx.port, pool, rec_work, rec_done, &recs[i], NULL), 0);
     ck_assert_int_eq(evexec_submit(fx.port, pool, rec_work, rec_done, &recs[4], NULL), 0);
@@ -506,10 +491,7 @@ START_TEST(drop_oldest_picks_the_lowest_class_not_above_the_new_job)
     o.overflow = EVEXEC_OVERFLOW_DROP_OLDEST;
     pool = new_pool_o(&o);
     recs_reset();
-    tally_init(&t);
-    gate_init(&g, &t);
-    ck_assert_int_eq(evexec_submit(fx.port, pool, park_work, gate_done, &g, NULL), 0);
-    gate_wait_entered(&g, 1);
+    park_n(pool, park_work, &g, &t, 1);
     ck_assert_int_eq(submit_prio(pool, EVEXEC_PRIO_HIGH, rec_work, rec_done, &recs[H1], NULL), 0);
     ck_assert_int_eq(submit_prio(pool, EVEXEC_PRIO_LOW, rec_work, rec_done, &recs[L1], NULL), 0);
     ck_assert_int_eq(submit_prio(pool, EVEXEC_PRIO_NORMAL, rec_work, rec_done, &recs[N1], NULL),

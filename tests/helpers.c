@@ -317,12 +317,12 @@ int submit_prio(evexec_pool *pool, int prio, evexec_work_fn work, evexec_done_fn
     return evexec_submit_ex(fx.port, pool, work, done, arg, &jo, id);
 }
 
-void park_n(evexec_pool *pool, struct gate *g, struct tally *t, int n)
+void park_n(evexec_pool *pool, evexec_work_fn work, struct gate *g, struct tally *t, int n)
 {
     tally_init(t);
     gate_init(g, t);
     for (int i = 0; i < n; i++)
-        ck_assert_int_eq(evexec_submit(fx.port, pool, park_work, gate_done, g, NULL), 0);
+        ck_assert_int_eq(evexec_submit(fx.port, pool, work, gate_done, g, NULL), 0);
     gate_wait_entered(g, n);
 }
 

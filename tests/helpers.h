@@ -97,9 +97,10 @@ evexec_pool *new_named_pool(unsigned max, unsigned min, size_t max_queued, const
 /* evexec_submit_ex() through fx.port with a priority only. */
 int submit_prio(evexec_pool *pool, int prio, evexec_work_fn work, evexec_done_fn done, void *arg,
                 evexec_job_id *id);
-/* Inits t and g, submits n park_work jobs through fx.port and waits until
- * all n are parked on the gate (the pool's workers are then busy). */
-void park_n(evexec_pool *pool, struct gate *g, struct tally *t, int n);
+/* Inits t and g, submits n jobs of work (park_work or park_work_stop) with
+ * gate_done through fx.port and waits until all n are parked on the gate:
+ * n workers of the pool are then busy. */
+void park_n(evexec_pool *pool, evexec_work_fn work, struct gate *g, struct tally *t, int n);
 
 /* Runs fx.base until now_s() reaches end (only where a deadline must
  * pass), however many stale loopexits end a dispatch early. */
