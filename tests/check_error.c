@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Bad input and misuse across the API, one test per documented error: NULL
- * handles, bad options and sizes, calls from the wrong thread, use after
- * shutdown, unknown and repeated cancels, freeing a pool from its own
- * worker; the error table (evexec_strerror(), evexec_errname()) and the
- * version macros.
+ * Bad input and misuse across the API, one test per documented error (the
+ * rows of docs/misuse.md): NULL handles, bad options and absurd sizes,
+ * calls from the wrong thread (another thread, a work function), use after
+ * shutdown, unknown, foreign and repeated cancels, freeing a pool from its
+ * own worker, a NULL done callback; the error table (evexec_strerror(),
+ * evexec_errname() for any int) and the version macros.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -385,6 +388,169 @@ START_TEST(version_matches_header)
     ck_assert_str_eq(evexec_version_string(), PACKAGE_VERSION);
 }
 END_TEST
+/* ------------------------------------------------------------------------ */
+/* misuse (docs/misuse.md)                                                  */
+
+/* An id names a job of one port: given to another port, it must not reach
+ * that port's job that happens to have the same slot and number. */
+START_TEST(an_id_of_another_port_is_enoent)
+{
+    struct tally t;
+    struct gate g;
+    evexec_port *other;
+    evexec_job_id a = 0, b = 0;
+    struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
+    evexec_pool *one;
+
+    tally_init(&t);
+    gate_init(&g, &t);
+    o.max_threads = 1;
+    ck_assert_int_eq(evexec_pool_new(&one, &o), 0);
+    ck_assert_int_eq(evexec_port_new(&other, fx.base, NULL), 0);
+    ck_assert_int_eq(evexec_submit(fx.port, one, park_work, gate_done, &g, NULL), 0);
+    gate_wait_entered(&g, 1);
+    /* The same history on both ports, all queued behind the parked worker:
+     * each port's second job gets the same slot and number. */
+    ck_assert_int_eq(evexec_submit(other, one, echo_work, tally_done, &t, NULL), 0);
+    ck_assert_int_eq(evexec_submit(fx.port, one, echo_work, tally_done, &t, &a), 0);
+    ck_assert_int_eq(evexec_submit(other, one, echo_work, tally_done, &t, &b), 0);
+    int rc = evexec_cancel(other, a);
+    gate_release(&g, 1);
+    run_until(fx.base, &t.calls, 4);
+    ck_assert_int_eq(evexec_pool_free(one), 0);
+    ck_assert_int_eq(evexec_port_free(other), 0);
+    gate_destroy(&g);
+    ck_assert_msg(rc == -ENOENT, "cancel(other port, an id of this port) = %s (ids %#llx, %#llx)%s",
+                  evexec_errname(rc), (unsigned long long)a, (unsigned long long)b,
+                  rc == 0 ? ": it cancelled the other port's job" : "");
+    ck_assert_int_eq(t.cancelled, 0);
+}
+END_TEST
+
+struct from_worker {
+    evexec_port *port;
+    evexec_pool *pool;
+    int submit, cancel, port_free, stats;
+};
+
+static void *call_loop_functions(evexec_job *job, void *arg)
+{
+    struct from_worker *w = arg;
+    struct evexec_port_stats s;
+    (void)job;
+    memset(&s, 0, sizeof s);
+    s.size = sizeof s;
+    w->submit = evexec_submit(w->port, w->pool, echo_work, NULL, NULL, NULL);
+    w->cancel = evexec_cancel(w->port, 1);
+    w->stats = evexec_port_stats(w->port, &s);
+    w->port_free = evexec_port_free(w->port);
+    return w;
+}
+
+static int worker_calls_done;
+static void count_done(int status, void *result, void *arg)
+{
+    (void)status;
+    (void)result;
+    (void)arg;
+    worker_calls_done++;
+}
+
+START_TEST(loop_thread_calls_from_a_work_function_are_eperm)
+{
+    struct from_worker w = {fx.port, pool, 1, 1, 1, 1};
+    worker_calls_done = 0;
+    ck_assert_int_eq(evexec_submit(fx.port, pool, call_loop_functions, count_done, &w, NULL), 0);
+    run_until(fx.base, &worker_calls_done, 1);
+    ck_assert_int_eq(w.submit, -EPERM);
+    ck_assert_int_eq(w.cancel, -EPERM);
+    ck_assert_int_eq(w.stats, -EPERM);
+    ck_assert_int_eq(w.port_free, -EPERM);
+    ck_assert_uint_eq(pool_stats(pool).submitted, 1);
+}
+END_TEST
+
+static _Atomic int ran_without_done;
+static void *note_run(evexec_job *job, void *arg)
+{
+    (void)job;
+    atomic_fetch_add(&ran_without_done, 1);
+    return arg;
+}
+
+static int port_idle(void *arg)
+{
+    (void)arg;
+    event_base_loop(fx.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    return port_stats(fx.port).outstanding == 0;
+}
+
+START_TEST(a_null_done_callback_runs_the_work_and_calls_nothing)
+{
+    atomic_store(&ran_without_done, 0);
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(evexec_submit(fx.port, pool, note_run, NULL, NULL, NULL), 0);
+    ck_assert_uint_eq(port_stats(fx.port).outstanding, 10);
+    wait_for(port_idle, NULL);
+    ck_assert_int_eq(atomic_load(&ran_without_done), 10);
+    ck_assert_uint_eq(port_stats(fx.port).delivered, 10);
+}
+END_TEST
+
+START_TEST(any_int_has_a_message_and_a_name)
+{
+    static const int odd[] = {INT_MIN, INT_MIN + 1, -1, 1, 9999, INT_MAX, -EWOULDBLOCK};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        ck_assert_ptr_nonnull(evexec_strerror(odd[i]));
+        ck_assert_ptr_nonnull(evexec_errname(odd[i]));
+    }
+    ck_assert_str_eq(evexec_strerror(INT_MIN), "unknown error");
+    ck_assert_str_eq(evexec_errname(INT_MIN), "UNKNOWN");
+    ck_assert_str_eq(evexec_errname(INT_MAX), "UNKNOWN");
+}
+END_TEST
+
+START_TEST(absurd_sizes_are_einval)
+{
+    struct evexec_pool_opts po = EVEXEC_POOL_OPTS_INIT;
+    struct evexec_port_opts qo = EVEXEC_PORT_OPTS_INIT;
+    struct evexec_pool_stats ps;
+    struct evexec_port_stats qs;
+    evexec_pool *p = NULL;
+    evexec_port *q = NULL;
+
+    po.size = SIZE_MAX;
+    ck_assert_int_eq(evexec_pool_new(&p, &po), -EINVAL);
+    po = (struct evexec_pool_opts)EVEXEC_POOL_OPTS_INIT;
+    po.max_queued = SIZE_MAX;
+    ck_assert_int_eq(evexec_pool_new(&p, &po), -EINVAL);
+    po = (struct evexec_pool_opts)EVEXEC_POOL_OPTS_INIT;
+    po.stack_size = SIZE_MAX;
+    ck_assert_int_eq(evexec_pool_new(&p, &po), -EINVAL);
+    po = (struct evexec_pool_opts)EVEXEC_POOL_OPTS_INIT;
+    po.max_threads = UINT_MAX;
+    ck_assert_int_eq(evexec_pool_new(&p, &po), -EINVAL);
+    qo.size = SIZE_MAX;
+    ck_assert_int_eq(evexec_port_new(&q, fx.base, &qo), -EINVAL);
+    qo = (struct evexec_port_opts)EVEXEC_PORT_OPTS_INIT;
+    qo.max_batch = UINT_MAX;
+    ck_assert_int_eq(evexec_port_new(&q, fx.base, &qo), -EINVAL);
+    qo.max_batch = 0;
+    qo.priority = INT_MAX;
+    ck_assert_int_eq(evexec_port_new(&q, fx.base, &qo), -EINVAL);
+    ck_assert_ptr_null(p);
+    ck_assert_ptr_null(q);
+    memset(&ps, 0, sizeof ps);
+    memset(&qs, 0, sizeof qs);
+    ps.size = SIZE_MAX;
+    qs.size = SIZE_MAX;
+    ck_assert_int_eq(evexec_pool_stats(pool, &ps), -EINVAL);
+    ck_assert_int_eq(evexec_port_stats(fx.port, &qs), -EINVAL);
+    ck_assert_int_eq(evexec_pool_shutdown(pool, INT_MIN), -EINVAL);
+    ck_assert_int_eq(evexec_pool_shutdown(pool, INT_MAX), -EINVAL);
+    ck_assert_int_eq(evexec_cancel(fx.port, UINT64_MAX), -ENOENT);
+}
+END_TEST
 
 static Suite *error_suite(void)
 {
@@ -407,6 +573,13 @@ static Suite *error_suite(void)
     tcase_add_test(tc, stats_reject_bad_input);
     tcase_add_test(tc, error_table_names_every_code);
     tcase_add_test(tc, version_matches_header);
+    tc = add_tcase(s, "misuse", 60, FX_NONE);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, an_id_of_another_port_is_enoent);
+    tcase_add_test(tc, loop_thread_calls_from_a_work_function_are_eperm);
+    tcase_add_test(tc, a_null_done_callback_runs_the_work_and_calls_nothing);
+    tcase_add_test(tc, any_int_has_a_message_and_a_name);
+    tcase_add_test(tc, absurd_sizes_are_einval);
     return s;
 }
 
