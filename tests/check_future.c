@@ -25,29 +25,6 @@
 
 #include "helpers.h"
 
-/* Waits for f and returns its result; the outcome must be 0. */
-static void *wait_ok(evexec_future *f)
-{
-    void *r = (void *)1;
-    ck_assert_int_eq(evexec_future_wait(f, EVEXEC_WAIT_FOREVER), 0);
-    ck_assert_int_eq(evexec_future_result(f, &r), 0);
-    return r;
-}
-
-static int wait_status(evexec_future *f)
-{
-    ck_assert_int_eq(evexec_future_wait(f, EVEXEC_WAIT_FOREVER), 0);
-    return evexec_future_result(f, NULL);
-}
-
-/* Resolves later, from a timer callback on the loop. */
-struct later {
-    evexec_promise *p;
-    struct event *ev;
-    _Atomic int inside_call;
-    _Atomic int settled_inside_call;
-};
-
 struct pc_thread {
     evexec_pool *pool;
     unsigned id;

@@ -56,21 +56,6 @@ static evexec_loop *start_loop(const struct evexec_loop_opts *o)
     return loop;
 }
 
-/* Waits for f and returns its result; the outcome must be 0. */
-static void *wait_ok(evexec_future *f)
-{
-    void *r = (void *)1;
-    ck_assert_int_eq(evexec_future_wait(f, EVEXEC_WAIT_FOREVER), 0);
-    ck_assert_int_eq(evexec_future_result(f, &r), 0);
-    return r;
-}
-
-static int wait_status(evexec_future *f)
-{
-    ck_assert_int_eq(evexec_future_wait(f, EVEXEC_WAIT_FOREVER), 0);
-    return evexec_future_result(f, NULL);
-}
-
 /* The thread a call runs on, recorded by thread_call. */
 static void thread_call(evexec_loop *loop, evexec_promise *p, void *arg)
 {

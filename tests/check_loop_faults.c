@@ -335,17 +335,9 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("loop-faults");
-    TCase *tc = tcase_create("injected");
-    tcase_set_timeout(tc, 120);
+    TCase *tc = add_tcase(s, "injected", 120, FX_FDS);
     tcase_add_test(tc, every_failable_call_fails_in_turn);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("white-box");
-    tcase_set_timeout(tc, 60);
+    tc = add_tcase(s, "white-box", 60, FX_FDS);
     tcase_add_test(tc, cancel_of_a_pool_future_a_shutdown_is_completing);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

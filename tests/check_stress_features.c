@@ -1201,18 +1201,12 @@ END_TEST
 static Suite *features_suite(void)
 {
     Suite *s = suite_create("stress_features");
-    TCase *tc = tcase_create("features");
-    tcase_set_timeout(tc, 900);
+    TCase *tc = add_tcase(s, "features", 900, FX_FDS);
     tcase_add_test(tc, test_features_stress);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(features_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failures = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failures ? 1 : 0;
+    return run_suite(features_suite());
 }

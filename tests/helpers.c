@@ -143,6 +143,20 @@ void wait_for(int (*fn)(void *), void *arg)
     }
 }
 
+void *wait_ok(evexec_future *f)
+{
+    void *r = (void *)1;
+    ck_assert_int_eq(evexec_future_wait(f, EVEXEC_WAIT_FOREVER), 0);
+    ck_assert_int_eq(evexec_future_result(f, &r), 0);
+    return r;
+}
+
+int wait_status(evexec_future *f)
+{
+    ck_assert_int_eq(evexec_future_wait(f, EVEXEC_WAIT_FOREVER), 0);
+    return evexec_future_result(f, NULL);
+}
+
 struct evexec_pool_stats pool_stats(evexec_pool *pool)
 {
     struct evexec_pool_stats s;
@@ -161,24 +175,11 @@ struct evexec_port_stats port_stats(evexec_port *port)
     return s;
 }
 
-int count_fds(void)
+/* Entries of a /proc directory, its "." and ".." aside; -1 on error. */
+static int count_entries(const char *path)
 {
     int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    if (!d)
-        return -1;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1; /* the DIR's own fd */
-}
-
-int count_threads(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/task");
+    DIR *d = opendir(path);
     struct dirent *e;
     if (!d)
         return -1;
@@ -187,6 +188,17 @@ int count_threads(void)
             n++;
     closedir(d);
     return n;
+}
+
+int count_fds(void)
+{
+    int n = count_entries("/proc/self/fd");
+    return n < 0 ? n : n - 1; /* the DIR's own fd */
+}
+
+int count_threads(void)
+{
+    return count_entries("/proc/self/task");
 }
 
 int fd_list(int *fds, int max)

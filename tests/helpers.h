@@ -179,6 +179,12 @@ void ts_join(struct ts_waiter *c);
 /* Polls fn(arg) every ms until it is true; fails after 10 s. */
 void wait_for(int (*fn)(void *), void *arg);
 
+/* Waits for a future (forever) and returns its result; the outcome must
+ * be 0. */
+void *wait_ok(evexec_future *f);
+/* Waits for a future (forever) and returns its outcome. */
+int wait_status(evexec_future *f);
+
 /* Pool counters, for assertions. */
 struct evexec_pool_stats pool_stats(evexec_pool *pool);
 struct evexec_port_stats port_stats(evexec_port *port);
