@@ -1273,12 +1273,8 @@ static void offload_done(int status, void *result, void *arg)
 {
     struct offload *o = arg;
     o->delivered++;
-    if (o->p) {
-        if (status == 0)
-            evexec_promise_resolve(o->p, result);
-        else
-            evexec_promise_fail(o->p, status);
-    }
+    if (o->p)
+        promise_settle(o->p, status, result);
 }
 
 static void offload_call(evexec_loop *loop, evexec_promise *p, void *arg)

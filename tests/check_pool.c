@@ -199,11 +199,6 @@ START_TEST(threads_start_lazily_up_to_max)
 }
 END_TEST
 
-static int one_idle(void *arg)
-{
-    return pool_stats(arg).idle == 1;
-}
-
 START_TEST(an_idle_worker_is_reused_not_a_new_thread_started)
 {
     struct tally t;
@@ -213,7 +208,7 @@ START_TEST(an_idle_worker_is_reused_not_a_new_thread_started)
     for (int i = 1; i <= 100; i++) {
         ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &t, NULL), 0);
         run_until(fx.base, &t.calls, i);
-        wait_for(one_idle, pool); /* the worker is back waiting */
+        wait_for(idle_one, pool); /* the worker is back waiting */
     }
     ck_assert_uint_eq(pool_stats(pool).threads_started, 1);
     ck_assert_int_eq(evexec_pool_free(pool), 0);

@@ -143,6 +143,14 @@ void wait_for(int (*fn)(void *), void *arg)
     }
 }
 
+void promise_settle(evexec_promise *p, int status, void *result)
+{
+    if (status == 0)
+        evexec_promise_resolve(p, result);
+    else
+        evexec_promise_fail(p, status);
+}
+
 void *wait_ok(evexec_future *f)
 {
     void *r = (void *)1;
@@ -372,33 +380,30 @@ void flush(evexec_pool *pool)
     ck_assert_int_eq(t.ok, 1);
 }
 
+/* What wait_completed() and wait_idle() wait for. */
 struct pool_count {
     evexec_pool *pool;
     uint64_t n;
+    int idle; /* count idle threads, else completed jobs */
 };
 
-static int completed_reached(void *p)
+static int count_reached(void *p)
 {
     struct pool_count *c = p;
-    return pool_stats(c->pool).completed >= c->n;
+    struct evexec_pool_stats s = pool_stats(c->pool);
+    return (c->idle ? s.idle : s.completed) >= c->n;
 }
 
 void wait_completed(evexec_pool *pool, uint64_t n)
 {
-    struct pool_count c = {pool, n};
-    wait_for(completed_reached, &c);
-}
-
-static int idle_reached(void *p)
-{
-    struct pool_count *c = p;
-    return pool_stats(c->pool).idle >= c->n;
+    struct pool_count c = {pool, n, 0};
+    wait_for(count_reached, &c);
 }
 
 void wait_idle(evexec_pool *pool, unsigned n)
 {
-    struct pool_count c = {pool, n};
-    wait_for(idle_reached, &c);
+    struct pool_count c = {pool, n, 1};
+    wait_for(count_reached, &c);
 }
 
 struct thread_call {

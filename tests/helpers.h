@@ -179,6 +179,8 @@ void ts_join(struct ts_waiter *c);
 /* Polls fn(arg) every ms until it is true; fails after 10 s. */
 void wait_for(int (*fn)(void *), void *arg);
 
+/* Resolves p with result if status is 0, else fails it with status. */
+void promise_settle(evexec_promise *p, int status, void *result);
 /* Waits for a future (forever) and returns its result; the outcome must
  * be 0. */
 void *wait_ok(evexec_future *f);
