@@ -17,6 +17,9 @@
 
 #include "helpers.h"
 
+/* ---------------------------------------------------------------------- */
+/* Groups of kind ALL.                                                    */
+
 START_TEST(group_all_calls_back_after_every_member_once_closed)
 {
     struct gate g;

@@ -454,7 +454,7 @@ static int threads_base(void)
 }
 
 /* ---------------------------------------------------------------------- */
-/* 5. Run-time resize.                                                    */
+/* Run-time resize.                                                       */
 
 START_TEST(resize_growing_max_starts_threads_for_queued_jobs)
 {
@@ -697,7 +697,7 @@ START_TEST(resize_errors)
 END_TEST
 
 /* ---------------------------------------------------------------------- */
-/* 6. Per-worker state.                                                   */
+/* Per-worker state.                                                      */
 
 enum { INIT_OK, INIT_FAIL_ALL, INIT_FAIL_FIRST, INIT_FAIL_AFTER_FIRST, INIT_NULL_STATE };
 
@@ -1060,7 +1060,7 @@ START_TEST(worker_init_failing_with_a_thread_left_keeps_the_queue)
 END_TEST
 
 /* ---------------------------------------------------------------------- */
-/* 7. Counters and histograms.                                            */
+/* Counters and histograms.                                               */
 
 START_TEST(stats_count_queued_and_running_per_class)
 {
@@ -1290,7 +1290,7 @@ START_TEST(a_20ms_job_lands_in_the_bucket_of_its_run_time)
 END_TEST
 
 /* ---------------------------------------------------------------------- */
-/* 8. The default pool.                                                   */
+/* The default pool.                                                      */
 
 static void *name_work(evexec_job *job, void *arg)
 {

@@ -109,7 +109,7 @@ static void rec_done(int status, void *result, void *arg)
 }
 
 /* ---------------------------------------------------------------------- */
-/* 1. Priorities.                                                         */
+/* Priorities.                                                            */
 
 START_TEST(queued_jobs_start_by_class_then_fifo)
 {
@@ -225,7 +225,7 @@ START_TEST(bad_priority_is_einval_without_callback)
 END_TEST
 
 /* ---------------------------------------------------------------------- */
-/* 2. Per-class limits.                                                   */
+/* Per-class limits.                                                      */
 
 struct limited {
     struct gate g;
@@ -399,7 +399,7 @@ START_TEST(class_limit_errors)
 END_TEST
 
 /* ---------------------------------------------------------------------- */
-/* 3. Overflow.                                                           */
+/* Overflow.                                                              */
 
 START_TEST(overflow_reject_is_the_default)
 {
@@ -558,6 +558,9 @@ START_TEST(bad_overflow_is_einval)
     ck_assert_int_eq(evexec_pool_free(p), 0);
 }
 END_TEST
+
+/* ---------------------------------------------------------------------- */
+/* Blocking submits from any thread.                                      */
 
 /* 1 once the thread sleeps in the kernel (blocked in the submit). */
 static int ts_blocked(void *arg)
