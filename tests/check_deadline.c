@@ -79,10 +79,7 @@ START_TEST(deadline_late_null_result_is_not_given_to_cleanup)
     struct djob d;
     evexec_pool *pool = new_pool(1, 0, 0);
 
-    gate_init(&g, NULL);
-    djob_init(&d, &g, NULL);
-    ck_assert_int_eq(submit_djob(pool, &d, 30, NULL, NULL), 0);
-    gate_wait_entered(&g, 1);
+    park_djob(pool, &d, &g, 30, NULL);
     run_until(fx.base, &d.calls, 1);
     ck_assert_int_eq(d.status, -ETIMEDOUT);
     gate_release(&g, 1);
@@ -288,11 +285,8 @@ START_TEST(cancel_from_a_timer_as_the_deadline_passes_keeps_ecanceled)
     evexec_job_id qid;
     evexec_pool *pool = new_pool(1, 0, 0);
 
-    gate_init(&g, NULL);
-    djob_init(&p, &g, NULL);
     djob_init(&q, NULL, NULL);
-    ck_assert_int_eq(submit_djob(pool, &p, 0, NULL, NULL), 0);
-    gate_wait_entered(&g, 1);
+    park_djob(pool, &p, &g, 0, NULL);
     ck_assert_int_eq(submit_djob(pool, &q, 20, NULL, &qid), 0);
     struct timeval tv = {0, 10000};
     ck_assert_int_eq(event_base_once(fx.base, -1, EV_TIMEOUT, cancel_timer_cb, &qid, &tv), 0);

@@ -27,13 +27,10 @@ START_TEST(group_all_calls_back_after_every_member_once_closed)
     struct grec gr;
     evexec_pool *pool = new_pool(2, 0, 0);
 
-    gate_init(&g, NULL);
-    djob_init(&a, &g, NULL);
     djob_init(&b, NULL, NULL);
     djob_init(&c, NULL, NULL);
     evexec_group *grp = new_group(&gr, EVEXEC_GROUP_ALL);
-    ck_assert_int_eq(submit_djob(pool, &a, 0, grp, NULL), 0);
-    gate_wait_entered(&g, 1);
+    park_djob(pool, &a, &g, 0, grp);
     ck_assert_int_eq(submit_djob(pool, &b, 0, grp, NULL), 0);
     ck_assert_int_eq(submit_djob(pool, &c, 0, grp, NULL), 0);
     run_until(fx.base, &fx.member_calls, 2);
@@ -96,13 +93,10 @@ START_TEST(group_all_status_is_the_first_nonzero_member_status)
     evexec_job_id qid;
     evexec_pool *pool = new_pool(1, 0, 0);
 
-    gate_init(&g, NULL);
-    djob_init(&p, &g, NULL);
     djob_init(&q, NULL, NULL);
     djob_init(&r, NULL, NULL);
     evexec_group *grp = new_group(&gr, EVEXEC_GROUP_ALL);
-    ck_assert_int_eq(submit_djob(pool, &p, 0, grp, NULL), 0);
-    gate_wait_entered(&g, 1);
+    park_djob(pool, &p, &g, 0, grp);
     /* Delivered in this order: q (-ECANCELED), r (-ETIMEDOUT), p (0). */
     ck_assert_int_eq(submit_djob(pool, &q, 0, grp, &qid), 0);
     ck_assert_int_eq(evexec_cancel(fx.port, qid), 0);
@@ -159,12 +153,9 @@ START_TEST(group_refuses_members_once_closed_or_of_another_port)
 
     ck_assert_ptr_nonnull(base2);
     ck_assert_int_eq(evexec_port_new(&port2, base2, NULL), 0);
-    gate_init(&g, NULL);
-    djob_init(&a, &g, NULL);
     djob_init(&b, NULL, NULL);
     evexec_group *grp = new_group(&gr, EVEXEC_GROUP_ALL);
-    ck_assert_int_eq(submit_djob(pool, &a, 0, grp, NULL), 0);
-    gate_wait_entered(&g, 1);
+    park_djob(pool, &a, &g, 0, grp);
     ck_assert_int_eq(evexec_group_close(grp), 0);
     ck_assert_int_eq(submit_djob(pool, &b, 0, grp, NULL), -EINVAL);
 
@@ -346,12 +337,9 @@ START_TEST(group_members_get_their_callbacks_in_completion_order)
     struct grec gr;
     evexec_pool *pool = new_pool(2, 0, 0);
 
-    gate_init(&g, NULL);
-    djob_init(&a, &g, NULL);
     djob_init(&b, NULL, NULL);
     evexec_group *grp = new_group(&gr, EVEXEC_GROUP_ALL);
-    ck_assert_int_eq(submit_djob(pool, &a, 0, grp, NULL), 0);
-    gate_wait_entered(&g, 1);
+    park_djob(pool, &a, &g, 0, grp);
     ck_assert_int_eq(submit_djob(pool, &b, 0, grp, NULL), 0);
     ck_assert_int_eq(evexec_group_close(grp), 0);
     run_until(fx.base, &b.calls, 1); /* submitted second, delivered first */
@@ -374,15 +362,12 @@ START_TEST(group_cancel_cancels_members_only_and_calls_back_ecanceled)
     struct grec gr;
     evexec_pool *pool = new_pool(1, 0, 0);
 
-    gate_init(&g, NULL);
-    djob_init(&a, &g, NULL);
     djob_init(&b, NULL, NULL);
     djob_init(&c, NULL, NULL);
     djob_init(&n, NULL, NULL);
     djob_init(&e, NULL, NULL);
     evexec_group *grp = new_group(&gr, EVEXEC_GROUP_ALL);
-    ck_assert_int_eq(submit_djob(pool, &a, 0, grp, NULL), 0);
-    gate_wait_entered(&g, 1);
+    park_djob(pool, &a, &g, 0, grp);
     ck_assert_int_eq(submit_djob(pool, &b, 0, grp, NULL), 0);
     ck_assert_int_eq(submit_djob(pool, &n, 0, NULL, NULL), 0); /* not a member */
     ck_assert_int_eq(submit_djob(pool, &c, 0, grp, NULL), 0);
@@ -529,13 +514,10 @@ START_TEST(group_member_refused_by_a_full_queue_does_not_join)
     struct grec gr;
     evexec_pool *pool = new_pool(1, 0, 1);
 
-    gate_init(&g, NULL);
-    djob_init(&a, &g, NULL);
     djob_init(&b, NULL, NULL);
     djob_init(&c, NULL, NULL);
     evexec_group *grp = new_group(&gr, EVEXEC_GROUP_ALL);
-    ck_assert_int_eq(submit_djob(pool, &a, 0, grp, NULL), 0);
-    gate_wait_entered(&g, 1);
+    park_djob(pool, &a, &g, 0, grp);
     ck_assert_int_eq(submit_djob(pool, &b, 0, grp, NULL), 0);
     ck_assert_int_eq(submit_djob(pool, &c, 0, grp, NULL), -EAGAIN);
     ck_assert_int_eq(evexec_group_close(grp), 0);

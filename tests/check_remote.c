@@ -221,10 +221,7 @@ START_TEST(threadsafe_honours_priority)
 
     atomic_store(&start_next, 0);
     order_calls = order_not_ok = order_wrong_thread = 0;
-    gate_init(&g, NULL);
-    djob_init(&p, &g, NULL);
-    ck_assert_int_eq(submit_djob(pool, &p, 0, NULL, NULL), 0);
-    gate_wait_entered(&g, 1);
+    park_djob(pool, &p, &g, 0, NULL);
     /* Queued in this order: LOW 1 (foreign thread), NORMAL 2 and 3 (loop
      * thread, evexec_submit()), HIGH 4 (foreign thread). */
     struct prio_submit low = {pool, EVEXEC_PRIO_LOW, 1};
@@ -432,10 +429,7 @@ START_TEST(port_free_cancels_queued_threadsafe_jobs)
 
     ts_reset(pthread_self());
     atomic_store(&counted_runs, 0);
-    gate_init(&g, NULL);
-    djob_init(&p, &g, NULL);
-    ck_assert_int_eq(submit_djob(pool, &p, 0, NULL, NULL), 0);
-    gate_wait_entered(&g, 1);
+    park_djob(pool, &p, &g, 0, NULL);
     ck_assert_int_eq(on_other_thread(ts_batch_call, &b), 0);
     ck_assert_int_eq(b.failures, 0);
     ck_assert_uint_eq(pool_stats(pool).queued, N);

@@ -495,6 +495,15 @@ int submit_djob(evexec_pool *pool, struct djob *d, unsigned timeout_ms, evexec_g
     return evexec_submit_ex(fx.port, pool, djob_work, djob_done, d, &o, id);
 }
 
+void park_djob(evexec_pool *pool, struct djob *d, struct gate *g, unsigned timeout_ms,
+               evexec_group *grp)
+{
+    gate_init(g, NULL);
+    djob_init(d, g, NULL);
+    ck_assert_int_eq(submit_djob(pool, d, timeout_ms, grp, NULL), 0);
+    gate_wait_entered(g, 1);
+}
+
 void grec_fn(int status, void *arg)
 {
     struct grec *r = arg;

@@ -145,6 +145,10 @@ void djob_cleanup(void *result, void *arg);
  * (NULL: none). */
 int submit_djob(evexec_pool *pool, struct djob *d, unsigned timeout_ms, evexec_group *g,
                 evexec_job_id *id);
+/* Inits g and d (parked on g), submits d with submit_djob() and waits
+ * until its work function is parked: one worker of the pool is then busy. */
+void park_djob(evexec_pool *pool, struct djob *d, struct gate *g, unsigned timeout_ms,
+               evexec_group *grp);
 
 /* A group's record: what its callback saw, and what it does then. */
 enum { GR_NONE, GR_CANCEL, GR_SUBMIT };
