@@ -85,10 +85,7 @@ START_TEST(pool_future_cancel_queued_and_running)
     evexec_future *running, *queued, *freed, *later;
     void *r;
 
-    tally_init(&t);
-    gate_init(&g, &t);
-    ck_assert_int_eq(evexec_pool_call(pool, park_work_stop, &g, &running), 0);
-    gate_wait_entered(&g, 1);
+    running = park_call(pool, park_work_stop, &g, &t);
     ck_assert_int_eq(evexec_pool_call(pool, echo_work, &t, &queued), 0);
     ck_assert_int_eq(evexec_pool_call(pool, echo_work, &t, &freed), 0);
     ck_assert_int_eq(evexec_pool_call(pool, echo_work, &t, &later), 0);
@@ -125,10 +122,7 @@ START_TEST(pool_shutdown_and_free_complete_pool_futures)
     struct tally t;
     evexec_future *running, *q[3], *after;
 
-    tally_init(&t);
-    gate_init(&g, &t);
-    ck_assert_int_eq(evexec_pool_call(pool, park_work, &g, &running), 0);
-    gate_wait_entered(&g, 1);
+    running = park_call(pool, park_work, &g, &t);
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(evexec_pool_call(pool, echo_work, &t, &q[i]), 0);
     ck_assert_int_eq(evexec_pool_shutdown(pool, EVEXEC_CANCEL), 0);
@@ -190,10 +184,7 @@ START_TEST(a_full_pool_queue_refuses_pool_calls)
     o.max_threads = 1;
     o.max_queued = 1;
     ck_assert_int_eq(evexec_pool_new(&pool, &o), 0);
-    tally_init(&t);
-    gate_init(&g, &t);
-    ck_assert_int_eq(evexec_pool_call(pool, park_work, &g, &running), 0);
-    gate_wait_entered(&g, 1);
+    running = park_call(pool, park_work, &g, &t);
     ck_assert_int_eq(evexec_pool_call(pool, echo_work, NULL, &q), 0);
     ck_assert_int_eq(evexec_pool_call(pool, echo_work, NULL, &refused), -EAGAIN);
     ck_assert_ptr_null(refused);

@@ -298,10 +298,7 @@ START_TEST(cancel_of_a_pool_future_a_shutdown_is_completing)
 
     po.max_threads = 1;
     ck_assert_int_eq(evexec_pool_new(&pool, &po), 0);
-    tally_init(&t);
-    gate_init(&g, &t);
-    ck_assert_int_eq(evexec_pool_call(pool, park_work, &g, &running), 0);
-    gate_wait_entered(&g, 1);
+    running = park_call(pool, park_work, &g, &t);
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(evexec_pool_call(pool, echo_work, NULL, &q[i]), 0);
 

@@ -346,6 +346,16 @@ void park_n(evexec_pool *pool, evexec_work_fn work, struct gate *g, struct tally
     gate_wait_entered(g, n);
 }
 
+evexec_future *park_call(evexec_pool *pool, evexec_work_fn work, struct gate *g, struct tally *t)
+{
+    evexec_future *f = NULL;
+    tally_init(t);
+    gate_init(g, t);
+    ck_assert_int_eq(evexec_pool_call(pool, work, g, &f), 0);
+    gate_wait_entered(g, 1);
+    return f;
+}
+
 /* ---------------------------------------------------------------------- */
 /* Running the fixture's loop, waiting on a pool.                         */
 

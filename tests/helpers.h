@@ -101,6 +101,9 @@ int submit_prio(evexec_pool *pool, int prio, evexec_work_fn work, evexec_done_fn
  * gate_done through fx.port and waits until all n are parked on the gate:
  * n workers of the pool are then busy. */
 void park_n(evexec_pool *pool, evexec_work_fn work, struct gate *g, struct tally *t, int n);
+/* Inits t and g, makes an evexec_pool_call() of work (park_work or
+ * park_work_stop) with g and waits until it is parked; returns its future. */
+evexec_future *park_call(evexec_pool *pool, evexec_work_fn work, struct gate *g, struct tally *t);
 
 /* Runs fx.base until now_s() reaches end (only where a deadline must
  * pass), however many stale loopexits end a dispatch early. */
