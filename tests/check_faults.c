@@ -45,6 +45,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -726,9 +727,22 @@ static int fail_all_but_first(int n)
     return n == 1 ? 0 : EAGAIN;
 }
 
+/* Records its thread id, so that the caller can wait for it to go. */
 static void *warm_up(void *arg)
 {
+    *(pid_t *)arg = (pid_t)syscall(SYS_gettid);
     return arg;
+}
+
+/* A joined thread can stay listed in /proc/self/task a moment longer:
+ * waits (2 s at most) until tid is gone. */
+static void wait_task_gone(pid_t tid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d", (int)tid);
+    for (int i = 0; i < 2000 && access(path, F_OK) == 0; i++)
+        nap_us(1000);
+    ck_assert_msg(access(path, F_OK) != 0, "thread %d still listed 2 s after its join", (int)tid);
 }
 
 START_TEST(pool_new_fails_cleanly_when_a_min_thread_cannot_start)
@@ -736,8 +750,10 @@ START_TEST(pool_new_fails_cleanly_when_a_min_thread_cannot_start)
     /* A thread first, so that helper threads a runtime starts lazily (the
      * ThreadSanitizer's) are counted in threads0. */
     pthread_t warm;
-    ck_assert_int_eq(__real_pthread_create(&warm, NULL, warm_up, NULL), 0);
+    pid_t warm_tid = 0;
+    ck_assert_int_eq(__real_pthread_create(&warm, NULL, warm_up, &warm_tid), 0);
     pthread_join(warm, NULL);
+    wait_task_gone(warm_tid);
     int threads0 = count_threads(), fds0 = count_fds();
     long injected = 0;
     for (int k = 1; k <= 3; k++) {
