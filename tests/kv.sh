@@ -218,7 +218,10 @@ pg)
         [ -z "${CI:-}" ] || fail "CI is set but the PostgreSQL server is not installed (apt-get install postgresql)"
         skip "PostgreSQL server not installed (Debian: apt-get install postgresql): not tested against PostgreSQL"
     fi
-    "$kv" --help | grep -q -- '--pg' || fail "kv was built without libpq (Debian: libpq-dev)"
+    if ! "$kv" --help | grep -q -- '--pg'; then
+        [ -z "${CI:-}" ] || fail "CI is set but kv was built without libpq (apt-get install libpq-dev)"
+        skip "kv was built without libpq (Debian: libpq-dev): not tested against PostgreSQL"
+    fi
     pgdir=$(mktemp -d /tmp/kv-pg.XXXXXX)
     if [ "$(id -u)" -eq 0 ]; then # initdb refuses to run as root
         chown nobody "$pgdir"
