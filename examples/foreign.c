@@ -72,6 +72,10 @@ static void squared(int status, void *result, void *arg) /* on the loop */
         printf("after %d results: pool resized to 3 threads\n", a->delivered);
     }
     if (a->delivered == JOBS) {
+        struct evexec_port_stats ps = {.size = sizeof ps};
+        if (evexec_port_stats(a->port, &ps) == 0) /* completions come in bursts */
+            printf("port: %llu callbacks run after %llu wake-ups\n",
+                   (unsigned long long)ps.delivered, (unsigned long long)ps.wakeups);
         /* Every job was accepted, so the producer has made its last submit
          * call; it may still be returning from it: join it before the port
          * goes (a brief wait at most). */

@@ -94,5 +94,6 @@ say "gather: the total of 8 jobs, the first of 3 mirrors, 2 stopped"
 run_ex 0 foreign
 has '^40 results from a foreign thread, sum of squares 22140 \(expected 22140\), 0 callbacks off' \
     "foreign: wrong sum or thread"
-has 'pool resized to 3 threads' "foreign: no resize"
+has "pool resized to 3 threads" "foreign: no resize"
+has "^port: 40 callbacks run after [0-9]+ wake-ups" "foreign: no port counters"
 say "foreign: 40 thread-safe submits, sum right, all callbacks on the loop"
