@@ -10,7 +10,9 @@
  *   PUT    /kv/KEY     stores the request body (204); priority NORMAL
  *   DELETE /kv/KEY     204, or 404
  *   POST   /import     body of "key<TAB>value" lines, one transaction;
- *                      priority LOW, at most one running at a time
+ *                      priority LOW, at most one LOW job running at a time
+ *   GET    /report     keys and bytes stored: a full scan (a slow query);
+ *                      priority LOW
  *   GET    /stats      JSON: the pool's counters and its queue-wait and
  *                      run-time percentiles (evexec_pool_histograms())
  *
@@ -72,7 +74,7 @@ enum { FOUND = 0, NOT_FOUND = 1 }; /* or a negative error */
 
 struct conn {
     sqlite3 *db;
-    sqlite3_stmt *get, *put, *del;
+    sqlite3_stmt *get, *put, *del, *report;
 #ifdef HAVE_LIBPQ
     PGconn *pg;
 #endif
@@ -85,6 +87,7 @@ static const char sql_get[] = "SELECT v FROM kv WHERE k = $1";
 static const char sql_put[] =
     "INSERT INTO kv (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v";
 static const char sql_del[] = "DELETE FROM kv WHERE k = $1";
+static const char sql_report[] = "SELECT count(*), coalesce(sum(length(v)), 0) FROM kv";
 
 struct options {
     const char *db, *pg;
@@ -100,6 +103,7 @@ static void conn_close(struct conn *c)
     sqlite3_finalize(c->get);
     sqlite3_finalize(c->put);
     sqlite3_finalize(c->del);
+    sqlite3_finalize(c->report);
     sqlite3_close(c->db);
 #ifdef HAVE_LIBPQ
     if (c->pg)
@@ -154,8 +158,9 @@ static int conn_open(const struct options *o, int create, struct conn **out, cha
         if (create && (rc = pg_exec(c, "CREATE TABLE IF NOT EXISTS kv "
                                        "(k text PRIMARY KEY, v bytea NOT NULL)")) < 0)
             goto fail;
-        const char *names[] = {"get", "put", "del"}, *sql[] = {sql_get, sql_put, sql_del};
-        for (int i = 0; i < 3; i++) {
+        const char *names[] = {"get", "put", "del", "report"},
+                   *sql[] = {sql_get, sql_put, sql_del, sql_report};
+        for (int i = 0; i < 4; i++) {
             res = PQprepare(c->pg, names[i], sql[i], 0, NULL);
             if (PQresultStatus(res) != PGRES_COMMAND_OK) {
                 rc = pg_fail(c, "prepare", res);
@@ -178,7 +183,8 @@ static int conn_open(const struct options *o, int create, struct conn **out, cha
         (create && sqlite3_exec(c->db, schema_sqlite, NULL, NULL, NULL) != SQLITE_OK) ||
         sqlite3_prepare_v2(c->db, sql_get, -1, &c->get, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(c->db, sql_put, -1, &c->put, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(c->db, sql_del, -1, &c->del, NULL) != SQLITE_OK) {
+        sqlite3_prepare_v2(c->db, sql_del, -1, &c->del, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(c->db, sql_report, -1, &c->report, NULL) != SQLITE_OK) {
         rc = sqlite_fail(c, o->db);
         goto fail;
     }
@@ -271,6 +277,29 @@ static int db_del(struct conn *c, const char *key)
     return rc;
 }
 
+static int db_report(struct conn *c, unsigned long long *keys, unsigned long long *bytes)
+{
+#ifdef HAVE_LIBPQ
+    if (c->pg) {
+        PGresult *res = PQexecPrepared(c->pg, "report", 0, NULL, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+            return pg_fail(c, "report", res);
+        *keys = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+        *bytes = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+        PQclear(res);
+        return 0;
+    }
+#endif
+    int rc = 0;
+    if (sqlite3_step(c->report) == SQLITE_ROW) {
+        *keys = (unsigned long long)sqlite3_column_int64(c->report, 0);
+        *bytes = (unsigned long long)sqlite3_column_int64(c->report, 1);
+    } else
+        rc = sqlite_fail(c, "report");
+    sqlite3_reset(c->report);
+    return rc;
+}
+
 static int db_exec(struct conn *c, const char *sql)
 {
 #ifdef HAVE_LIBPQ
@@ -313,7 +342,7 @@ static int db_import(struct conn *c, char *body, unsigned *n)
 /* ------------------------------------------------------------------------ */
 /* Requests.                                                                */
 
-enum op { OP_GET, OP_PUT, OP_DEL, OP_IMPORT };
+enum op { OP_GET, OP_PUT, OP_DEL, OP_IMPORT, OP_REPORT };
 
 #define T_STARTED 1u   /* the work function began */
 #define T_TIMED_OUT 2u /* the done callback ran with -ETIMEDOUT */
@@ -334,6 +363,7 @@ struct task {
     char *val;
     size_t val_len;
     unsigned imported;
+    unsigned long long keys, bytes; /* OP_REPORT */
     char err[160];
     struct task *prev, *next; /* on the server's list of timed-out tasks */
 };
@@ -448,6 +478,7 @@ static void run_task(struct conn *c, struct task *t, const evexec_job *job)
     case OP_PUT: t->rc = db_put(c, t->key, t->body, t->body_len); break;
     case OP_DEL: t->rc = db_del(c, t->key); break;
     case OP_IMPORT: t->rc = db_import(c, t->body, &t->imported); break;
+    case OP_REPORT: t->rc = db_report(c, &t->keys, &t->bytes); break;
     }
     snprintf(t->err, sizeof t->err, "%s", c->err);
 }
@@ -486,6 +517,9 @@ static void answer(struct task *t)
         reply(s, t->req, 200, t->val, t->val_len);
     else if (t->op == OP_IMPORT) {
         snprintf(msg, sizeof msg, "imported %u\n", t->imported);
+        reply(s, t->req, 200, msg, (size_t)-1);
+    } else if (t->op == OP_REPORT) {
+        snprintf(msg, sizeof msg, "{\"keys\":%llu,\"bytes\":%llu}\n", t->keys, t->bytes);
         reply(s, t->req, 200, msg, (size_t)-1);
     } else
         reply(s, t->req, 204, NULL, 0);
@@ -683,6 +717,9 @@ static void on_request(struct evhttp_request *req, void *arg)
     } else if (strcmp(path, "/import") == 0 && cmd == EVHTTP_REQ_POST) {
         t->op = OP_IMPORT;
         priority = EVEXEC_PRIO_LOW; /* bulk: after everything else */
+    } else if (strcmp(path, "/report") == 0 && cmd == EVHTTP_REQ_GET) {
+        t->op = OP_REPORT;
+        priority = EVEXEC_PRIO_LOW;
     } else {
         reply(s, req, 404, "unknown endpoint\n", (size_t)-1);
         task_free(t);
