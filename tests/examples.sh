@@ -64,7 +64,12 @@ has() { grep -qE -- "$1" "$tmp/out" || { show "$tmp/out"; fail "$2"; }; }
 host=$(hostname)
 run_ex 0 resolve localhost "$host" bad..name.invalid
 has '^localhost +[0-9a-f:.]+' "localhost did not resolve"
-has "^$host +[0-9a-f:.]+" "the host name $host did not resolve"
+if getent ahosts "$host" >/dev/null 2>&1; then
+    has "^$host +[0-9a-f:.]+" "the host name $host did not resolve"
+else # not resolvable here: it must fail or time out, on its line
+    has "^$host +(failed|timed out)" "the host name $host has no line"
+    say "note: this machine's host name $host does not resolve (not in /etc/hosts)"
+fi
 has '^bad\.\.name\.invalid +failed: ' "bad..name.invalid did not fail"
 has '^\(resolver\) ' "the HIGH job did not report"
 [ "$(wc -l < "$tmp/out")" -eq 4 ] || { show "$tmp/out"; fail "resolve: not one line per name"; }
