@@ -27,7 +27,7 @@
 
 #include "helpers.h"
 
-#include "../lib/evexec-internal.h"
+#include "../lib/future-internal.h"
 
 /* --- the wrappers -------------------------------------------------------- */
 
