@@ -59,6 +59,21 @@ case " ${CC:-cc} " in
    fi ;;
 esac
 
+# valgrind_probe PROGRAM ARGS...: keeps valgrind only if it can read this
+# build's debug information (Debian 12's valgrind cannot read the DWARF 5
+# that clang writes by default, and gives up).
+valgrind_probe() {
+    [ ${#run[@]} -gt 0 ] || return 0
+    local vlog
+    vlog=$(mktemp)
+    "${run[@]:0:$((${#run[@]} - 1))}" --log-file="$vlog" "$@" >/dev/null 2>&1 || true
+    if grep -q "debuginfo reader\|can't recover" "$vlog"; then
+        say "valgrind cannot read this build's debug information (clang's DWARF 5?): running without it"
+        run=()
+    fi
+    rm -f "$vlog"
+}
+valgrind_probe "$kv" --help
 [ ${#run[@]} -eq 0 ] || say "the service runs under valgrind"
 
 # http METHOD PATH [BODY]: sets $code and $body (one request, Connection: close).
