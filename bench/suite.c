@@ -1009,7 +1009,7 @@ static struct stat3 inverse(struct stat3 s)
 
 static void write_targets(FILE *f)
 {
-    fprintf(f, "## Targets (BENCH.md's last table)\n\n"
+    fprintf(f, "## Targets (bench/README.md)\n\n"
                "Each figure is the median over reps of a ratio taken within one rep "
                "(min–max in brackets), except W5-W7, which are evexec's own figures.\n\n"
                "| workload | target | measured | verdict |\n|---|---|---|---|\n");
@@ -1209,7 +1209,7 @@ static void write_overhead(FILE *f)
         if (!strcmp(ms[i].wl, "overhead-ir") && get_kv(&ms[i], "jobs", &v))
             fmt(nir, sizeof nir, v);
     }
-    fprintf(f, "### Overhead of the executor features (issue 7): W1 (%s jobs) and W4 (%s jobs), pool of 4, "
+    fprintf(f, "### Overhead of the executor features: W1 (%s jobs) and W4 (%s jobs), pool of 4, "
                "every variant in one process\n\n", n1, n4);
     fprintf(f, "| evexec variant | W1 jobs/s | W1 × plain | W4 jobs/s | W4 × plain | "
                "W1 library instructions/job | × plain |\n|---|---:|---:|---:|---:|---:|---:|\n");
@@ -1307,7 +1307,7 @@ static int write_report(const char *path, const struct info *in, const char *png
     fprintf(f, "# evexec benchmarks: %s on %s\n\n", in->date, in->host);
     fprintf(f, "%s, %d rep%s interleaved (rep 1 of every system, then rep 2, ...), "
                "each measurement in a fresh process; %.0f s in all. "
-               "Workloads: ../shared/BENCH.md; how to read this: bench/README.md.\n\n",
+               "Workloads, targets and how to read this: bench/README.md.\n\n",
             quick ? "**Quick mode** (small sizes: the figures mean nothing)" : "Full suite", reps,
             reps == 1 ? "" : "s", in->elapsed);
     fprintf(f, "| machine | |\n|---|---|\n");

@@ -26,7 +26,15 @@
  * - ::evexec_loop, ::evexec_future, ::evexec_promise: the mirror image, for
  *   programs made of blocking threads: an event_base run by evexec in a
  *   thread of its own, calls posted into it from any thread, and futures to
- *   wait on their results (see "Loop thread and futures" below).
+ *   wait on their results (see sections "Loop thread", "Promises" and
+ *   "Futures" below).
+ *
+ * Reading order
+ * -------------
+ * This header is the manual, in sections, each name defined before it is
+ * used: handles and shared constants, pools, ports, jobs, groups, the loop
+ * thread, promises, futures, errors and version. Each function also has a
+ * man page (`man evexec_submit`); `man 3 evexec` gives the overview.
  *
  * Threads
  * -------
@@ -94,8 +102,11 @@ extern "C" {
  * The version of the headers this program was compiled with; compare with
  * evexec_version() for the library it runs with. */
 /**@{*/
+/** Major version: changes when the API changes incompatibly. */
 #define EVEXEC_VERSION_MAJOR 0
-#define EVEXEC_VERSION_MINOR 1
+/** Minor version: changes when functions or options are added. */
+#define EVEXEC_VERSION_MINOR 2
+/** Patch level: changes with fixes only. */
 #define EVEXEC_VERSION_PATCH 0
 /** Encoded as 0xMMmmpp: major, minor, patch. */
 #define EVEXEC_VERSION_NUMBER \
@@ -109,6 +120,13 @@ extern "C" {
 #define EVEXEC_EXPORT
 #endif
 
+/* ------------------------------------------------------------------------ */
+/** @name Handles and shared constants
+ * The opaque types the sections below use, and the constants that more
+ * than one section takes. */
+/**@{*/
+
+/** libevent's event loop (`<event2/event.h>`); evexec only keeps pointers. */
 struct event_base;
 
 /** A pool of worker threads with a bounded job queue. Opaque. */
@@ -124,38 +142,43 @@ typedef struct evexec_job evexec_job;
  */
 typedef uint64_t evexec_job_id;
 
-/**
- * The blocking function run on a worker thread.
- *
- * @param job  the job; pass it to evexec_job_cancelled() to learn whether a
- *             stop was requested. Valid until the function returns.
- * @param arg  the caller's pointer given to evexec_submit().
- * @return     a result handed unchanged to the done callback.
- *
- * Thread: a worker of the pool the job was submitted to.
- */
-typedef void *(*evexec_work_fn)(evexec_job *job, void *arg);
+/** A group of jobs with one callback for all of them (see evexec_group_new()).
+ *  Opaque. */
+typedef struct evexec_group evexec_group;
 
-/**
- * The completion callback, run on the port's loop thread.
- *
- * @param status  0 if the work function ran (its return value is in
- *                @p result), or -ECANCELED if the job was cancelled before it
- *                started (by evexec_cancel(), evexec_group_cancel(),
- *                evexec_pool_shutdown() with ::EVEXEC_CANCEL,
- *                evexec_port_free(), or dropped by
- *                ::EVEXEC_OVERFLOW_DROP_OLDEST), or -ETIMEDOUT if its
- *                deadline (evexec_job_opts.timeout_ms) passed first; @p result
- *                is NULL for both.
- * @param result  what the work function returned.
- * @param arg     the caller's pointer given to evexec_submit().
- *
- * The callback may call any evexec function, including evexec_submit(),
- * evexec_port_free() and evexec_pool_free(). Its job's id is no longer valid.
- *
- * Thread: the loop thread of the port the job was submitted through.
- */
-typedef void (*evexec_done_fn)(int status, void *result, void *arg);
+/** A loop: an event_base run by evexec in a thread of its own. Opaque. */
+typedef struct evexec_loop evexec_loop;
+/** The waiting side of a call (evexec_loop_call()) or of a pool job
+ *  (evexec_pool_call()). Opaque. */
+typedef struct evexec_future evexec_future;
+/** The loop side of a call, settled once by the call's code. Opaque. */
+typedef struct evexec_promise evexec_promise;
+
+/** Stop mode of evexec_pool_shutdown() and evexec_loop_stop(): queued jobs
+ *  and calls still run. */
+#define EVEXEC_DRAIN 0
+/** Stop mode of evexec_pool_shutdown() and evexec_loop_stop(): queued jobs
+ *  and calls are delivered as -ECANCELED without running. */
+#define EVEXEC_CANCEL 1
+
+/** Priority class (evexec_job_opts.priority, evexec_pool_set_class_limit()):
+ *  queued jobs of this class start first. */
+#define EVEXEC_PRIO_HIGH (-1)
+/** Priority class: the default, that of evexec_submit() and
+ *  evexec_pool_call(). */
+#define EVEXEC_PRIO_NORMAL 0
+/** Priority class: queued jobs of this class start last (but do not starve:
+ *  see evexec_job_opts.priority). */
+#define EVEXEC_PRIO_LOW 1
+
+/** Timeout of evexec_future_wait() and evexec_job_opts.wait_ms: wait until
+ *  the future completes, or until there is room in the queue. */
+#define EVEXEC_WAIT_FOREVER (-1)
+/**@}*/
+
+/* ------------------------------------------------------------------------ */
+/** @name Pools */
+/**@{*/
 
 /**
  * A worker thread's start hook (evexec_pool_opts.worker_init).
@@ -177,16 +200,20 @@ typedef int (*evexec_worker_init_fn)(void *worker_arg, void **state);
  */
 typedef void (*evexec_worker_fini_fn)(void *state, void *worker_arg);
 
-/* ------------------------------------------------------------------------ */
-/** @name Pools */
-/**@{*/
-
 /** Most threads one pool may have. */
 #define EVEXEC_MAX_THREADS 1024
 /** Largest queue bound one pool may have. */
 #define EVEXEC_MAX_QUEUED (1u << 28)
 /** idle_timeout_ms value: surplus threads never exit. */
 #define EVEXEC_IDLE_FOREVER 0xffffffffu
+/** evexec_pool_opts.overflow: a submit to a full queue fails with -EAGAIN. */
+#define EVEXEC_OVERFLOW_REJECT 0
+/** evexec_pool_opts.overflow: a submit to a full queue drops the oldest
+ *  queued job of the lowest priority class (see evexec_pool_opts). */
+#define EVEXEC_OVERFLOW_DROP_OLDEST 1
+/** evexec_pool_opts.flags: keep histograms of queue wait and run time (see
+ *  evexec_pool_histograms()). Costs two clock reads per job. */
+#define EVEXEC_POOL_HISTOGRAMS 0x1u
 
 /**
  * Options for evexec_pool_new(). Start from ::EVEXEC_POOL_OPTS_INIT so that
@@ -238,13 +265,18 @@ struct evexec_pool_opts {
      * accepts the new one; if every queued job has a higher priority than
      * the new one, the new one is rejected with -EAGAIN. */
     int overflow;
-    /** Most jobs of each priority class running at once (libuv's cap on
+    /** Most jobs of ::EVEXEC_PRIO_HIGH running at once (libuv's cap on
      * slow I/O, per class), 0..::EVEXEC_MAX_THREADS; 0 (the default) means
-     * no limit but max_threads. A queued job whose class is at its limit waits while
-     * other classes' jobs run, so a flood of slow work (DNS, say) at one
-     * priority cannot occupy every worker. Changed at run time with
-     * evexec_pool_set_class_limit(). */
-    unsigned max_running_high, max_running_normal, max_running_low;
+     * no limit but max_threads. A queued job whose class is at its limit
+     * waits while other classes' jobs run, so a flood of slow work (DNS,
+     * say) at one priority cannot occupy every worker. Changed at run time
+     * with evexec_pool_set_class_limit(). */
+    unsigned max_running_high;
+    /** Most jobs of ::EVEXEC_PRIO_NORMAL running at once; as
+     * max_running_high. */
+    unsigned max_running_normal;
+    /** Most jobs of ::EVEXEC_PRIO_LOW running at once; as max_running_high. */
+    unsigned max_running_low;
     /** ::EVEXEC_POOL_HISTOGRAMS or 0 (the default); other bits: -EINVAL. */
     unsigned flags;
     /** Called on each worker thread when it starts, before it takes a job;
@@ -264,17 +296,14 @@ struct evexec_pool_opts {
 };
 
 /** Initialiser for struct evexec_pool_opts: all defaults. */
-#define EVEXEC_POOL_OPTS_INIT \
-    { sizeof(struct evexec_pool_opts), 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL }
-
-/** evexec_pool_opts.overflow: a submit to a full queue fails with -EAGAIN. */
-#define EVEXEC_OVERFLOW_REJECT 0
-/** evexec_pool_opts.overflow: a submit to a full queue drops the oldest
- *  queued job of the lowest priority class (see evexec_pool_opts). */
-#define EVEXEC_OVERFLOW_DROP_OLDEST 1
-/** evexec_pool_opts.flags: keep histograms of queue wait and run time (see
- *  evexec_pool_histograms()). Costs two clock reads per job. */
-#define EVEXEC_POOL_HISTOGRAMS 0x1u
+#define EVEXEC_POOL_OPTS_INIT                                                       \
+    {                                                                               \
+        .size = sizeof(struct evexec_pool_opts), .max_threads = 0, .min_threads = 0, \
+        .max_queued = 0, .idle_timeout_ms = 0, .name = NULL, .stack_size = 0,       \
+        .spin_us = 0, .nice = 0, .overflow = EVEXEC_OVERFLOW_REJECT,                \
+        .max_running_high = 0, .max_running_normal = 0, .max_running_low = 0,       \
+        .flags = 0, .worker_init = NULL, .worker_fini = NULL, .worker_arg = NULL    \
+    }
 
 /**
  * Creates a pool.
@@ -297,11 +326,6 @@ struct evexec_pool_opts {
  */
 EVEXEC_EXPORT int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts);
 
-/** evexec_pool_shutdown() mode: queued jobs still run. */
-#define EVEXEC_DRAIN 0
-/** evexec_pool_shutdown() mode: queued jobs are delivered as -ECANCELED. */
-#define EVEXEC_CANCEL 1
-
 /**
  * Stops a pool from accepting jobs, without waiting.
  *
@@ -318,6 +342,8 @@ EVEXEC_EXPORT int evexec_pool_new(evexec_pool **out, const struct evexec_pool_op
  *
  * Never blocks and never runs a callback.
  *
+ * @param pool  the pool.
+ * @param how   ::EVEXEC_DRAIN or ::EVEXEC_CANCEL.
  * @return 0, or -EINVAL (NULL pool, or @p how not a mode), or -EALREADY (the
  *   pool was already shut down with this mode or a stronger one).
  *
@@ -337,6 +363,7 @@ EVEXEC_EXPORT int evexec_pool_shutdown(evexec_pool *pool, int how);
  * finishes). A work function that waits for the calling thread deadlocks.
  * After it returns 0 the handle must not be used.
  *
+ * @param pool  the pool, or NULL.
  * @return 0, or -EDEADLK when called from one of this pool's own workers
  *   (nothing is done). NULL is a no-op returning 0.
  *
@@ -362,16 +389,18 @@ struct evexec_pool_stats {
     size_t queued_high;    /**< of queued, jobs of ::EVEXEC_PRIO_HIGH */
     size_t queued_normal;  /**< of queued, jobs of ::EVEXEC_PRIO_NORMAL */
     size_t queued_low;     /**< of queued, jobs of ::EVEXEC_PRIO_LOW */
-    unsigned running_high, running_normal, running_low; /**< of running, per class */
+    unsigned running_high;   /**< of running, jobs of ::EVEXEC_PRIO_HIGH */
+    unsigned running_normal; /**< of running, jobs of ::EVEXEC_PRIO_NORMAL */
+    unsigned running_low;    /**< of running, jobs of ::EVEXEC_PRIO_LOW */
     uint64_t timed_out;    /**< jobs whose deadline passed first (delivered
                                 as -ETIMEDOUT) */
     uint64_t dropped;      /**< queued jobs dropped by
                                 ::EVEXEC_OVERFLOW_DROP_OLDEST (also counted
                                 in cancelled) */
     uint64_t worker_init_failed; /**< threads whose worker_init failed */
-    unsigned max_threads;  /**< the current limits (see evexec_pool_resize()) */
-    unsigned min_threads;
-    size_t max_queued;
+    unsigned max_threads;  /**< the current max_threads (see evexec_pool_resize()) */
+    unsigned min_threads;  /**< the current min_threads */
+    size_t max_queued;     /**< the current max_queued */
 };
 
 /**
@@ -380,6 +409,8 @@ struct evexec_pool_stats {
  * Set out->size first; only that many bytes are written, so a program built
  * against an older header keeps working.
  *
+ * @param pool      the pool.
+ * @param[in,out] out  the snapshot; out->size set by the caller.
  * @return 0, or -EINVAL (NULL pointer, or out->size smaller than the first
  *   version of the struct).
  *
@@ -413,6 +444,8 @@ struct evexec_pool_histograms {
  * them, so a snapshot taken while jobs run may count a job's wait but not
  * yet its run time. Jobs cancelled before they ran are not counted.
  *
+ * @param pool      the pool.
+ * @param[in,out] out  the histograms; out->size set by the caller.
  * @return 0, or -EINVAL (NULL pointer, or out->size smaller than
  *   sizeof(struct evexec_pool_histograms)), or -ENOTSUP (the pool keeps no
  *   histograms).
@@ -433,6 +466,7 @@ EVEXEC_EXPORT int evexec_pool_histograms(evexec_pool *pool, struct evexec_pool_h
  * evexec_pool_opts.overflow) until the queue is below it. Blocked
  * evexec_submit_threadsafe() callers are woken if there is now room.
  *
+ * @param pool         the pool.
  * @param min_threads  0..max_threads.
  * @param max_threads  1..::EVEXEC_MAX_THREADS.
  * @param max_queued   1..::EVEXEC_MAX_QUEUED.
@@ -452,10 +486,15 @@ EVEXEC_EXPORT int evexec_pool_resize(evexec_pool *pool, unsigned min_threads,
  * Lowering it below the number running interrupts nothing: jobs of the
  * class simply start again once fewer run.
  *
+ * @param pool      the pool.
  * @param priority  ::EVEXEC_PRIO_HIGH, ::EVEXEC_PRIO_NORMAL or
  *                  ::EVEXEC_PRIO_LOW.
+ * @param max_running  the new limit, 0..::EVEXEC_MAX_THREADS; 0 means none
+ *                      but max_threads.
  * @return 0, or -EINVAL (NULL pool, a bad priority, or a limit above
- *   ::EVEXEC_MAX_THREADS).
+ *   ::EVEXEC_MAX_THREADS), or the error of starting a thread that the new
+ *   limit calls for (-EAGAIN, -ENOMEM): the limit is set all the same, and
+ *   the jobs it lets start wait for a thread.
  *
  * Thread: any thread.
  */
@@ -466,6 +505,7 @@ EVEXEC_EXPORT int evexec_pool_set_class_limit(evexec_pool *pool, int priority,
  * The state the worker_init hook of the worker running @p job set (see
  * evexec_pool_opts.worker_init).
  *
+ * @param job  the job of the calling work function.
  * @return the state, or NULL: no hook, the hook left it NULL, @p job NULL,
  *   or not called by the worker running @p job.
  *
@@ -491,7 +531,8 @@ struct evexec_port_opts {
 };
 
 /** Initialiser for struct evexec_port_opts: all defaults. */
-#define EVEXEC_PORT_OPTS_INIT { sizeof(struct evexec_port_opts), 0, -1 }
+#define EVEXEC_PORT_OPTS_INIT \
+    { .size = sizeof(struct evexec_port_opts), .max_batch = 0, .priority = -1 }
 
 /**
  * Creates the completion port of an event_base.
@@ -527,6 +568,7 @@ EVEXEC_EXPORT int evexec_port_new(evexec_port **out, struct event_base *base,
  * After the call the handle must not be used, except that evexec_submit()
  * through it from a done callback still delivered by it returns -ESHUTDOWN.
  *
+ * @param port  the port, or NULL.
  * @return 0, or -EPERM when not called on the loop thread, or when @p port
  *   is a loop's own port (evexec_loop_port(): the loop frees it); nothing
  *   is done then. NULL is a no-op returning 0.
@@ -551,6 +593,8 @@ struct evexec_port_stats {
 /**
  * Fills @p out with the port's counters; see evexec_pool_stats() for @c size.
  *
+ * @param port      the port.
+ * @param[in,out] out  the snapshot; out->size set by the caller.
  * @return 0, or -EINVAL (NULL pointer, bad size), or -EPERM (wrong thread).
  *
  * Thread: the port's loop thread.
@@ -571,6 +615,7 @@ EVEXEC_EXPORT int evexec_port_stats(evexec_port *port, struct evexec_port_stats 
  * work running on it), so do not free it yourself; for a pool that must
  * outlive the port, make your own.
  *
+ * @param port      the port.
  * @param[out] out  receives the pool; untouched on error.
  * @return 0, or -EINVAL (NULL pointer), -ESHUTDOWN (the port was freed),
  *   -ENOMEM.
@@ -583,6 +628,39 @@ EVEXEC_EXPORT int evexec_port_default_pool(evexec_port *port, evexec_pool **out)
 /* ------------------------------------------------------------------------ */
 /** @name Jobs */
 /**@{*/
+
+/**
+ * The blocking function run on a worker thread.
+ *
+ * @param job  the job; pass it to evexec_job_cancelled() to learn whether a
+ *             stop was requested. Valid until the function returns.
+ * @param arg  the caller's pointer given to evexec_submit().
+ * @return     a result handed unchanged to the done callback.
+ *
+ * Thread: a worker of the pool the job was submitted to.
+ */
+typedef void *(*evexec_work_fn)(evexec_job *job, void *arg);
+
+/**
+ * The completion callback, run on the port's loop thread.
+ *
+ * @param status  0 if the work function ran (its return value is in
+ *                @p result), or -ECANCELED if the job was cancelled before it
+ *                started (by evexec_cancel(), evexec_group_cancel(),
+ *                evexec_pool_shutdown() with ::EVEXEC_CANCEL,
+ *                evexec_port_free(), or dropped by
+ *                ::EVEXEC_OVERFLOW_DROP_OLDEST), or -ETIMEDOUT if its
+ *                deadline (evexec_job_opts.timeout_ms) passed first; @p result
+ *                is NULL for both.
+ * @param result  what the work function returned.
+ * @param arg     the caller's pointer given to evexec_submit().
+ *
+ * The callback may call any evexec function, including evexec_submit(),
+ * evexec_port_free() and evexec_pool_free(). Its job's id is no longer valid.
+ *
+ * Thread: the loop thread of the port the job was submitted through.
+ */
+typedef void (*evexec_done_fn)(int status, void *result, void *arg);
 
 /**
  * Submits a job: @p work runs on a worker of @p pool, then @p done runs on
@@ -617,15 +695,6 @@ EVEXEC_EXPORT int evexec_port_default_pool(evexec_port *port, evexec_pool **out)
  */
 EVEXEC_EXPORT int evexec_submit(evexec_port *port, evexec_pool *pool, evexec_work_fn work,
                                 evexec_done_fn done, void *arg, evexec_job_id *id);
-
-/** A group of jobs with one callback for all of them (see evexec_group_new()).
- *  Opaque. */
-typedef struct evexec_group evexec_group;
-
-/** Priority classes (evexec_job_opts.priority): higher runs first. */
-#define EVEXEC_PRIO_HIGH (-1)
-#define EVEXEC_PRIO_NORMAL 0
-#define EVEXEC_PRIO_LOW 1
 
 /**
  * Releases a result that came too late: the work function of a job whose
@@ -671,7 +740,11 @@ struct evexec_job_opts {
 };
 
 /** Initialiser for struct evexec_job_opts: all defaults. */
-#define EVEXEC_JOB_OPTS_INIT { sizeof(struct evexec_job_opts), 0, 0, NULL, NULL, 0 }
+#define EVEXEC_JOB_OPTS_INIT                                                      \
+    {                                                                             \
+        .size = sizeof(struct evexec_job_opts), .priority = EVEXEC_PRIO_NORMAL,   \
+        .timeout_ms = 0, .cleanup = NULL, .group = NULL, .wait_ms = 0             \
+    }
 
 /**
  * evexec_submit() with options: a priority, a deadline, a group.
@@ -679,7 +752,13 @@ struct evexec_job_opts {
  * Everything evexec_submit() says holds. With opts NULL (or all defaults)
  * it is evexec_submit().
  *
+ * @param port  as evexec_submit().
+ * @param pool  as evexec_submit(); NULL for the port's default pool.
+ * @param work  as evexec_submit().
+ * @param done  as evexec_submit().
+ * @param arg   as evexec_submit().
  * @param opts  options, or NULL; only read during the call.
+ * @param[out] id  as evexec_submit().
  * @return as evexec_submit(), and
  *   - -EINVAL also for: a bad opts->size, a priority not a class, a
  *     timeout_ms above 2^31 - 1, a non-zero wait_ms (the loop thread must
@@ -713,7 +792,12 @@ EVEXEC_EXPORT int evexec_submit_ex(evexec_port *port, evexec_pool *pool, evexec_
  * through the port of its own job: the port cannot go while that job is
  * outstanding.
  *
+ * @param port   the port whose loop thread runs @p done; it must exist for
+ *               the whole call (see above).
  * @param pool   as evexec_submit(); NULL for the port's default pool.
+ * @param work   the blocking function; must not be NULL.
+ * @param done   the completion callback, or NULL for none.
+ * @param arg    passed to both; owned by the caller.
  * @param opts   options, or NULL; only read during the call.
  * @return 0 (@p done will run exactly once, on the loop thread), or, with
  *   no callback ever:
@@ -762,11 +846,17 @@ EVEXEC_EXPORT int evexec_cancel(evexec_port *port, evexec_job_id id);
  * while running, evexec_pool_shutdown() with ::EVEXEC_CANCEL, or
  * evexec_port_free(). A long work function polls it and returns early.
  *
+ * @param job  the job of the calling work function.
  * @return 1 if a stop was requested, 0 if not or if @p job is NULL.
  *
  * Thread: the worker running @p job (from inside its work function).
  */
 EVEXEC_EXPORT int evexec_job_cancelled(const evexec_job *job);
+/**@}*/
+
+/* ------------------------------------------------------------------------ */
+/** @name Groups */
+/**@{*/
 
 /** evexec_group_new() mode: the callback runs once every member's done
  *  callback has run (asyncio.gather). */
@@ -811,6 +901,7 @@ typedef void (*evexec_group_fn)(int status, void *arg);
  * that never had a member) before the port is released.
  *
  * @param[out] out  receives the group; untouched on error.
+ * @param port  the port whose jobs may join the group.
  * @param how   ::EVEXEC_GROUP_ALL, ::EVEXEC_GROUP_FIRST, or
  *              ::EVEXEC_GROUP_FIRST | ::EVEXEC_GROUP_CANCEL_REST.
  * @param fn    the group's callback; NULL for none.
@@ -830,6 +921,7 @@ EVEXEC_EXPORT int evexec_group_new(evexec_group **out, evexec_port *port, int ho
  * was none), it runs on a later iteration of the loop, never inside this
  * call.
  *
+ * @param group  the group.
  * @return 0, or -EINVAL (NULL), -EALREADY (already closed), -EPERM (wrong
  *   thread).
  *
@@ -847,6 +939,7 @@ EVEXEC_EXPORT int evexec_group_close(evexec_group *group);
  * It may be called from the group's own callback (to cancel the rest of
  * an ::EVEXEC_GROUP_FIRST group by hand).
  *
+ * @param group  the group.
  * @return 0, or -EINVAL (NULL), -EPERM (wrong thread), -EALREADY (already
  *   cancelled, which includes an ::EVEXEC_GROUP_CANCEL_REST group once its
  *   callback is due).
@@ -857,7 +950,7 @@ EVEXEC_EXPORT int evexec_group_cancel(evexec_group *group);
 /**@}*/
 
 /* ------------------------------------------------------------------------ */
-/** @name Loop thread and futures
+/** @name Loop thread
  *
  * The mirror image of pools and ports, for programs made of plain blocking
  * threads (a thread-per-request server, a command-line tool, a framework
@@ -875,7 +968,7 @@ EVEXEC_EXPORT int evexec_group_cancel(evexec_group *group);
  *   before it returns, or later from a callback of the I/O it started.
  * - The caller waits with evexec_future_wait(), reads the outcome with
  *   evexec_future_result(), may cancel with evexec_future_cancel(), and
- *   releases the handle with evexec_future_free().
+ *   releases the handle with evexec_future_free() (section "Futures").
  * - evexec_loop_stop() drains (or cancels) what is pending, runs the fini
  *   hook on the loop thread, and waits for the thread to end;
  *   evexec_loop_free() joins it and releases the handle.
@@ -942,14 +1035,6 @@ EVEXEC_EXPORT int evexec_group_cancel(evexec_group *group);
  * evexec_loop_stopping() answers the same question for code that polls.
  */
 /**@{*/
-
-/** A loop: an event_base run by evexec in a thread of its own. Opaque. */
-typedef struct evexec_loop evexec_loop;
-/** The waiting side of a call (evexec_loop_call()) or of a pool job
- *  (evexec_pool_call()). Opaque. */
-typedef struct evexec_future evexec_future;
-/** The loop side of a call, settled once by the call's code. Opaque. */
-typedef struct evexec_promise evexec_promise;
 
 /**
  * A call, run on the loop thread.
@@ -1027,10 +1112,11 @@ struct evexec_loop_opts {
 };
 
 /** Initialiser for struct evexec_loop_opts: no hooks, all defaults. */
-#define EVEXEC_LOOP_OPTS_INIT { sizeof(struct evexec_loop_opts), NULL, NULL, NULL, NULL, 0 }
-
-/** evexec_future_wait() timeout: wait until the future completes. */
-#define EVEXEC_WAIT_FOREVER (-1)
+#define EVEXEC_LOOP_OPTS_INIT                                                     \
+    {                                                                             \
+        .size = sizeof(struct evexec_loop_opts), .init = NULL, .fini = NULL,      \
+        .arg = NULL, .name = NULL, .max_batch = 0                                 \
+    }
 
 /**
  * Starts a loop: creates an event_base and a thread that runs it, runs the
@@ -1129,6 +1215,7 @@ EVEXEC_EXPORT int evexec_loop_stop(evexec_loop *loop, int how);
  * evexec_loop_free() may have been called. Not async-signal-safe (see
  * evexec_loop_stop()).
  *
+ * @param loop  the loop, or NULL.
  * @return 0, or -EDEADLK when called on the loop's own thread (nothing is
  *   done). NULL is a no-op returning 0.
  *
@@ -1159,6 +1246,9 @@ EVEXEC_EXPORT int evexec_loop_call(evexec_loop *loop, evexec_call_fn fn, void *a
                                    evexec_future **out);
 
 /**
+ * Gives the event_base the loop thread runs.
+ *
+ * @param loop  the loop.
  * @return the loop's event_base, or NULL if @p loop is NULL. Only the loop
  *   thread may use the base; it is freed when the loop thread ends, after
  *   fini. A port made on it with evexec_port_new() (rather than
@@ -1174,6 +1264,8 @@ EVEXEC_EXPORT struct event_base *evexec_loop_base(evexec_loop *loop);
  * evexec_loop_context(), typically set by init to the objects it created.
  * evexec never reads or frees it.
  *
+ * @param loop     the loop.
+ * @param context  the new context; owned by the caller.
  * @return 0, or -EINVAL (@p loop NULL), or -EPERM (not on the loop thread).
  *
  * Thread: the loop thread.
@@ -1181,6 +1273,9 @@ EVEXEC_EXPORT struct event_base *evexec_loop_base(evexec_loop *loop);
 EVEXEC_EXPORT int evexec_loop_set_context(evexec_loop *loop, void *context);
 
 /**
+ * Reads the loop's context (see evexec_loop_set_context()).
+ *
+ * @param loop  the loop.
  * @return the loop's context (NULL until set, or if @p loop is NULL).
  *
  * Thread: any thread. A value set by init is visible to every thread once
@@ -1208,12 +1303,21 @@ EVEXEC_EXPORT void *evexec_loop_context(evexec_loop *loop);
 EVEXEC_EXPORT int evexec_loop_port(evexec_loop *loop, evexec_port **out);
 
 /**
+ * Tells whether the loop is stopping: for calls and background tasks that
+ * poll rather than register evexec_promise_on_stop().
+ *
+ * @param loop  the loop.
  * @return 1 once a stop of the loop has begun (evexec_loop_call() then
  *   returns -ESHUTDOWN), else 0; 0 for NULL.
  *
  * Thread: any thread.
  */
 EVEXEC_EXPORT int evexec_loop_stopping(evexec_loop *loop);
+/**@}*/
+
+/* ------------------------------------------------------------------------ */
+/** @name Promises */
+/**@{*/
 
 /**
  * Settles a promise with a result: the call's future completes with status
@@ -1266,6 +1370,9 @@ EVEXEC_EXPORT int evexec_promise_fail(evexec_promise *promise, int err);
  *
  * A new registration replaces the previous one; @p fn NULL removes it.
  *
+ * @param promise  the promise of the calling, in-progress call.
+ * @param fn       the hook, or NULL to remove it.
+ * @param arg      passed to @p fn; owned by the caller.
  * @return 0, or
  *   - -ECANCELED: the future is already cancelled; @p fn is not
  *     registered and will not run: abort now;
@@ -1286,6 +1393,9 @@ EVEXEC_EXPORT int evexec_promise_on_cancel(evexec_promise *promise, evexec_promi
  *
  * A new registration replaces the previous one; @p fn NULL removes it.
  *
+ * @param promise  the promise of the calling, in-progress call.
+ * @param fn       the hook, or NULL to remove it.
+ * @param arg      passed to @p fn; owned by the caller.
  * @return 0, or
  *   - -ESHUTDOWN: the stop has already begun; @p fn is not registered:
  *     end now;
@@ -1298,12 +1408,21 @@ EVEXEC_EXPORT int evexec_promise_on_stop(evexec_promise *promise, evexec_promise
                                          void *arg);
 
 /**
+ * Tells a call in progress whether its future was cancelled, for code that
+ * polls rather than registers evexec_promise_on_cancel().
+ *
+ * @param promise  the promise of the call.
  * @return 1 if the promise's future was cancelled (a result would not be
  *   delivered), 0 if not or if @p promise is NULL.
  *
  * Thread: the loop thread of the promise's loop.
  */
 EVEXEC_EXPORT int evexec_promise_cancelled(const evexec_promise *promise);
+/**@}*/
+
+/* ------------------------------------------------------------------------ */
+/** @name Futures */
+/**@{*/
 
 /**
  * Waits until a future completes, or until @p timeout_ms have passed.
@@ -1375,6 +1494,7 @@ EVEXEC_EXPORT int evexec_future_result(evexec_future *future, void **result);
  * thread's cancel) has just taken off the queue is waited for until that
  * call has completed it, which it does at once.
  *
+ * @param future  the future.
  * @return 0 (the future is now complete as -ECANCELED), or
  *   - -EALREADY: the future is complete, and was not completed by this
  *     call (read its outcome: a result delivered before the cancel is
@@ -1394,7 +1514,9 @@ EVEXEC_EXPORT int evexec_future_cancel(evexec_future *future);
  * already delivered is not freed: read it first if it needs freeing. No
  * other thread may be waiting on the future or use it afterwards.
  *
- * Thread: any thread. NULL is a no-op.
+ * @param future  the future, or NULL (a no-op).
+ *
+ * Thread: any thread.
  */
 EVEXEC_EXPORT void evexec_future_free(evexec_future *future);
 
@@ -1445,18 +1567,30 @@ EVEXEC_EXPORT const char *evexec_strerror(int err);
 /**
  * Names an error code: "EINVAL" for -EINVAL, "OK" for 0.
  *
+ * @param err  a negative errno (a positive one is accepted too).
  * @return a static string; "UNKNOWN" for codes evexec does not use.
  *
  * Thread: any thread.
  */
 EVEXEC_EXPORT const char *evexec_errname(int err);
 
-/** @return the library's version as ::EVEXEC_VERSION_NUMBER encodes it.
- *  Thread: any thread. */
+/**
+ * Gives the version of the library the program runs with (the header's is
+ * ::EVEXEC_VERSION_NUMBER).
+ *
+ * @return the version, encoded as ::EVEXEC_VERSION_NUMBER encodes it.
+ *
+ * Thread: any thread.
+ */
 EVEXEC_EXPORT unsigned evexec_version(void);
 
-/** @return the library's version as "major.minor.patch", e.g. "0.1.0".
- *  Static. Thread: any thread. */
+/**
+ * Gives the version of the library the program runs with, as text.
+ *
+ * @return a static string of the form major.minor.patch, e.g. "0.2.0".
+ *
+ * Thread: any thread.
+ */
 EVEXEC_EXPORT const char *evexec_version_string(void);
 /**@}*/
 
@@ -1503,7 +1637,7 @@ EVEXEC_EXPORT const char *evexec_version_string(void);
  * | 0                 | the work function returned 0     | output |
  * | -EREMOTEIO        | the work function returned non-zero | work_error: its value; output |
  * | -ECANCELED        | cancelled (queued: never ran; running: killed) or shut down | |
- * | -ETIMEDOUT        | deadline passed: worker killed, or never started | |
+ * | -ETIMEDOUT        | deadline passed: worker killed, or never started | none (delivered at the deadline) |
  * | -EOWNERDEAD       | worker crashed: killed by a signal, or sent a malformed message | signal, core_dumped |
  * | -ECHILD           | worker exited during the job      | exit_code |
  * | -ENOMEM           | memory limit hit (mem_limit)     | |
@@ -1670,15 +1804,15 @@ typedef void (*evexec_proc_done_fn)(int status, const struct evexec_proc_result 
  * port's loop thread, with one of the outcomes of the table above.
  *
  * Never blocks (for an input above 64 KiB it copies the bytes into a
- * memfd). @p in is copied: the caller's buffer is free on return. Options:
- * priority (as for thread pools) and timeout_ms: the deadline, at which a
- * running job's worker is killed (with its process group) and a queued
- * job is dropped, both delivered -ETIMEDOUT. Groups and wait_ms are not
- * supported. evexec_cancel(port, id) cancels the job: a queued one is
- * dropped, a running one killed; either way it is delivered -ECANCELED,
- * soon after (evexec_cancel() itself answers -EBUSY for every job still
- * outstanding, since the pool, not the port, takes the job back).
- * evexec_port_free() cancels the port's jobs the same way.
+ * memfd). @p in is copied: the caller's buffer is free on return.
+ * Options, as for thread pools: priority; timeout_ms, the deadline: the
+ * callback runs with -ETIMEDOUT then, and the job's worker is killed with
+ * its process group (a queued job never runs); the pool's supervisor
+ * kills on time even while the loop thread is busy; group. opts->cleanup
+ * is not used (outputs need no release) and wait_ms must be 0.
+ * evexec_cancel(port, id) cancels the job: a queued one is taken off the
+ * queue (0), a running one is killed (-EBUSY); either way it is delivered
+ * -ECANCELED. evexec_port_free() cancels the port's jobs the same way.
  *
  * @param port  the port whose loop thread runs @p done.
  * @param pool  the process pool.
@@ -1691,7 +1825,7 @@ typedef void (*evexec_proc_done_fn)(int status, const struct evexec_proc_result 
  * @param[out] id  receives the job's id for evexec_cancel(), or NULL.
  * @return 0, or, with no callback ever:
  *   - -EINVAL: a NULL @p port, @p pool or @p work, @p in NULL with a
- *     non-zero length, bad opts, or opts with a group or a wait_ms;
+ *     non-zero length, bad opts (as evexec_submit_ex()), or a wait_ms;
  *   - -EFAULT: @p work is not in the fork server's image (a library
  *     loaded after the pool was made);
  *   - -EMSGSIZE: @p in_len above max_payload;
@@ -1745,7 +1879,8 @@ struct evexec_procpool_stats {
     uint64_t completed;    /**< jobs whose work function returned (0 or not) */
     uint64_t cancelled;    /**< jobs delivered -ECANCELED */
     uint64_t crashed;      /**< jobs whose worker crashed or exited */
-    uint64_t killed_deadline; /**< jobs whose deadline passed */
+    uint64_t killed_deadline; /**< jobs whose deadline passed (running ones
+                                   killed, queued ones dropped) */
     uint64_t killed_memory;   /**< jobs over the memory limit */
     uint64_t killed_cpu;      /**< jobs over the CPU-time limit */
     uint64_t init_failed;  /**< workers whose init hook failed or that died

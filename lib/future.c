@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * DESIGN: futures, the waiting side of a call posted to a loop (loop.c) or
- * of a job submitted to a pool from any thread; and promises, the loop side
- * of a call (the same object, seen from the loop thread).
+ * DESIGN: futures, the waiting side of a call posted to a loop (made by
+ * loop-call.c) or of a job submitted to a pool from any thread (made here,
+ * evexec_pool_call()). This file keeps what every future has — state,
+ * result, waiters, references — and the pool's kind; a loop's call adds
+ * its own part in loop-call.c, through the ops.
  *
  * States: QUEUED -> RUNNING -> DONE for calls, QUEUED -> DONE for pool jobs
  * (the job's own state says whether it runs). Every change of state happens
@@ -13,24 +15,18 @@
  * sleep on the future's condition variable; it is signalled only when
  * someone waits.
  *
- * Lifetime: reference counted. A call's future starts with one reference
- * for the holder's handle (none for a call posted without a future) and one
- * for the loop side, which covers the node in the mailbox and then the
- * promise until it is settled (or until the loop thread ends and evexec
- * releases it). A holder's cancel of a running call takes one more for the
- * cancel notice it posts to the loop, so the loop can run the call's cancel
- * hook, on its own thread, even after the holder has freed the future.
- * A pool job's future has the holder's reference and one for the job while
- * the pool has it; it also keeps the reference the job took on its pool
- * until the future is freed, so evexec_future_cancel() may always lock the
- * pool's mutex.
+ * Lifetime: reference counted. A pool job's future has the holder's
+ * reference and one for the job while the pool has it; it also keeps the
+ * reference the job took on its pool until the future is freed, so
+ * evexec_future_cancel() may always lock the pool's mutex.
  *
  * Locks: a future's mutex is never held together with another evexec
  * lock: evexec_future_cancel() of a pool job reads the job's state under
  * neither and calls into the pool without the future's mutex, and the pool
  * completes jobs after dropping its own. The one thing done under a
- * future's mutex besides its state is posting a cancel notice to its loop
- * (lock-free, see loop.c). No lock is held while user code runs.
+ * future's mutex besides its state is the maker's `running` hook of a
+ * cancel (a loop posts its notice, lock-free). No lock is held while user
+ * code runs.
  *
  * A pool job cancelled by a concurrent EVEXEC_CANCEL shutdown (or cancel)
  * is marked cancelled under the pool's mutex and completed just after,
@@ -45,28 +41,16 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "evexec-internal.h"
-
-static struct evexec_future *from_promise(const evexec_promise *p)
-{
-    return (struct evexec_future *)p;
-}
-
-static struct evexec_future *from_job(struct evexec_job *job)
-{
-    return (struct evexec_future *)((char *)job - offsetof(struct evexec_future, u.job));
-}
-
-static uint8_t state_of(const struct evexec_future *f)
-{
-    return atomic_load_explicit(&f->state, memory_order_acquire);
-}
+#include "future-internal.h"
+#include "pool.h"
+#include "thread-internal.h"
 
 /* --- lifetime ------------------------------------------------------------ */
 
-struct evexec_future *evexec__future_new(enum future_kind kind, unsigned refs)
+struct evexec_future *evexec__future_new(size_t size, const struct evexec__future_ops *ops,
+                                         unsigned refs)
 {
-    struct evexec_future *f = calloc(1, sizeof *f);
+    struct evexec_future *f = calloc(1, size);
 
     if (!f)
         return NULL;
@@ -79,12 +63,17 @@ struct evexec_future *evexec__future_new(enum future_kind kind, unsigned refs)
         free(f);
         return NULL;
     }
-    f->kind = (uint8_t)kind;
+    f->ops = ops;
     atomic_init(&f->state, FUTURE_QUEUED);
     atomic_init(&f->refs, refs);
-    if (kind == FUTURE_CALL)
-        ring_init(&f->u.call.ring);
     return f;
+}
+
+void evexec__future_discard(struct evexec_future *f)
+{
+    pthread_cond_destroy(&f->cv);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
 }
 
 void evexec__future_ref(struct evexec_future *f)
@@ -92,20 +81,13 @@ void evexec__future_ref(struct evexec_future *f)
     atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
 }
 
-static void future_destroy(struct evexec_future *f)
-{
-    pthread_cond_destroy(&f->cv);
-    pthread_mutex_destroy(&f->mu);
-    free(f);
-}
-
 void evexec__future_unref(struct evexec_future *f)
 {
     if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
         return;
-    if (f->kind == FUTURE_JOB)
-        evexec__pool_unref(f->u.job.pool, 1); /* the job's reference */
-    future_destroy(f);
+    if (f->ops->destroy)
+        f->ops->destroy(f);
+    evexec__future_discard(f);
 }
 
 /* --- completion ---------------------------------------------------------- */
@@ -132,18 +114,28 @@ int evexec__future_settle(struct evexec_future *f, int status, void *result)
     return won;
 }
 
-void evexec__future_job_complete(struct evexec_job *job)
+int evexec__future_start(struct evexec_future *f)
 {
-    struct evexec_future *f = from_job(job);
-    int cancelled = atomic_load_explicit(&job->state, memory_order_relaxed) == JOB_CANCELLED;
-
-    /* A pool job's future is completed only here: evexec_future_cancel()
-     * cancels through the pool, which then calls us. */
-    evexec__future_settle(f, cancelled ? -ECANCELED : 0, cancelled ? NULL : job->u.result);
-    evexec__future_unref(f); /* the job's reference; the pool's stays */
+    pthread_mutex_lock(&f->mu);
+    int queued = atomic_load_explicit(&f->state, memory_order_relaxed) == FUTURE_QUEUED;
+    if (queued)
+        atomic_store_explicit(&f->state, FUTURE_RUNNING, memory_order_relaxed);
+    pthread_mutex_unlock(&f->mu);
+    return queued;
 }
 
-/* --- futures ------------------------------------------------------------- */
+int evexec__future_cancel_now(struct evexec_future *f, void (*running)(struct evexec_future *))
+{
+    pthread_mutex_lock(&f->mu);
+    uint8_t st = atomic_load_explicit(&f->state, memory_order_relaxed);
+    if (st != FUTURE_DONE) {
+        complete_locked(f, -ECANCELED, NULL);
+        if (st == FUTURE_RUNNING && running)
+            running(f);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return st == FUTURE_DONE ? -EALREADY : 0;
+}
 
 /* Waits until f is DONE, or until the deadline if there is one. 1 if DONE. */
 static int wait_done(struct evexec_future *f, const struct timespec *deadline)
@@ -164,13 +156,12 @@ static int wait_done(struct evexec_future *f, const struct timespec *deadline)
     return done;
 }
 
-/* Would waiting on the calling thread wait for itself? */
-static int waits_for_itself(const struct evexec_future *f)
+void evexec__future_wait_done(struct evexec_future *f)
 {
-    if (f->kind == FUTURE_CALL)
-        return evexec__loop_current() == f->u.call.loop;
-    return evexec__pool_current() == f->u.job.pool;
+    (void)wait_done(f, NULL);
 }
+
+/* --- futures ------------------------------------------------------------- */
 
 int evexec_future_wait(evexec_future *f, int timeout_ms)
 {
@@ -178,11 +169,11 @@ int evexec_future_wait(evexec_future *f, int timeout_ms)
 
     if (!f || timeout_ms < EVEXEC_WAIT_FOREVER)
         return -EINVAL;
-    if (state_of(f) == FUTURE_DONE)
+    if (evexec__future_is_done(f))
         return 0;
-    /* Pending, so its loop is still alive (a loop ends only once all its
-     * futures are complete): comparing the pointers is safe. */
-    if (waits_for_itself(f))
+    /* Pending, so its loop or pool is still alive (a loop ends only once
+     * all its futures are complete): comparing the pointers is safe. */
+    if (f->ops->waits_for_itself(f))
         return -EDEADLK;
     if (timeout_ms == 0)
         return -ETIMEDOUT;
@@ -195,63 +186,18 @@ int evexec_future_result(evexec_future *f, void **result)
 {
     if (!f)
         return -EINVAL;
-    if (state_of(f) != FUTURE_DONE)
+    if (!evexec__future_is_done(f))
         return -EINPROGRESS;
     if (result)
         *result = f->result;
     return f->status;
 }
 
-static int cancel_job(struct evexec_future *f)
-{
-    struct evexec_job *job = &f->u.job;
-    int rc = -EALREADY;
-
-    if (state_of(f) == FUTURE_DONE)
-        return -EALREADY;
-    switch (atomic_load_explicit(&job->state, memory_order_relaxed)) {
-    case JOB_CANCELLED:
-        break; /* by a shutdown or another cancel: completing or complete */
-    case JOB_QUEUED:
-        /* The pool is alive: this future holds a reference on it. */
-        rc = evexec__pool_cancel(job->pool, job);
-        if (rc != -EBUSY)
-            break; /* 0: completed as -ECANCELED; -EALREADY: as above */
-        /* a worker took it meanwhile */
-        /* fall through */
-    default:
-        atomic_store_explicit(&job->stop, 1, memory_order_relaxed);
-        return state_of(f) == FUTURE_DONE ? -EALREADY : -EBUSY;
-    }
-    if (rc == -EALREADY)
-        wait_done(f, NULL); /* whoever cancelled it completes it now */
-    return rc;
-}
-
-static int cancel_call(struct evexec_future *f)
-{
-    uint8_t st;
-
-    pthread_mutex_lock(&f->mu);
-    st = atomic_load_explicit(&f->state, memory_order_relaxed);
-    if (st != FUTURE_DONE) {
-        /* QUEUED: the loop will find it complete and never run it.
-         * RUNNING: the loop must run the cancel hook: notify it. */
-        complete_locked(f, -ECANCELED, NULL);
-        if (st == FUTURE_RUNNING) {
-            evexec__future_ref(f); /* for the notice */
-            evexec__loop_post_notice(f->u.call.loop, f);
-        }
-    }
-    pthread_mutex_unlock(&f->mu);
-    return st == FUTURE_DONE ? -EALREADY : 0;
-}
-
 int evexec_future_cancel(evexec_future *f)
 {
     if (!f)
         return -EINVAL;
-    return f->kind == FUTURE_CALL ? cancel_call(f) : cancel_job(f);
+    return f->ops->cancel(f);
 }
 
 void evexec_future_free(evexec_future *f)
@@ -262,102 +208,82 @@ void evexec_future_free(evexec_future *f)
     evexec__future_unref(f);
 }
 
-/* --- promises ------------------------------------------------------------ */
-
-/* A promise the caller may use: the right thread, not yet settled. */
-static int check_promise(const struct evexec_future *f)
-{
-    if (!f || f->kind != FUTURE_CALL)
-        return -EINVAL;
-    if (evexec__loop_current() != f->u.call.loop)
-        return -EPERM;
-    return f->u.call.live ? 0 : -EINVAL;
-}
-
-static int settle(evexec_promise *p, int status, void *result)
-{
-    struct evexec_future *f = from_promise(p);
-    int rc = check_promise(f);
-    if (rc < 0)
-        return rc;
-    int lost = !evexec__future_settle(f, status, result);
-    evexec__loop_promise_released(f->u.call.loop, f);
-    return lost ? -ECANCELED : 0;
-}
-
-int evexec_promise_resolve(evexec_promise *p, void *result)
-{
-    return settle(p, 0, result);
-}
-
-int evexec_promise_fail(evexec_promise *p, int err)
-{
-    /* -EINPROGRESS would read as "not complete" from a complete future. */
-    if (p && (err >= 0 || err == -EINPROGRESS))
-        return -EINVAL;
-    return settle(p, err, NULL);
-}
-
-int evexec_promise_on_cancel(evexec_promise *p, evexec_promise_fn fn, void *arg)
-{
-    struct evexec_future *f = from_promise(p);
-    int rc = check_promise(f);
-    if (rc < 0)
-        return rc;
-    if (state_of(f) == FUTURE_DONE)
-        return -ECANCELED; /* a live promise's future completes only by a cancel */
-    f->u.call.on_cancel = fn;
-    f->u.call.cancel_arg = arg;
-    return 0;
-}
-
-int evexec_promise_on_stop(evexec_promise *p, evexec_promise_fn fn, void *arg)
-{
-    struct evexec_future *f = from_promise(p);
-    int rc = check_promise(f);
-    if (rc < 0)
-        return rc;
-    if (evexec__loop_stop_applied(f->u.call.loop))
-        return -ESHUTDOWN;
-    f->u.call.on_stop = fn;
-    f->u.call.stop_arg = arg;
-    return 0;
-}
-
-int evexec_promise_cancelled(const evexec_promise *p)
-{
-    const struct evexec_future *f = from_promise(p);
-    if (!f || f->kind != FUTURE_CALL)
-        return 0;
-    /* Settled by its own code it is released; live and DONE means cancelled. */
-    return f->u.call.live && state_of(f) == FUTURE_DONE;
-}
-
 /* --- pool futures -------------------------------------------------------- */
+
+/* A pool job's future: the job is completed in place (JOB_KIND_DIRECT). */
+struct pool_future {
+    struct evexec_future future;   /* first member */
+    struct job_single single;
+};
+
+static struct pool_future *of_future(const struct evexec_future *f)
+{
+    return (struct pool_future *)(void *)f;
+}
+
+/* The pool hands the job back, on the worker's thread: the future is
+ * completed only here (evexec_future_cancel() cancels through the pool,
+ * which then calls this). */
+static void job_complete(struct evexec_job *job)
+{
+    struct pool_future *pf = EVEXEC_CONTAINER(job, struct pool_future, single.job);
+    evexec__future_settle(&pf->future, job_status(job), job_result(job));
+    evexec__future_unref(&pf->future); /* the job's reference; the pool's stays */
+}
+
+static int pool_future_cancel(struct evexec_future *f)
+{
+    struct evexec_job *job = &of_future(f)->single.job;
+
+    if (evexec__future_is_done(f))
+        return -EALREADY;
+    /* The pool is alive: this future holds a reference on it. */
+    int rc = evexec__job_cancel(job);
+    if (rc == -EBUSY) /* running: its stop flag is set */
+        return evexec__future_is_done(f) ? -EALREADY : -EBUSY;
+    if (rc == -EALREADY)
+        evexec__future_wait_done(f); /* whoever cancelled it completes it now */
+    return rc; /* 0: completed as -ECANCELED */
+}
+
+static int pool_future_waits_for_itself(const struct evexec_future *f)
+{
+    struct evexec_pool *pool = evexec__pool_current();
+    return pool && evexec__pool_runner(pool) == of_future(f)->single.job.runner;
+}
+
+static void pool_future_destroy(struct evexec_future *f)
+{
+    struct evexec__runner *r = of_future(f)->single.job.runner;
+    r->ops->release(r, 1); /* the job's reference on its pool */
+}
+
+static const struct evexec__future_ops pool_future_ops = {
+    .cancel = pool_future_cancel,
+    .waits_for_itself = pool_future_waits_for_itself,
+    .destroy = pool_future_destroy,
+};
 
 int evexec_pool_call(evexec_pool *pool, evexec_work_fn work, void *arg, evexec_future **out)
 {
-    struct evexec_future *f;
+    struct pool_future *pf;
     int rc;
 
     if (!pool || !work || !out)
         return -EINVAL;
-    if (!(f = evexec__future_new(FUTURE_JOB, 2))) /* the holder and the job */
+    /* Two references: the holder and the job. */
+    if (!(pf = (struct pool_future *)evexec__future_new(sizeof *pf, &pool_future_ops, 2)))
         return -ENOMEM;
-    struct evexec_job *job = &f->u.job;
-    job->kind = JOB_KIND_FUTURE;
-    job->flags = EVEXEC__CLASS_NORMAL | JOB_HAS_EXT;
-    f->ext.job = job;
-    job->pool = pool;
-    job->work = work;
-    job->done = NULL;
-    job->arg = arg;
-    atomic_init(&job->stop, 0);
-    atomic_init(&job->state, JOB_FREE);
+    struct evexec_job *job = &pf->single.job;
+    job->kind = JOB_KIND_DIRECT;
+    evexec__job_init(job, evexec__pool_runner(pool), work, NULL, arg,
+                     EVEXEC__CLASS_NORMAL | JOB_HAS_EXT);
+    evexec__job_ext_init(&pf->single.ext, job, NULL);
+    pf->single.to.complete = job_complete;
     if ((rc = evexec__pool_enqueue(pool, job, 0)) < 0) {
-        future_destroy(f); /* the pool took no reference */
+        evexec__future_discard(&pf->future); /* the pool took no reference */
         return rc;
     }
-    *out = f;
+    *out = &pf->future;
     return 0;
 }

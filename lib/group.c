@@ -3,15 +3,16 @@
  * DESIGN: groups of jobs (asyncio's gather, wait and as_completed), kept
  * entirely on the port's loop thread: no lock, no atomic.
  *
- * A member is a job submitted with evexec_job_opts.group; its ext links it
- * into the group's list of undelivered members (so evexec_group_cancel()
- * can reach them) until the port delivers it. The port tells the group
- * twice per member: evexec__group_unlink() before the member's done
- * callback (its ext is recycled then) and evexec__group_member_done() after
- * it, which is where the group's own callback runs when that member decides
- * the group. A callback decided by evexec_group_close() rather than by a
- * member is "due": the port runs it from the loop (never inside the call
- * that decided it).
+ * A member is a job submitted with evexec_job_opts.group; its link (in the
+ * job's ext) puts it on the group's list of undelivered members, so
+ * evexec_group_cancel() can reach them, until the port delivers it. The
+ * port tells the group twice per member: evexec__group_unlink() before the
+ * member's done callback (its ext is recycled then) and
+ * evexec__group_member_done() after it, which is where the group's own
+ * callback runs when that member decides the group. A callback decided by
+ * evexec_group_close() rather than by a member is "due": the port runs it
+ * from the loop (never inside the call that decided it), which this file
+ * asks for through the set's kick callback.
  *
  * A group lives until its callback has run and every member has been
  * delivered, whichever comes last; a group of a released port goes with it.
@@ -21,29 +22,34 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "evexec-internal.h"
+#include "group-internal.h"
 
 struct evexec_group {
-    struct evexec_port *port;
+    struct evexec__groups *set;
     evexec_group_fn fn;
     void *arg;
     int how;
     int status;                    /* ALL: first non-zero member status */
-    struct job_ext *members;       /* undelivered, through ext->gnext/gprev */
+    struct evexec__group_link *members; /* undelivered */
     size_t pending;                /* members whose callback has not run */
     size_t joined;                 /* members ever */
     uint8_t closed, cancelled;
     uint8_t decided;               /* the callback is due or has run */
     uint8_t fired;                 /* the callback has run */
-    uint8_t is_due;                /* on port->due */
+    uint8_t is_due;                /* on set->due */
     int due_status;
     struct evexec_group *due_next;
-    struct evexec__ring ring;      /* in port->groups */
+    struct evexec__ring ring;      /* in set->all */
 };
 
 static struct evexec_group *group_of(struct evexec__ring *r)
 {
-    return (struct evexec_group *)((char *)r - offsetof(struct evexec_group, ring));
+    return EVEXEC_CONTAINER(r, struct evexec_group, ring);
+}
+
+static int check_thread(const struct evexec_group *g)
+{
+    return pthread_equal(g->set->owner, pthread_self()) ? 0 : -EPERM;
 }
 
 static void group_maybe_free(struct evexec_group *g)
@@ -57,8 +63,8 @@ static void group_maybe_free(struct evexec_group *g)
 static void cancel_members(struct evexec_group *g)
 {
     /* Cancelling never delivers synchronously: the list stays as it is. */
-    for (struct job_ext *e = g->members; e; e = e->gnext)
-        evexec__port_cancel_job(g->port, e->job);
+    for (struct evexec__group_link *m = g->members; m; m = m->next)
+        g->set->cancel(m, g->set->arg);
 }
 
 /* The callback runs now (from a member's delivery). */
@@ -82,9 +88,9 @@ static void group_schedule(struct evexec_group *g, int status)
         g->cancelled = 1; /* decided: nothing is left to cancel */
     g->is_due = 1;
     g->due_status = status;
-    g->due_next = g->port->due;
-    g->port->due = g;
-    evexec__port_resume(g->port);
+    g->due_next = g->set->due;
+    g->set->due = g;
+    g->set->kick(g->set->arg);
 }
 
 static void group_close(struct evexec_group *g)
@@ -98,37 +104,73 @@ static void group_close(struct evexec_group *g)
         group_schedule(g, g->status);
 }
 
-int evexec__group_check(struct evexec_group *g, struct evexec_port *port)
+/* --- for the port -------------------------------------------------------- */
+
+void evexec__groups_init(struct evexec__groups *set, pthread_t owner, void (*kick)(void *),
+                         void (*cancel)(struct evexec__group_link *, void *), void *arg)
 {
-    return g->port != port || g->closed || g->decided ? -EINVAL : 0;
+    ring_init(&set->all);
+    set->due = NULL;
+    set->owner = owner;
+    set->kick = kick;
+    set->cancel = cancel;
+    set->arg = arg;
 }
 
-void evexec__group_add(struct evexec_group *g, struct job_ext *ext)
+int evexec__group_new(struct evexec__groups *set, struct evexec_group **out, int how,
+                      evexec_group_fn fn, void *arg)
 {
-    ext->group = g;
-    ext->gprev = NULL;
-    ext->gnext = g->members;
+    struct evexec_group *g;
+
+    if (!evexec__group_how_valid(how))
+        return -EINVAL;
+    if (!(g = calloc(1, sizeof *g)))
+        return -ENOMEM;
+    g->set = set;
+    g->how = how;
+    g->fn = fn;
+    g->arg = arg;
+    ring_push_tail(&set->all, &g->ring);
+    *out = g;
+    return 0;
+}
+
+int evexec__group_check(const struct evexec__groups *set, const struct evexec_group *g)
+{
+    return g->set != set || g->closed || g->decided ? -EINVAL : 0;
+}
+
+void evexec__group_add(struct evexec_group *g, struct evexec__group_link *link)
+{
+    link->group = g;
+    link->prev = NULL;
+    link->next = g->members;
     if (g->members)
-        g->members->gprev = ext;
-    g->members = ext;
+        g->members->prev = link;
+    g->members = link;
     g->pending++;
     g->joined++;
 }
 
-void evexec__group_unlink(struct evexec_group *g, struct job_ext *ext)
+struct evexec_group *evexec__group_unlink(struct evexec__group_link *link)
 {
-    if (ext->gprev)
-        ext->gprev->gnext = ext->gnext;
+    struct evexec_group *g = link->group;
+    if (!g)
+        return NULL;
+    if (link->prev)
+        link->prev->next = link->next;
     else
-        g->members = ext->gnext;
-    if (ext->gnext)
-        ext->gnext->gprev = ext->gprev;
-    ext->group = NULL;
-    ext->gnext = ext->gprev = NULL;
+        g->members = link->next;
+    if (link->next)
+        link->next->prev = link->prev;
+    link->group = NULL;
+    link->next = link->prev = NULL;
+    return g;
 }
 
 void evexec__group_member_done(struct evexec_group *g, int status)
 {
+    assert(g->pending > 0);
     g->pending--;
     if (!g->decided) {
         if (g->how & EVEXEC_GROUP_FIRST) {
@@ -143,10 +185,10 @@ void evexec__group_member_done(struct evexec_group *g, int status)
     group_maybe_free(g);
 }
 
-void evexec__group_run_due(struct evexec_port *port)
+void evexec__groups_run_due(struct evexec__groups *set)
 {
-    struct evexec_group *list = port->due, *g;
-    port->due = NULL;
+    struct evexec_group *list = set->due, *g;
+    set->due = NULL;
     while ((g = list) != NULL) {
         list = g->due_next;
         g->is_due = 0;
@@ -157,51 +199,30 @@ void evexec__group_run_due(struct evexec_port *port)
     }
 }
 
-void evexec__group_close_all(struct evexec_port *port)
+void evexec__groups_close_all(struct evexec__groups *set)
 {
-    for (struct evexec__ring *r = port->groups.next; r != &port->groups; r = r->next)
+    for (struct evexec__ring *r = set->all.next; r != &set->all; r = r->next)
         if (!group_of(r)->closed)
             group_close(group_of(r));
 }
 
-void evexec__group_free_all(struct evexec_port *port)
+void evexec__groups_fini(struct evexec__groups *set)
 {
-    while (!ring_empty(&port->groups)) {
-        struct evexec_group *g = group_of(port->groups.next);
+    while (!ring_empty(&set->all)) {
+        struct evexec_group *g = group_of(set->all.next);
         ring_remove(&g->ring);
         free(g);
     }
 }
 
-int evexec_group_new(evexec_group **out, evexec_port *port, int how, evexec_group_fn fn,
-                     void *arg)
-{
-    struct evexec_group *g;
-    int rc;
-
-    if (!out || !port ||
-        (how != EVEXEC_GROUP_ALL && how != EVEXEC_GROUP_FIRST &&
-         how != (EVEXEC_GROUP_FIRST | EVEXEC_GROUP_CANCEL_REST)))
-        return -EINVAL;
-    if ((rc = evexec__port_check_thread(port)) < 0 || (rc = evexec__port_check_open(port)) < 0)
-        return rc;
-    if (!(g = calloc(1, sizeof *g)))
-        return -ENOMEM;
-    g->port = port;
-    g->how = how;
-    g->fn = fn;
-    g->arg = arg;
-    ring_push_tail(&port->groups, &g->ring);
-    *out = g;
-    return 0;
-}
+/* --- public -------------------------------------------------------------- */
 
 int evexec_group_close(evexec_group *g)
 {
     int rc;
     if (!g)
         return -EINVAL;
-    if ((rc = evexec__port_check_thread(g->port)) < 0)
+    if ((rc = check_thread(g)) < 0)
         return rc;
     if (g->closed)
         return -EALREADY;
@@ -214,7 +235,7 @@ int evexec_group_cancel(evexec_group *g)
     int rc;
     if (!g)
         return -EINVAL;
-    if ((rc = evexec__port_check_thread(g->port)) < 0)
+    if ((rc = check_thread(g)) < 0)
         return rc;
     if (g->cancelled)
         return -EALREADY;

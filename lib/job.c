@@ -1,192 +1,167 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * DESIGN: a job's life, joining the port (which owns its memory and
- * delivers it) to the pool (which runs it):
+ * DESIGN: the job — its state diagram (job-internal.h) and the one
+ * function that moves it, its one cancel path, and the store that keeps a
+ * port's jobs.
  *
- *   FREE --submit--> QUEUED --worker pops--> RUNNING --delivered--> FREE
- *          \--submit, idle worker--> RUNNING        ^
- *   QUEUED --cancel / CANCEL shutdown--> CANCELLED --'
- *
- * QUEUED -> RUNNING and QUEUED -> CANCELLED happen under the pool's mutex,
- * so exactly one of them wins. Only the port's loop thread moves a job out
- * of FREE or back into it, so an id (submission number + slot) names one
- * submission: a stale id finds a FREE slot or another number, and
- * evexec_cancel() answers -ENOENT.
+ * The store carves 64 KiB aligned chunks into jobs, recycles them through
+ * a free list and gives them back only with the port. Steady state makes
+ * no malloc per job, a job finds its home (the port's mailbox) by masking
+ * its own address, and an id can always be checked against the slot it
+ * names: the slot's submission number must match and the job be in flight,
+ * or the id is stale. Only the port's loop thread touches the store.
  */
 #include "config.h"
 
 #include <errno.h>
-#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
-#include "evexec-internal.h"
+#include "job-internal.h"
 
-#define MIN_JOB_OPTS_SIZE (offsetof(struct evexec_job_opts, wait_ms) + sizeof(int))
+/* --- states -------------------------------------------------------------- */
 
-int evexec_submit(evexec_port *port, evexec_pool *pool, evexec_work_fn work, evexec_done_fn done,
-                  void *arg, evexec_job_id *id)
+/* The moves the diagram allows, as a bit per (from, to). */
+#define MOVE(from, to) (1u << ((from) * 4 + (to)))
+static const unsigned allowed_moves =
+    MOVE(JOB_FREE, JOB_QUEUED) | MOVE(JOB_FREE, JOB_RUNNING) | MOVE(JOB_QUEUED, JOB_RUNNING) |
+    MOVE(JOB_QUEUED, JOB_CANCELLED) | MOVE(JOB_QUEUED, JOB_FREE) | MOVE(JOB_RUNNING, JOB_FREE) |
+    MOVE(JOB_CANCELLED, JOB_FREE) | MOVE(JOB_FREE, JOB_FREE);
+
+void evexec__job_set_state_checked(struct evexec_job *job, enum job_state to)
 {
-    struct evexec_job *job;
-    int rc;
-
-    /* The default pool, or a pool timing its jobs, needs the general path. */
-    if (EVEXEC_UNLIKELY(!pool || pool->hist))
-        return evexec_submit_ex(port, pool, work, done, arg, NULL, id);
-    if (EVEXEC_UNLIKELY(!port || !work))
-        return -EINVAL;
-    if (EVEXEC_UNLIKELY((rc = evexec__port_check_thread(port)) < 0 ||
-                        (rc = evexec__port_check_open(port)) < 0))
-        return rc;
-    if (EVEXEC_UNLIKELY(!(job = evexec__port_job_alloc(port))))
-        return -ENOMEM;
-    job->pool = pool;
-    job->work = work;
-    job->done = done;
-    job->arg = arg;
-    job->flags = EVEXEC__CLASS_NORMAL;
-    atomic_store_explicit(&job->stop, 0, memory_order_relaxed);
-    if (EVEXEC_UNLIKELY((rc = evexec__pool_enqueue(pool, job, 0)) < 0)) {
-        evexec__port_job_unalloc(port, job);
-        return rc;
-    }
-    port->outstanding++;
-    if (id)
-        *id = evexec__port_job_id(port, job);
-    return 0;
+    enum job_state from = job_state(job);
+    assert(allowed_moves & MOVE(from, to));
+    EVEXEC_UNUSED(from);
+    EVEXEC_UNUSED(allowed_moves);
+    atomic_store_explicit(&job->state, (uint8_t)to, memory_order_relaxed);
 }
 
-/* Copies the caller's options over the defaults and checks them. */
-static int read_job_opts(const struct evexec_job_opts *in, struct evexec_job_opts *o)
+int evexec__job_cancel(struct evexec_job *job)
 {
-    static const struct evexec_job_opts defaults = EVEXEC_JOB_OPTS_INIT;
-    *o = defaults;
-    if (!in)
-        return 0;
-    int rc = evexec__check_opts_size(in, in->size, MIN_JOB_OPTS_SIZE, sizeof *o);
-    if (rc < 0)
-        return rc;
-    memcpy(o, in, in->size < sizeof *o ? in->size : sizeof *o);
-    if (o->priority < EVEXEC_PRIO_HIGH || o->priority > EVEXEC_PRIO_LOW ||
-        o->timeout_ms > INT_MAX || o->wait_ms < EVEXEC_WAIT_FOREVER)
-        return -EINVAL;
-    return 0;
-}
-
-int evexec_submit_ex(evexec_port *port, evexec_pool *pool, evexec_work_fn work,
-                     evexec_done_fn done, void *arg, const struct evexec_job_opts *opts,
-                     evexec_job_id *id)
-{
-    struct evexec_job_opts o;
-    struct evexec_job *job;
-    struct job_ext *ext = NULL;
-    int rc;
-
-    if (!opts && pool && !pool->hist)
-        return evexec_submit(port, pool, work, done, arg, id); /* nothing extra */
-    if (!port || !work)
-        return -EINVAL;
-    if ((rc = evexec__port_check_thread(port)) < 0 || (rc = evexec__port_check_open(port)) < 0)
-        return rc;
-    if ((rc = read_job_opts(opts, &o)) < 0)
-        return rc;
-    if (o.wait_ms)
-        return -EINVAL; /* the loop thread never waits */
-    if (o.group && (rc = evexec__group_check(o.group, port)) < 0)
-        return rc;
-    if (!pool && !(pool = evexec__port_default_pool(port, &rc)))
-        return rc;
-    if (!(job = evexec__port_job_alloc(port)))
-        return -ENOMEM;
-    job->pool = pool;
-    job->work = work;
-    job->done = done;
-    job->arg = arg;
-    job->flags = (uint8_t)(o.priority + 1);
-    atomic_store_explicit(&job->stop, 0, memory_order_relaxed);
-    if (o.timeout_ms || o.group || pool->hist) {
-        rc = -ENOMEM;
-        if (!(ext = evexec__port_job_ext(port, job)) ||
-            (o.timeout_ms && (rc = evexec__port_deadline_reserve(port)) < 0)) {
-            evexec__port_job_unalloc(port, job);
-            return rc;
-        }
-        memset(ext, 0, sizeof *ext);
-        ext->job = job;
-        ext->cleanup = o.cleanup;
-        ext->heap_index = EXT_NO_HEAP;
-        job->flags |= JOB_HAS_EXT;
-    }
-    if ((rc = evexec__pool_enqueue(pool, job, 0)) < 0) {
-        evexec__port_job_unalloc(port, job);
-        return rc;
-    }
-    /* Not delivered before the loop gets back to its events: safe to add
-     * after the pool has it. */
-    port->outstanding++;
-    if (o.timeout_ms)
-        evexec__port_deadline_add(port, ext, o.timeout_ms);
-    if (o.group)
-        evexec__group_add(o.group, ext);
-    if (id)
-        *id = evexec__port_job_id(port, job);
-    return 0;
-}
-
-int evexec_submit_threadsafe(evexec_port *port, evexec_pool *pool, evexec_work_fn work,
-                             evexec_done_fn done, void *arg, const struct evexec_job_opts *opts)
-{
-    struct evexec_job_opts o;
-    int rc;
-
-    if (!port || !work)
-        return -EINVAL;
-    if ((rc = read_job_opts(opts, &o)) < 0)
-        return rc;
-    if (o.timeout_ms || o.group)
-        return -EINVAL; /* loop-thread features */
-    if (!pool && !(pool = evexec__port_default_pool(port, &rc)))
-        return rc;
-    if (o.wait_ms && (evexec__port_check_thread(port) == 0 || evexec__pool_current() == pool))
-        return -EDEADLK;
-    return evexec__port_submit_remote(port, pool, work, done, arg, o.priority, o.wait_ms);
-}
-
-int evexec__port_cancel_job(struct evexec_port *port, struct evexec_job *job)
-{
-    int rc;
-    EVEXEC_UNUSED(port);
-    switch (atomic_load_explicit(&job->state, memory_order_relaxed)) {
+    switch (job_state(job)) {
+    case JOB_FREE:
+        return -ENOENT;
     case JOB_CANCELLED:
         return -EALREADY;
-    case JOB_QUEUED:
-        rc = evexec__pool_cancel(job->pool, job);
+    case JOB_QUEUED: {
+        int rc = job->runner->ops->cancel(job->runner, job);
         if (rc != -EBUSY)
-            return rc;
+            return rc; /* 0: on its way home as -ECANCELED; -EALREADY */
         /* a worker took it meanwhile */
+    }
         /* fall through */
+    case JOB_RUNNING:
     default:
-        atomic_store_explicit(&job->stop, 1, memory_order_relaxed);
+        evexec__job_stop(job);
+        if (job->runner->ops->stop)
+            job->runner->ops->stop(job->runner, job);
         return -EBUSY;
     }
-}
-
-int evexec_cancel(evexec_port *port, evexec_job_id id)
-{
-    struct evexec_job *job;
-    int rc;
-
-    if (!port)
-        return -EINVAL;
-    if ((rc = evexec__port_check_thread(port)) < 0)
-        return rc;
-    if (!(job = evexec__port_job_find(port, id)))
-        return -ENOENT;
-    if (EVEXEC_UNLIKELY(job->flags & JOB_HAS_EXT) && job_ext(job)->timed_out)
-        return -ENOENT; /* its callback has run: -ETIMEDOUT */
-    return evexec__port_cancel_job(port, job);
 }
 
 int evexec_job_cancelled(const evexec_job *job)
 {
     return job ? atomic_load_explicit(&job->stop, memory_order_relaxed) : 0;
+}
+
+/* --- the store ----------------------------------------------------------- */
+
+void evexec__jobs_init(struct evexec__jobs *s, struct evexec__mailbox *home, uint32_t salt)
+{
+    memset(s, 0, sizeof *s);
+    s->home = home;
+    s->next_seq = salt;
+}
+
+void evexec__jobs_fini(struct evexec__jobs *s)
+{
+    for (uint32_t i = 0; i < s->nchunks; i++) {
+        free(s->chunks[i]->ext);
+        munmap(s->chunks[i], EVEXEC_CHUNK_SIZE);
+    }
+    free(s->chunks);
+    s->chunks = NULL;
+    s->nchunks = 0;
+}
+
+/* An aligned chunk from mmap: only the pages touched count against RSS. */
+static struct job_chunk *chunk_map(void)
+{
+    size_t len = 2 * EVEXEC_CHUNK_SIZE;
+    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    uintptr_t a = ((uintptr_t)p + EVEXEC_CHUNK_SIZE - 1) & ~(uintptr_t)(EVEXEC_CHUNK_SIZE - 1);
+    size_t head = a - (uintptr_t)p;
+    if (head)
+        munmap(p, head);
+    munmap((char *)a + EVEXEC_CHUNK_SIZE, EVEXEC_CHUNK_SIZE - head);
+    return (struct job_chunk *)a;
+}
+
+int evexec__jobs_grow(struct evexec__jobs *s)
+{
+    if (s->nchunks >= UINT32_MAX / EVEXEC_JOBS_PER_CHUNK - 1)
+        return -ENOMEM;
+    if (s->nchunks == s->chunks_cap) {
+        uint32_t cap = s->chunks_cap ? 2 * s->chunks_cap : 8;
+        struct job_chunk **v = realloc(s->chunks, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        s->chunks = v;
+        s->chunks_cap = cap;
+    }
+    struct job_chunk *c = chunk_map();
+    if (!c)
+        return -ENOMEM;
+    c->home = s->home;
+    c->first_index = s->nchunks * EVEXEC_JOBS_PER_CHUNK;
+    s->chunks[s->nchunks++] = c;
+    s->bump = chunk_jobs(c);
+    s->bump_end = s->bump + EVEXEC_JOBS_PER_CHUNK;
+    return 0;
+}
+
+struct job_ext *evexec__jobs_ext(struct evexec__jobs *s, struct evexec_job *job)
+{
+    EVEXEC_UNUSED(s);
+    struct job_chunk *c = job_chunk_of(job);
+    if (!c->ext && !(c->ext = calloc(EVEXEC_JOBS_PER_CHUNK, sizeof *c->ext)))
+        return NULL;
+    return c->ext + (job - chunk_jobs(c));
+}
+
+evexec_job_id evexec__jobs_id(const struct evexec_job *job)
+{
+    struct job_chunk *c = job_chunk_of(job);
+    uint32_t index = c->first_index + (uint32_t)(job - chunk_jobs(c));
+    return ((evexec_job_id)job->seq << 32) | index;
+}
+
+struct evexec_job *evexec__jobs_find(const struct evexec__jobs *s, evexec_job_id id)
+{
+    uint32_t seq = (uint32_t)(id >> 32), index = (uint32_t)id;
+    uint32_t n = index / EVEXEC_JOBS_PER_CHUNK;
+    if (seq == 0 || n >= s->nchunks)
+        return NULL;
+    struct evexec_job *job = chunk_jobs(s->chunks[n]) + index % EVEXEC_JOBS_PER_CHUNK;
+    if (n == s->nchunks - 1 && job >= s->bump)
+        return NULL; /* never carved */
+    if (job->seq != seq || job_state(job) == JOB_FREE)
+        return NULL;
+    return job;
+}
+
+void evexec__jobs_each_busy(const struct evexec__jobs *s, void (*fn)(struct evexec_job *, void *),
+                            void *arg)
+{
+    for (uint32_t c = 0; c < s->nchunks; c++) {
+        struct evexec_job *job = chunk_jobs(s->chunks[c]);
+        struct evexec_job *end = c == s->nchunks - 1 ? s->bump : job + EVEXEC_JOBS_PER_CHUNK;
+        for (; job < end; job++)
+            if (job_state(job) != JOB_FREE)
+                fn(job, arg);
+    }
 }

@@ -9,6 +9,10 @@
  * exchange always finds the list empty and writes again, so no wake-up is
  * lost.
  *
+ * Also here, as the base's other piece of libevent glue: the one way a
+ * port or a loop arms a timer, which never lets a failed event_add() (no
+ * memory for libevent's timer heap) strand work.
+ *
  * The wake fd is an eventfd where there is one (one fd, an 8-byte counter)
  * and a non-blocking pipe elsewhere or with ./configure --disable-eventfd.
  * Both ends are non-blocking and close-on-exec. A write that would block
@@ -31,7 +35,7 @@
 #include <sys/eventfd.h>
 #endif
 
-#include "evexec-internal.h"
+#include "mailbox-internal.h"
 
 #if !defined(EVEXEC_USE_EVENTFD) && !defined(HAVE_PIPE2)
 static int set_flags(int fd)
@@ -127,14 +131,20 @@ static uint64_t evexec__wakefd_drain(const struct evexec__wakefd *w)
 #endif
 }
 
+void evexec__mailbox_init(struct evexec__mailbox *mb)
+{
+    atomic_init(&mb->head, NULL);
+    mb->signals_owed = mb->signals_read = 0;
+    mb->ev = NULL;
+    mb->wake.rfd = mb->wake.wfd = -1;
+}
+
 int evexec__mailbox_open(struct evexec__mailbox *mb, struct event_base *base,
                          void (*cb)(int, short, void *), void *arg, int priority)
 {
     int rc;
 
-    atomic_init(&mb->head, NULL);
-    mb->signals_owed = mb->signals_read = 0;
-    mb->ev = NULL;
+    evexec__mailbox_init(mb);
     if ((rc = evexec__wakefd_open(&mb->wake)) < 0)
         return rc;
     /* Level-triggered: the loop reads the fd on every take, and a reader
@@ -199,4 +209,18 @@ struct evexec__node *evexec__mailbox_take(struct evexec__mailbox *mb)
     if (mb->signals_read > mb->signals_owed)
         mb->signals_read = mb->signals_owed;
     return list;
+}
+
+/* --- timers -------------------------------------------------------------- */
+
+void evexec__timer_arm(struct event *ev, const struct timeval *tv)
+{
+    if (event_add(ev, tv) < 0)
+        event_active(ev, EV_TIMEOUT, 1);
+}
+
+void evexec__soon(struct event *ev)
+{
+    static const struct timeval zero = {0, 0};
+    evexec__timer_arm(ev, &zero);
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The pool's private layout, shared by pool.c (the queue, submission and
- * the public calls) and worker.c (the threads). Never installed.
+ * The thread pool's private layout, shared by pool.c (the queue,
+ * submission and the public calls) and pool-worker.c (the threads): one
+ * part in two files. Other parts see only pool.h. Never installed.
  */
 #ifndef EVEXEC_POOL_INTERNAL_H
 #define EVEXEC_POOL_INTERNAL_H
@@ -13,11 +14,79 @@
 #include <unistd.h>
 #endif
 
-#include "evexec-internal.h"
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "error-internal.h"
+#include "pool.h"
+#include "thread-internal.h"
 
 /* A class passed over this many times in a row while it had jobs waiting
  * goes next: no priority class starves. */
 #define AGING 8u
+
+
+struct worker;
+
+/* pool->slow */
+#define SLOW_LIMITED 0x1u  /* a class has a limit: running_c is kept up to
+                              date (else stats count the workers' jobs) */
+#define SLOW_SHRINK 0x2u   /* more threads than max_threads: busy ones exit */
+#define SLOW_CLASSES 0x4u  /* a job of a class other than normal is queued */
+#define SLOW_WAITERS 0x8u  /* a submitter waits for a queue slot */
+
+struct job_queue {
+    struct evexec_job *head, *tail;
+    size_t n;                      /* not kept for the normal class */
+};
+
+struct evexec_pool {
+    struct evexec__runner runner;  /* first: see pool.h */
+    pthread_mutex_t mu;
+    /* Everything below is guarded by mu, except refs, timed_out and the
+     * settings that never change after creation. */
+    struct job_queue q[EVEXEC__NCLASSES]; /* one FIFO per priority class */
+    size_t nqueued;                /* in all of them */
+    unsigned class_max[EVEXEC__NCLASSES]; /* running jobs per class at most;
+                                             UINT_MAX: no limit */
+    unsigned slow;                 /* SLOW_*: what the common path can skip */
+    unsigned running_c[EVEXEC__NCLASSES]; /* running jobs per class */
+    unsigned skipped[EVEXEC__NCLASSES];   /* pops that passed a waiting class */
+    pthread_cond_t space_cv;       /* a queue slot freed, for space_waiters */
+    unsigned space_waiters;
+    struct worker *idle;           /* idle workers, most recent first */
+    struct worker *all;            /* every worker struct, alive or not */
+    unsigned nthreads;             /* alive, including starting */
+    unsigned nstarting;            /* created, not yet looking for work */
+    unsigned nidle;
+    int closed;                    /* 0, or EVEXEC_DRAIN + 1, EVEXEC_CANCEL + 1 */
+    pthread_cond_t exit_cv;        /* nthreads reached 0 */
+    pthread_t zombie;              /* last exited thread, not yet joined */
+    int has_zombie;
+    unsigned next_number;          /* for thread names */
+    uint64_t submitted, completed, cancelled, rejected, threads_started;
+    uint64_t dropped, init_failed;
+    _Atomic uint64_t timed_out;    /* counted by ports */
+
+    /* One reference for the handle, one per job accepted and not yet
+     * delivered (the runner's release): evexec_cancel() may lock mu until
+     * the job is delivered. */
+    _Atomic unsigned long refs;
+
+    /* Settings; max_threads, min_threads and max_queued change under mu. */
+    unsigned max_threads, min_threads, idle_ms, spin_us, nice;
+    int overflow;                  /* EVEXEC_OVERFLOW_* */
+    int hist;                      /* EVEXEC_POOL_HISTOGRAMS */
+    int enqueue_prep;              /* spin_us or hist: a submit has more to do */
+    evexec_worker_init_fn worker_init;
+    evexec_worker_fini_fn worker_fini;
+    void *worker_arg;
+    unsigned nspinning;            /* workers spinning (guarded by mu) */
+    _Atomic int submit_cpu;        /* CPU of the last submit, with spin_us */
+    size_t max_queued;
+    pthread_attr_t attr;
+    char name[64];
+};
 
 struct worker {
     struct evexec_pool *pool;
@@ -119,7 +188,7 @@ static inline struct evexec_job *queue_pop(struct evexec_pool *pool)
     return job;
 }
 
-/* --- between pool.c and worker.c (with mu held unless said) ------------- */
+/* --- between pool.c and pool-worker.c (with mu held unless said) -------- */
 
 /* Starts a worker (mu is dropped while the thread is created). */
 int evexec__worker_spawn(struct evexec_pool *pool);
@@ -134,6 +203,8 @@ struct evexec_job *evexec__pool_cancel_queue(struct evexec_pool *pool);
 void evexec__pool_complete_all(struct evexec_job *list);
 /* Frees the pool's memory (its last reference is gone). */
 void evexec__pool_destroy(struct evexec_pool *pool);
+/* Drops n references; frees the pool when none remains. Any thread. */
+void evexec__pool_unref(struct evexec_pool *pool, unsigned long n);
 
 /* --- idle workers (with mu held): inline, a submit's hand-off path ------- */
 
@@ -199,7 +270,7 @@ static inline struct worker *evexec__worker_hand_off(struct evexec_pool *pool, s
     idle_remove(pool, w);
     if (EVEXEC_UNLIKELY(pool->slow & SLOW_LIMITED))
         pool->running_c[job_class(job)]++;
-    atomic_store_explicit(&job->state, JOB_RUNNING, memory_order_relaxed);
+    evexec__job_set_state(job, JOB_RUNNING);
     atomic_store_explicit(&w->handoff, job, memory_order_relaxed);
     w->current = job; /* running from now on, for EVEXEC_CANCEL */
     if (!w->parked)

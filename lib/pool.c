@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * DESIGN: the pool: one bounded queue, a FIFO per priority class, and the
- * public calls (its worker threads are in worker.c).
+ * public calls (its worker threads are in pool-worker.c). The pool is a
+ * runner (job-internal.h): ports reach it only through its ops.
  *
  * - One mutex guards the queue, the idle list and the counters. It is
  *   never held while user code runs, while a thread is created, or while a
  *   wake fd is written. It is the innermost lock: a port's remote_mu may be
- *   held while it is taken (evexec__port_cancel_remote()), never the other
+ *   held while it is taken (evexec__remote_cancel_all()), never the other
  *   way round.
  * - A submit hands the job straight to an idle worker if there is one;
  *   otherwise the job is queued, and a thread is started if the pool may
@@ -57,6 +58,8 @@
 #define MAX_SPIN_US 10000u
 #define MAX_NICE 19u
 #define MIN_POOL_OPTS_SIZE (offsetof(struct evexec_pool_opts, stack_size) + sizeof(size_t))
+
+static const struct evexec__runner_ops pool_ops;
 
 /* --- queue --------------------------------------------------------------- */
 
@@ -124,7 +127,7 @@ struct evexec_job *evexec__pool_cancel_queue(struct evexec_pool *pool)
     for (unsigned c = 0; c < EVEXEC__NCLASSES; c++) {
         struct job_queue *q = &pool->q[c];
         for (struct evexec_job *j = q->head; j; j = job_next(j))
-            atomic_store_explicit(&j->state, JOB_CANCELLED, memory_order_relaxed);
+            evexec__job_set_state(j, JOB_CANCELLED);
         if (q->head) {
             *tail = q->head;
             tail = (struct evexec_job **)&q->tail->link.next;
@@ -150,7 +153,7 @@ static struct evexec_job *drop_oldest(struct evexec_pool *pool, unsigned c)
         struct evexec_job *victim = pool->q[k].head;
         if (victim) {
             queue_unlink(pool, victim);
-            atomic_store_explicit(&victim->state, JOB_CANCELLED, memory_order_relaxed);
+            evexec__job_set_state(victim, JOB_CANCELLED);
             job_set_next(victim, NULL);
             victim->u.result = NULL;
             pool->cancelled++;
@@ -213,7 +216,7 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
             atomic_store_explicit(&pool->submit_cpu, sched_getcpu(), memory_order_relaxed);
 #endif
         if (pool->hist)
-            job_ext(job)->enqueued = evexec__now_ns();
+            job_set_enqueued(job, evexec__now_ns());
         if (wait_ms > 0)
             evexec__deadline_after(&deadline, (unsigned)wait_ms);
     }
@@ -244,7 +247,7 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
     }
     pool->submitted++;
     atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
-    atomic_store_explicit(&job->state, JOB_QUEUED, memory_order_relaxed);
+    evexec__job_set_state(job, JOB_QUEUED);
     queue_append(pool, job);
     if (pool->nthreads < pool->max_threads && pool->nqueued > pool->nstarting &&
         (EVEXEC_LIKELY(!(pool->slow & SLOW_LIMITED)) || pool->running_c[c] < pool->class_max[c])) {
@@ -283,8 +286,10 @@ reject:
     return rc;
 }
 
-int evexec__pool_cancel(struct evexec_pool *pool, struct evexec_job *job)
+/* The runner's cancel: a job seen QUEUED. */
+static int pool_cancel(struct evexec__runner *r, struct evexec_job *job)
 {
+    struct evexec_pool *pool = (struct evexec_pool *)(void *)r;
     pthread_mutex_lock(&pool->mu);
     uint8_t st = atomic_load_explicit(&job->state, memory_order_relaxed);
     if (st != JOB_QUEUED) {
@@ -293,7 +298,7 @@ int evexec__pool_cancel(struct evexec_pool *pool, struct evexec_job *job)
         return st == JOB_CANCELLED ? -EALREADY : -EBUSY;
     }
     queue_unlink(pool, job);
-    atomic_store_explicit(&job->state, JOB_CANCELLED, memory_order_relaxed);
+    evexec__job_set_state(job, JOB_CANCELLED);
     pool->cancelled++;
     pthread_mutex_unlock(&pool->mu);
     job->u.result = NULL;
@@ -311,12 +316,8 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
 
     if (!out)
         return -EINVAL;
-    if (opts) {
-        rc = evexec__check_opts_size(opts, opts->size, MIN_POOL_OPTS_SIZE, sizeof o);
-        if (rc < 0)
-            return rc;
-        memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
-    }
+    if ((rc = evexec__opts_read(&o, sizeof o, opts, MIN_POOL_OPTS_SIZE)) < 0)
+        return rc;
     if (!o.max_threads)
         o.max_threads = DEFAULT_MAX_THREADS;
     if (!o.max_queued)
@@ -336,6 +337,7 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
 
     if (!(pool = calloc(1, sizeof *pool)))
         return -ENOMEM;
+    pool->runner.ops = &pool_ops;
     pool->max_threads = o.max_threads;
     pool->min_threads = o.min_threads;
     pool->max_queued = o.max_queued;
@@ -344,6 +346,8 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
     pool->nice = o.nice;
     pool->overflow = o.overflow;
     pool->hist = (o.flags & EVEXEC_POOL_HISTOGRAMS) != 0;
+    if (pool->hist)
+        pool->runner.flags = RUNNER_WANTS_EXT;
     pool->worker_init = o.worker_init;
     pool->worker_fini = o.worker_fini;
     pool->worker_arg = o.worker_arg;
@@ -467,17 +471,12 @@ int evexec_pool_stats(evexec_pool *pool, struct evexec_pool_stats *out)
 {
     if (!pool || !out)
         return -EINVAL;
-    int rc = evexec__check_opts_size(out, out->size,
-                                     offsetof(struct evexec_pool_stats, threads_started) +
-                                         sizeof(uint64_t),
-                                     sizeof *out);
-    if (rc == -E2BIG)
-        rc = 0; /* a newer caller: fill what we know */
-    if (rc < 0)
-        return rc;
+    const size_t min_size = offsetof(struct evexec_pool_stats, threads_started) + sizeof(uint64_t);
+    if (out->size < min_size)
+        return -EINVAL;
     struct evexec_pool_stats s;
     memset(&s, 0, sizeof s);
-    s.size = out->size;
+    s.size = sizeof s;
     pthread_mutex_lock(&pool->mu);
     s.threads = pool->nthreads;
     s.idle = pool->nidle;
@@ -503,8 +502,7 @@ int evexec_pool_stats(evexec_pool *pool, struct evexec_pool_stats *out)
     s.max_queued = pool->max_queued;
     pthread_mutex_unlock(&pool->mu);
     s.timed_out = atomic_load_explicit(&pool->timed_out, memory_order_relaxed);
-    memcpy(out, &s, out->size < sizeof s ? out->size : sizeof s);
-    return 0;
+    return evexec__stats_write(out, &s, sizeof s, min_size);
 }
 
 int evexec_pool_histograms(evexec_pool *pool, struct evexec_pool_histograms *out)
@@ -585,13 +583,34 @@ int evexec_pool_set_class_limit(evexec_pool *pool, int priority, unsigned max_ru
     if (pool->class_max[0] != UINT_MAX || pool->class_max[1] != UINT_MAX ||
         pool->class_max[2] != UINT_MAX)
         pool->slow |= SLOW_LIMITED;
-    if (!pool->closed)
-        pool_rebalance(pool);
+    int rc = pool->closed ? 0 : pool_rebalance(pool);
     pthread_mutex_unlock(&pool->mu);
-    return 0;
+    return rc;
 }
 
-void evexec__pool_count_timeout(struct evexec_pool *pool)
+/* --- the runner's ops ---------------------------------------------------- */
+
+static void pool_timed_out(struct evexec__runner *r, struct evexec_job *job)
 {
+    struct evexec_pool *pool = (struct evexec_pool *)(void *)r;
+    EVEXEC_UNUSED(job);
     atomic_fetch_add_explicit(&pool->timed_out, 1, memory_order_relaxed);
 }
+
+static void pool_release(struct evexec__runner *r, unsigned long n)
+{
+    evexec__pool_unref((struct evexec_pool *)(void *)r, n);
+}
+
+static int pool_enqueue(struct evexec__runner *r, struct evexec_job *job, int wait_ms)
+{
+    return evexec__pool_enqueue((struct evexec_pool *)(void *)r, job, wait_ms);
+}
+
+static const struct evexec__runner_ops pool_ops = {
+    .enqueue = pool_enqueue,
+    .cancel = pool_cancel,
+    .stop = NULL, /* a thread cannot be stopped: its work polls the flag */
+    .timed_out = pool_timed_out,
+    .release = pool_release,
+};

@@ -108,18 +108,16 @@ uint64_t evexec__proc_statm(pid_t pid, int field);
  *     (procpool-port.c) --------------------------------------------------- */
 
 #ifndef EVEXEC_PROC_NO_POOL
-#include <pthread.h>
-
 struct evexec_job;
-struct evexec_pool;
 struct evexec_port;
 
 /*
  * One job of a process pool, from submit until its done callback has run:
- * allocated by evexec_procpool_submit() on the loop thread (with the
- * input inline after it), owned by the pool's queue, then by a worker's
- * slot in the supervisor, then by the port job that carries it home, and
- * freed on the loop thread after the user's done callback.
+ * made by evexec_procpool_submit() on the loop thread (with the input
+ * inline after it), the arg of the port job that carries it (whose done is
+ * the glue's trampoline), owned by the pool's queue, then by a worker's
+ * slot in the supervisor, then by the port job on its way home, and freed
+ * on the loop thread after the user's done callback.
  */
 struct proc_rec {
     struct proc_rec *next, *prev;  /* in a queue of the pool (under mu) */
@@ -128,11 +126,14 @@ struct proc_rec {
     void *arg;
     struct evexec_job *job;        /* the port job carrying it home */
     uint64_t seq;
-    uint64_t deadline;             /* monotonic ns; 0: none */
+    uint64_t deadline;             /* monotonic ns; 0: none (the supervisor
+                                      kills on time even while the port's
+                                      loop thread is busy) */
     unsigned cls;                  /* priority class, 0 (high)..2 */
     int in_fd;                     /* a sealed memfd with the input, or -1 */
     size_t in_len;
     int status;                    /* the outcome, once complete */
+    _Atomic int timed_out;         /* its port deadline passed */
     struct evexec_proc_result res;
     void *out_heap;                /* an inline output's copy */
     void *out_map;                 /* a memfd output's mapping */
@@ -140,26 +141,36 @@ struct proc_rec {
     unsigned char in[];            /* an inline input */
 };
 
-/* procpool-port.c: the only file that knows port internals. */
-/* Loop thread: checks the port (thread, open) and allocates the port job
- * that will carry rec home. 0 or -errno. */
-int evexec__procport_begin(struct evexec_port *port, struct evexec_pool *carrier,
-                           struct proc_rec *rec);
-/* Loop thread: the pool refused rec: returns its port job unused. */
-void evexec__procport_abort(struct evexec_port *port, struct proc_rec *rec);
-/* Loop thread: the pool accepted rec; *id (if id) gets its job id. */
-void evexec__procport_accepted(struct evexec_port *port, struct proc_rec *rec, uint64_t *id);
-/* Supervisor: 1 if evexec_cancel() or evexec_port_free() asked the job to
- * stop. */
+struct evexec_procpool;
+
+/* procpool.c, for the glue. */
+/* Loop thread: a record for a submit, its input copied; NULL and *rc. */
+struct proc_rec *evexec__procrec_new(struct evexec_procpool *pp, evexec_proc_work_fn work,
+                                     const void *in, size_t in_len, evexec_proc_done_fn done,
+                                     void *arg, int *rc);
+/* Frees a record and its buffers. Any thread. */
+void evexec__procrec_free(struct proc_rec *rec);
+/* The runner's enqueue: queues rec (rec->job set, QUEUED). 0, -EAGAIN or
+ * -ESHUTDOWN. */
+int evexec__procpool_enqueue(struct evexec_procpool *pp, struct proc_rec *rec);
+/* The runner's cancel, for a job seen QUEUED: 0 (taken off the queue,
+ * CANCELLED; the caller completes it), -EBUSY or -EALREADY. */
+int evexec__procpool_cancel(struct evexec_procpool *pp, struct proc_rec *rec, int deadline);
+/* Any thread: a running job's stop flag was set: the supervisor looks. */
+void evexec__procpool_stop(struct evexec_procpool *pp);
+/* Drops n references (delivered jobs, or the handle). */
+void evexec__procpool_release(struct evexec_procpool *pp, unsigned long n);
+/* A job's port deadline passed (for the counters). */
+void evexec__procpool_count_timeout(struct evexec_procpool *pp, struct proc_rec *rec);
+
+/* procpool-port.c: the only file that knows ports. */
+/* Supervisor: 1 if evexec_cancel(), a deadline or evexec_port_free() asked
+ * the job to stop. */
 int evexec__procport_stop_requested(const struct proc_rec *rec);
 /* Supervisor: hands a complete rec (status and res set) to its port. */
 void evexec__procport_complete(struct proc_rec *rec);
-/* The carrier: a thread pool that never runs a thread, whose only use is
- * the reference each port job holds on "its pool" until delivered. */
-int evexec__procport_carrier_new(struct evexec_pool **out);
-void evexec__procport_carrier_free(struct evexec_pool *carrier);
-/* Frees a record and its buffers (procpool.c). Any thread. */
-void evexec__procrec_free(struct proc_rec *rec);
+/* The runner ops of every process pool. */
+extern const struct evexec__runner_ops evexec__procpool_ops;
 #endif
 
 #endif /* EVEXEC_PROC_INTERNAL_H */

@@ -1,22 +1,26 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * DESIGN: all the glue between process pools and ports, in one file, so
- * that the rest of the process pool knows nothing of a port's insides.
+ * DESIGN: all the glue between process pools and ports, in one file: the
+ * process pool as a runner (job-internal.h), and its submit.
  *
- * A process job travels home as an ordinary port job: its done is
- * proc_done() below and its arg (and, once complete, its result) the
- * struct proc_rec. The port job is marked RUNNING from the start, because
- * the port must never try to take it off a thread pool's queue: the
- * process pool's supervisor owns it until it completes it. So the port's
- * evexec_cancel() and evexec_port_free() only set the job's stop flag,
- * which the supervisor polls (evexec__procport_stop_requested()) and
- * answers by dropping the job if queued or killing its worker if running,
- * delivering -ECANCELED either way. Each port job holds a reference on
- * "its pool" until delivered; that pool is the process pool's carrier, a
- * thread pool that never starts a thread.
+ * A process job travels as an ordinary port job, submitted through
+ * evexec__port_submit(), so priorities, deadlines, groups, ids and the
+ * callback contract are the port's. Its work function never runs (the
+ * worker process runs the byte-level one); its done is proc_done() below
+ * and its arg the struct proc_rec, which is also its result once complete.
+ * proc_done() runs the user's callback with the outcome kept in the record
+ * and frees the record.
  *
- * When the port's runner interface lands, this file becomes the process
- * pool's runner ops (cancel, timed_out, release) and the carrier goes.
+ * The runner ops: enqueue and cancel (a queued job) go to the pool's
+ * queue; stop (evexec_cancel() or a deadline on a running job) wakes the
+ * supervisor, which kills the job's worker; timed_out counts; release
+ * drops the references delivered jobs held on the pool.
+ *
+ * A deadline delivers -ETIMEDOUT at once, through proc_done() with no
+ * result, while the job is still away: if it was taken off the queue
+ * (CANCELLED) it comes home with no result and nothing more is called, so
+ * the record is freed then; if it runs, it comes home later with the
+ * record as its result, which the port hands to the cleanup proc_late().
  */
 #include "config.h"
 
@@ -24,60 +28,68 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "evexec-internal.h"
+#include "base.h"
+#include "error-internal.h"
+#include "job-internal.h"
+#include "port-internal.h"
 #include "proc-internal.h"
+#include "thread-internal.h"
 
-/* The port job's done: runs the user's byte-level callback, then frees
- * the record. The port always passes 0: the outcome is in the record. */
+/* The port job's done. */
 static void proc_done(int status, void *result, void *arg)
 {
     struct proc_rec *rec = arg;
-    EVEXEC_UNUSED(status);
-    EVEXEC_UNUSED(result);
+    if (status == -ETIMEDOUT && !result) {
+        static const struct evexec_proc_result none;
+        int away = job_state(rec->job) != JOB_CANCELLED;
+        if (rec->done)
+            rec->done(-ETIMEDOUT, &none, rec->arg);
+        if (!away)
+            evexec__procrec_free(rec);
+        return; /* else proc_late() frees it when it comes home */
+    }
     if (rec->done)
-        rec->done(rec->status, &rec->res, rec->arg);
+        rec->done(status == -ECANCELED ? -ECANCELED : rec->status, &rec->res, rec->arg);
     evexec__procrec_free(rec);
 }
 
-/* Never called: a carrier's jobs never reach a thread. */
+/* A job whose deadline passed comes home. */
+static void proc_late(void *result, void *arg)
+{
+    EVEXEC_UNUSED(arg);
+    evexec__procrec_free(result);
+}
+
+/* Never called: the worker process runs the job. */
 static void *proc_never_runs(evexec_job *job, void *arg)
 {
     EVEXEC_UNUSED(job);
     return arg;
 }
 
-int evexec__procport_begin(struct evexec_port *port, struct evexec_pool *carrier,
-                           struct proc_rec *rec)
+int evexec_procpool_submit(evexec_port *port, evexec_procpool *pp, evexec_proc_work_fn work,
+                           const void *in, size_t in_len, evexec_proc_done_fn done, void *arg,
+                           const struct evexec_job_opts *opts, evexec_job_id *id)
 {
+    struct evexec_job_opts o = EVEXEC_JOB_OPTS_INIT;
+    struct proc_rec *rec;
     int rc;
-    struct evexec_job *job;
-    if ((rc = evexec__port_check_thread(port)) < 0 || (rc = evexec__port_check_open(port)) < 0)
+
+    if (!port || !pp || !work || (!in && in_len))
+        return -EINVAL;
+    if ((rc = evexec__opts_read(&o, sizeof o, opts,
+                                offsetof(struct evexec_job_opts, wait_ms) + sizeof(int))) < 0)
         return rc;
-    if (!(job = evexec__port_job_alloc(port)))
-        return -ENOMEM;
-    job->pool = carrier;
-    job->work = proc_never_runs;
-    job->done = proc_done;
-    job->arg = rec;
-    job->flags = EVEXEC__CLASS_NORMAL;
-    atomic_store_explicit(&job->stop, 0, memory_order_relaxed);
-    atomic_store_explicit(&job->state, JOB_RUNNING, memory_order_relaxed);
-    rec->job = job;
-    return 0;
-}
-
-void evexec__procport_abort(struct evexec_port *port, struct proc_rec *rec)
-{
-    evexec__port_job_unalloc(port, rec->job);
-    rec->job = NULL;
-}
-
-void evexec__procport_accepted(struct evexec_port *port, struct proc_rec *rec, uint64_t *id)
-{
-    atomic_fetch_add_explicit(&rec->job->pool->refs, 1, memory_order_relaxed);
-    port->outstanding++;
-    if (id)
-        *id = evexec__port_job_id(port, rec->job);
+    o.cleanup = proc_late;
+    if (!(rec = evexec__procrec_new(pp, work, in, in_len, done, arg, &rc)))
+        return rc;
+    if (o.timeout_ms)
+        rec->deadline = evexec__now_ns() + (uint64_t)o.timeout_ms * 1000000u;
+    rc = evexec__port_submit(port, (struct evexec__runner *)pp, proc_never_runs, proc_done, rec,
+                             &o, id);
+    if (rc < 0)
+        evexec__procrec_free(rec);
+    return rc;
 }
 
 int evexec__procport_stop_requested(const struct proc_rec *rec)
@@ -91,16 +103,47 @@ void evexec__procport_complete(struct proc_rec *rec)
     evexec__job_complete(rec->job);
 }
 
-int evexec__procport_carrier_new(struct evexec_pool **out)
+/* --- the runner ---------------------------------------------------------- */
+
+static int op_enqueue(struct evexec__runner *r, struct evexec_job *job, int wait_ms)
 {
-    struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
-    o.max_threads = 1;
-    o.max_queued = 1;
-    o.name = "evexec-carrier";
-    return evexec_pool_new(out, &o);
+    struct proc_rec *rec = job->arg;
+    EVEXEC_UNUSED(wait_ms);
+    rec->job = job;
+    rec->cls = job_class(job);
+    return evexec__procpool_enqueue((struct evexec_procpool *)r, rec);
 }
 
-void evexec__procport_carrier_free(struct evexec_pool *carrier)
+static int op_cancel(struct evexec__runner *r, struct evexec_job *job)
 {
-    evexec_pool_free(carrier);
+    /* A deadline cancels before it says so (op_timed_out()). */
+    int deadline = (job->flags & JOB_HAS_EXT) && job_ext(job)->timed_out;
+    int rc = evexec__procpool_cancel((struct evexec_procpool *)r, job->arg, deadline);
+    if (rc == 0)
+        evexec__job_complete(job); /* CANCELLED: home as -ECANCELED */
+    return rc;
 }
+
+static void op_stop(struct evexec__runner *r, struct evexec_job *job)
+{
+    EVEXEC_UNUSED(job);
+    evexec__procpool_stop((struct evexec_procpool *)r);
+}
+
+static void op_timed_out(struct evexec__runner *r, struct evexec_job *job)
+{
+    evexec__procpool_count_timeout((struct evexec_procpool *)r, job->arg);
+}
+
+static void op_release(struct evexec__runner *r, unsigned long n)
+{
+    evexec__procpool_release((struct evexec_procpool *)r, n);
+}
+
+const struct evexec__runner_ops evexec__procpool_ops = {
+    .enqueue = op_enqueue,
+    .cancel = op_cancel,
+    .stop = op_stop,
+    .timed_out = op_timed_out,
+    .release = op_release,
+};

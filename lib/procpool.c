@@ -47,8 +47,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "evexec-internal.h"
+#include "base.h"
+#include "error-internal.h"
+#include "job-internal.h"
 #include "proc-internal.h"
+#include "thread-internal.h"
 
 #define TICK_MS 10
 #define EARLY_MS 100
@@ -80,14 +83,19 @@ struct proc_worker {
 };
 
 struct evexec_procpool {
+    struct evexec__runner runner;  /* first: ports reach the pool by it */
+    /* One for the handle, one per job accepted and not yet delivered. */
+    _Atomic unsigned long refs;
     pthread_mutex_t mu;
     /* Guarded by mu: */
     struct proc_rec *qhead[NCLASSES], *qtail[NCLASSES];
     size_t nqueued;
+    size_t ndeadlines;             /* queued jobs with a deadline */
     int closed;                    /* 0, EVEXEC_DRAIN + 1, EVEXEC_CANCEL + 1 */
     int freeing;
     int wake_owed;
     int broken;                    /* the fork server is gone */
+    int scan_owed;                 /* a running job was asked to stop */
     uint64_t next_seq;
     struct evexec_procpool_stats st;
 
@@ -96,7 +104,6 @@ struct evexec_procpool {
     unsigned max_procs, min_procs, idle_ms, recycle_age_ms;
     uint64_t recycle_jobs, recycle_rss;
     size_t max_queued;
-    struct evexec_pool *carrier;
     void **objects;                /* load addresses of the server's image */
     size_t nobjects;
     int wake_fd;
@@ -134,7 +141,7 @@ void evexec__procrec_free(struct proc_rec *rec)
 static void wake(struct evexec_procpool *pp)
 {
     /* With mu held. */
-    if (!pp->wake_owed) {
+    if (!pp->wake_owed && pp->wake_fd >= 0) {
         uint64_t one = 1;
         pp->wake_owed = 1;
         while (write(pp->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
@@ -150,7 +157,12 @@ static void finish(struct evexec_procpool *pp, struct proc_rec *rec, int status)
     switch (status) {
     case 0:
     case -EREMOTEIO: pp->st.completed++; break;
-    case -ECANCELED: pp->st.cancelled++; break;
+    case -ECANCELED:
+        if (atomic_load(&rec->timed_out)) /* stopped by its port deadline */
+            pp->st.killed_deadline++;
+        else
+            pp->st.cancelled++;
+        break;
     case -ETIMEDOUT: pp->st.killed_deadline++; break;
     case -ENOMEM: pp->st.killed_memory++; break;
     case -ETIME: pp->st.killed_cpu++; break;
@@ -180,6 +192,7 @@ static void q_push(struct evexec_procpool *pp, struct proc_rec *rec, int front)
         pp->qtail[c] = rec;
     }
     pp->nqueued++;
+    pp->ndeadlines += rec->deadline != 0;
 }
 
 static void q_unlink(struct evexec_procpool *pp, struct proc_rec *rec)
@@ -195,6 +208,7 @@ static void q_unlink(struct evexec_procpool *pp, struct proc_rec *rec)
         pp->qtail[c] = rec->prev;
     rec->next = rec->prev = NULL;
     pp->nqueued--;
+    pp->ndeadlines -= rec->deadline != 0;
 }
 
 static struct proc_rec *q_pop(struct evexec_procpool *pp)
@@ -203,6 +217,8 @@ static struct proc_rec *q_pop(struct evexec_procpool *pp)
         if (pp->qhead[c]) {
             struct proc_rec *rec = pp->qhead[c];
             q_unlink(pp, rec);
+            /* Ours now: the port can no longer take it back. */
+            evexec__job_set_state(rec->job, JOB_RUNNING);
             return rec;
         }
     return NULL;
@@ -562,38 +578,39 @@ static void dispatch(struct evexec_procpool *pp, struct proc_worker *w, struct p
     w->st = W_BUSY;
 }
 
-/* Ports' stops and deadlines: of running jobs (kill) and queued ones. */
+/* Stops asked by ports (a cancel, a deadline, a port's free) of running
+ * jobs: their workers are killed. Queued jobs the port takes back itself
+ * (evexec__procpool_cancel()). */
 static void scan(struct evexec_procpool *pp, uint64_t now)
 {
     for (unsigned i = 0; i < pp->max_procs; i++) {
         struct proc_worker *w = &pp->w[i];
         if (w->st != W_BUSY || !w->job)
             continue;
-        if (evexec__procport_stop_requested(w->job))
-            kill_worker(w, -ECANCELED);
-        else if (w->job->deadline && now >= w->job->deadline)
+        if (w->job->deadline && now >= w->job->deadline)
             kill_worker(w, -ETIMEDOUT);
+        else if (evexec__procport_stop_requested(w->job))
+            kill_worker(w, -ECANCELED);
     }
-    struct proc_rec *done = NULL;
+    /* Queued jobs past their deadline, when the port's loop is too busy
+     * to take them back itself. */
+    struct proc_rec *late = NULL;
     pthread_mutex_lock(&pp->mu);
-    for (unsigned c = 0; c < NCLASSES; c++)
+    for (unsigned c = 0; c < NCLASSES && pp->ndeadlines; c++)
         for (struct proc_rec *rec = pp->qhead[c], *next; rec; rec = next) {
             next = rec->next;
-            int st = evexec__procport_stop_requested(rec) ? -ECANCELED
-                     : rec->deadline && now >= rec->deadline ? -ETIMEDOUT
-                                                             : 0;
-            if (st) {
+            if (rec->deadline && now >= rec->deadline) {
                 q_unlink(pp, rec);
-                rec->status = st;
-                rec->next = done;
-                done = rec;
+                evexec__job_set_state(rec->job, JOB_RUNNING);
+                rec->next = late;
+                late = rec;
             }
         }
     pthread_mutex_unlock(&pp->mu);
-    while (done) {
-        struct proc_rec *rec = done;
-        done = rec->next;
-        finish(pp, rec, rec->status);
+    while (late) {
+        struct proc_rec *rec = late;
+        late = rec->next;
+        finish(pp, rec, -ETIMEDOUT);
     }
 }
 
@@ -606,6 +623,8 @@ static int housekeeping(struct evexec_procpool *pp)
 
     pthread_mutex_lock(&pp->mu);
     int closed = pp->closed, freeing = pp->freeing, broken = pp->broken;
+    int scan_owed = pp->scan_owed;
+    pp->scan_owed = 0;
     struct proc_rec *cancel = NULL;
     if (closed == EVEXEC_CANCEL + 1 || broken) {
         cancel = NULL;
@@ -626,7 +645,7 @@ static int housekeeping(struct evexec_procpool *pp)
             if (pp->w[i].st == W_BUSY)
                 kill_worker(&pp->w[i], -ECANCELED);
 
-    if (now - pp->last_scan_ns >= TICK_MS * 1000000u) {
+    if (scan_owed || now - pp->last_scan_ns >= TICK_MS * 1000000u) {
         pp->last_scan_ns = now;
         scan(pp, now);
     }
@@ -821,12 +840,17 @@ static void pool_destroy(struct evexec_procpool *pp)
         close(pp->epfd);
     if (pp->wake_fd >= 0)
         close(pp->wake_fd);
-    evexec__procport_carrier_free(pp->carrier);
     pthread_cond_destroy(&pp->cv);
     pthread_mutex_destroy(&pp->mu);
     free(pp->objects);
     free(pp->rxbuf);
     free(pp);
+}
+
+void evexec__procpool_release(struct evexec_procpool *pp, unsigned long n)
+{
+    if (atomic_fetch_sub_explicit(&pp->refs, n, memory_order_acq_rel) == n)
+        pool_destroy(pp);
 }
 
 int evexec_procpool_new(evexec_procpool **out, const struct evexec_procpool_opts *opts)
@@ -837,12 +861,8 @@ int evexec_procpool_new(evexec_procpool **out, const struct evexec_procpool_opts
 
     if (!out)
         return -EINVAL;
-    if (opts) {
-        rc = evexec__check_opts_size(opts, opts->size, sizeof o, sizeof o);
-        if (rc < 0)
-            return rc;
-        memcpy(&o, opts, sizeof o);
-    }
+    if ((rc = evexec__opts_read(&o, sizeof o, opts, sizeof o)) < 0)
+        return rc;
     if (!o.max_procs)
         o.max_procs = DEFAULT_MAX_PROCS;
     if (!o.max_queued)
@@ -855,11 +875,13 @@ int evexec_procpool_new(evexec_procpool **out, const struct evexec_procpool_opts
         o.name = "evexec-proc";
     if (o.max_procs > PROC_MAX_PROCS || o.min_procs > o.max_procs ||
         o.max_queued > EVEXEC_MAX_QUEUED || o.nice > 19 || o.max_payload > MAX_PAYLOAD ||
-        (o.mem_limit && o.mem_limit < ((uint64_t)1 << 20)) || strlen(o.name) > 15)
+        (o.mem_limit && o.mem_limit < ((uint64_t)4 << 20)) || strlen(o.name) > 15)
         return -EINVAL;
 
     if (!(pp = calloc(1, sizeof *pp)))
         return -ENOMEM;
+    pp->runner.ops = &evexec__procpool_ops;
+    atomic_init(&pp->refs, 1);
     pp->epfd = pp->wake_fd = pp->srv_fd = -1;
     pp->conf.init = o.init;
     pp->conf.fini = o.fini;
@@ -868,7 +890,6 @@ int evexec_procpool_new(evexec_procpool **out, const struct evexec_procpool_opts
     pp->conf.max_payload = o.max_payload;
     pp->conf.cpu_limit_s = o.cpu_limit_s;
     pp->conf.nice = o.nice;
-    /* Workers are "<name>-<n>": comm keeps 15 bytes. */
     memcpy(pp->conf.name, o.name, strlen(o.name) + 1);
     pp->max_procs = o.max_procs;
     pp->min_procs = o.min_procs;
@@ -892,8 +913,6 @@ int evexec_procpool_new(evexec_procpool **out, const struct evexec_procpool_opts
         rc = -ENOMEM;
         goto fail;
     }
-    if ((rc = evexec__procport_carrier_new(&pp->carrier)) < 0)
-        goto fail;
     dl_iterate_phdr(note_object, pp);
     if ((pp->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
         (pp->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
@@ -918,87 +937,101 @@ fail:
     return rc;
 }
 
-int evexec_procpool_submit(evexec_port *port, evexec_procpool *pp, evexec_proc_work_fn work,
-                           const void *in, size_t in_len, evexec_proc_done_fn done, void *arg,
-                           const struct evexec_job_opts *opts, evexec_job_id *id)
+struct proc_rec *evexec__procrec_new(struct evexec_procpool *pp, evexec_proc_work_fn work,
+                                     const void *in, size_t in_len, evexec_proc_done_fn done,
+                                     void *arg, int *rc)
 {
-    struct evexec_job_opts o = EVEXEC_JOB_OPTS_INIT;
     struct proc_rec *rec;
-    int rc;
-
-    if (!port || !pp || !work || (!in && in_len))
-        return -EINVAL;
-    if (opts) {
-        rc = evexec__check_opts_size(opts, opts->size,
-                                     offsetof(struct evexec_job_opts, wait_ms) + sizeof(int),
-                                     sizeof o);
-        if (rc < 0)
-            return rc;
-        memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
-        if (o.priority < EVEXEC_PRIO_HIGH || o.priority > EVEXEC_PRIO_LOW ||
-            o.timeout_ms > INT32_MAX || o.group || o.wait_ms)
-            return -EINVAL;
+    if (in_len > pp->conf.max_payload) {
+        *rc = -EMSGSIZE;
+        return NULL;
     }
-    if (in_len > pp->conf.max_payload)
-        return -EMSGSIZE;
-    if (!in_image(pp, work))
-        return -EFAULT;
-
+    if (!in_image(pp, work)) {
+        *rc = -EFAULT;
+        return NULL;
+    }
     int big = in_len > PROC_INLINE_MAX;
-    if (!(rec = malloc(sizeof *rec + (big ? 0 : in_len))))
-        return -ENOMEM;
+    if (!(rec = malloc(sizeof *rec + (big ? 0 : in_len)))) {
+        *rc = -ENOMEM;
+        return NULL;
+    }
     memset(rec, 0, sizeof *rec);
     rec->in_fd = -1;
     rec->work = work;
     rec->done = done;
     rec->arg = arg;
     rec->in_len = in_len;
-    rec->cls = (unsigned)(o.priority + 1);
-    if ((rc = evexec__procport_begin(port, pp->carrier, rec)) < 0) {
-        free(rec);
-        return rc;
-    }
     if (big) {
+        /* One copy, into a memfd the worker maps: no copy through the
+         * socket. */
         void *map;
         int fd = evexec__proc_memfd(in_len, &map);
         if (fd < 0) {
-            rc = fd;
-            goto refuse;
+            free(rec);
+            *rc = fd;
+            return NULL;
         }
         memcpy(map, in, in_len);
-        if ((rc = evexec__proc_memfd_seal(fd, map, in_len)) < 0) {
+        if ((*rc = evexec__proc_memfd_seal(fd, map, in_len)) < 0) {
             close(fd);
-            goto refuse;
+            free(rec);
+            return NULL;
         }
         rec->in_fd = fd;
     } else if (in_len) {
         memcpy(rec->in, in, in_len);
     }
-    if (o.timeout_ms)
-        rec->deadline = evexec__now_ns() + (uint64_t)o.timeout_ms * 1000000u;
+    return rec;
+}
 
+int evexec__procpool_enqueue(struct evexec_procpool *pp, struct proc_rec *rec)
+{
+    int rc = 0;
     pthread_mutex_lock(&pp->mu);
     if (pp->closed || pp->broken)
         rc = -ESHUTDOWN;
     else if (pp->nqueued >= pp->max_queued)
         rc = -EAGAIN;
-    if (rc < 0) {
-        pthread_mutex_unlock(&pp->mu);
-        goto refuse;
+    if (rc == 0) {
+        rec->seq = ++pp->next_seq;
+        evexec__job_set_state(rec->job, JOB_QUEUED);
+        q_push(pp, rec, 0);
+        pp->st.submitted++;
+        atomic_fetch_add_explicit(&pp->refs, 1, memory_order_relaxed);
+        wake(pp);
     }
-    rec->seq = ++pp->next_seq;
-    q_push(pp, rec, 0);
-    pp->st.submitted++;
-    wake(pp);
-    /* The supervisor cannot finish rec before the port job is accepted:
-     * it completes it only after taking mu, which we hold. */
-    evexec__procport_accepted(port, rec, id);
     pthread_mutex_unlock(&pp->mu);
-    return 0;
-refuse:
-    evexec__procport_abort(port, rec);
-    evexec__procrec_free(rec);
     return rc;
+}
+
+int evexec__procpool_cancel(struct evexec_procpool *pp, struct proc_rec *rec, int deadline)
+{
+    pthread_mutex_lock(&pp->mu);
+    enum job_state st = job_state(rec->job);
+    if (st == JOB_QUEUED) {
+        q_unlink(pp, rec);
+        evexec__job_set_state(rec->job, JOB_CANCELLED);
+        if (deadline)
+            pp->st.killed_deadline++;
+        else
+            pp->st.cancelled++;
+    }
+    pthread_mutex_unlock(&pp->mu);
+    return st == JOB_QUEUED ? 0 : st == JOB_CANCELLED ? -EALREADY : -EBUSY;
+}
+
+void evexec__procpool_stop(struct evexec_procpool *pp)
+{
+    pthread_mutex_lock(&pp->mu);
+    pp->scan_owed = 1;
+    wake(pp);
+    pthread_mutex_unlock(&pp->mu);
+}
+
+void evexec__procpool_count_timeout(struct evexec_procpool *pp, struct proc_rec *rec)
+{
+    EVEXEC_UNUSED(pp);
+    atomic_store(&rec->timed_out, 1);
 }
 
 int evexec_procpool_shutdown(evexec_procpool *pp, int how)
@@ -1028,23 +1061,27 @@ void evexec_procpool_free(evexec_procpool *pp)
     wake(pp);
     pthread_mutex_unlock(&pp->mu);
     pthread_join(pp->thread, NULL);
-    pool_destroy(pp);
+    /* The fds go now; the memory when the last job is delivered (a port
+     * may still ask a delivered-late job to stop: wake() then finds -1). */
+    pthread_mutex_lock(&pp->mu);
+    int wfd = pp->wake_fd;
+    pp->wake_fd = -1;
+    pthread_mutex_unlock(&pp->mu);
+    close(wfd);
+    close(pp->epfd);
+    pp->epfd = -1;
+    evexec__procpool_release(pp, 1);
 }
 
 int evexec_procpool_stats(evexec_procpool *pp, struct evexec_procpool_stats *out)
 {
     if (!pp || !out)
         return -EINVAL;
-    size_t size = out->size;
-    if (size < offsetof(struct evexec_procpool_stats, degraded) + sizeof(int))
-        return -EINVAL;
-    if (size > sizeof *out)
-        size = sizeof *out;
     pthread_mutex_lock(&pp->mu);
     struct evexec_procpool_stats s = pp->st;
     s.queued = pp->nqueued;
     pthread_mutex_unlock(&pp->mu);
-    s.size = out->size;
-    memcpy(out, &s, size);
-    return 0;
+    s.size = sizeof s;
+    return evexec__stats_write(out, &s, sizeof s,
+                               offsetof(struct evexec_procpool_stats, degraded) + sizeof(int));
 }

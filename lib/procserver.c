@@ -155,7 +155,8 @@ int evexec__proc_memfd(size_t len, void **map)
         return -errno;
     if (ftruncate(fd, (off_t)len) < 0)
         goto fail;
-    *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    /* Populated at once: far cheaper than a fault per page. */
+    *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     if (*map == MAP_FAILED)
         goto fail;
     return fd;

@@ -19,7 +19,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "evexec-internal.h"
+#include "thread-internal.h"
 
 #ifdef HAVE_PTHREAD_CONDATTR_SETCLOCK
 #define COND_CLOCK CLOCK_MONOTONIC

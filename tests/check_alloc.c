@@ -112,14 +112,8 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("alloc");
-    TCase *tc = tcase_create("steady-state");
-    tcase_set_timeout(tc, 120);
+    TCase *tc = add_tcase(s, "steady-state", 120, FX_FDS);
     tcase_add_test(tc, the_counter_sees_the_library_allocate);
     tcase_add_test(tc, no_malloc_per_job_in_steady_state);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

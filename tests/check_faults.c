@@ -45,6 +45,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -726,9 +727,22 @@ static int fail_all_but_first(int n)
     return n == 1 ? 0 : EAGAIN;
 }
 
+/* Records its thread id, so that the caller can wait for it to go. */
 static void *warm_up(void *arg)
 {
+    *(pid_t *)arg = (pid_t)syscall(SYS_gettid);
     return arg;
+}
+
+/* A joined thread can stay listed in /proc/self/task a moment longer:
+ * waits (2 s at most) until tid is gone. */
+static void wait_task_gone(pid_t tid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d", (int)tid);
+    for (int i = 0; i < 2000 && access(path, F_OK) == 0; i++)
+        nap_us(1000);
+    ck_assert_msg(access(path, F_OK) != 0, "thread %d still listed 2 s after its join", (int)tid);
 }
 
 START_TEST(pool_new_fails_cleanly_when_a_min_thread_cannot_start)
@@ -736,8 +750,10 @@ START_TEST(pool_new_fails_cleanly_when_a_min_thread_cannot_start)
     /* A thread first, so that helper threads a runtime starts lazily (the
      * ThreadSanitizer's) are counted in threads0. */
     pthread_t warm;
-    ck_assert_int_eq(__real_pthread_create(&warm, NULL, warm_up, NULL), 0);
+    pid_t warm_tid = 0;
+    ck_assert_int_eq(__real_pthread_create(&warm, NULL, warm_up, &warm_tid), 0);
     pthread_join(warm, NULL);
+    wait_task_gone(warm_tid);
     int threads0 = count_threads(), fds0 = count_fds();
     long injected = 0;
     for (int k = 1; k <= 3; k++) {
@@ -1174,31 +1190,23 @@ END_TEST
 static Suite *faults_suite(void)
 {
     Suite *s = suite_create("faults");
-    TCase *tc = tcase_create("alloc");
-    tcase_set_timeout(tc, 600);
+    TCase *tc = add_tcase(s, "alloc", 600, FX_FDS);
     tcase_add_test(tc, every_allocation_fails_once);
     tcase_add_test(tc, every_allocation_from_the_nth_on_fails);
-    suite_add_tcase(s, tc);
 
-    tc = tcase_create("threads");
-    tcase_set_timeout(tc, 60);
+    tc = add_tcase(s, "threads", 60, FX_FDS);
     tcase_add_test(tc, pool_new_fails_cleanly_when_a_min_thread_cannot_start);
     tcase_add_test(tc, no_thread_can_start_submit_fails_then_recovers);
     tcase_add_test(tc, only_one_thread_starts_every_job_still_runs);
     tcase_add_loop_test(tc, two_loops_race_a_failing_thread_start, 1, 3);
-    suite_add_tcase(s, tc);
 
-    tc = tcase_create("wakefd");
-    tcase_set_timeout(tc, 60);
+    tc = add_tcase(s, "wakefd", 60, FX_FDS);
     tcase_add_test(tc, eintr_on_the_wake_fd_is_retried);
     tcase_add_test(tc, a_full_wake_fd_loses_nothing);
-    suite_add_tcase(s, tc);
 
-    tc = tcase_create("fds");
-    tcase_set_timeout(tc, 60);
+    tc = add_tcase(s, "fds", 60, FX_FDS);
     tcase_add_test(tc, wake_fd_creation_failure_is_reported);
     tcase_add_test(tc, running_out_of_fds_is_emfile);
-    suite_add_tcase(s, tc);
     return s;
 }
 
@@ -1206,9 +1214,5 @@ int main(void)
 {
     /* Before any libevent call: its allocations go through ev_malloc & co. */
     event_set_mem_functions(ev_malloc, ev_realloc, ev_free);
-    SRunner *sr = srunner_create(faults_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(faults_suite());
 }

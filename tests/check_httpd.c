@@ -37,7 +37,7 @@
 #include <sys/prctl.h>
 #endif
 
-#include <check.h>
+#include "helpers.h"
 
 #define IO_TIMEOUT_S 20
 
@@ -51,13 +51,6 @@ struct daemon {
     size_t len;
     unsigned port;
 };
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static const char *daemon_path(void)
 {
@@ -677,8 +670,7 @@ END_TEST
 static Suite *httpd_suite(void)
 {
     Suite *s = suite_create("offload-httpd");
-    TCase *tc = tcase_create("integration");
-    tcase_set_timeout(tc, 60);
+    TCase *tc = add_tcase(s, "integration", 60, FX_FDS);
     tcase_add_test(tc, endpoints_answer);
     tcase_add_test(tc, inline_mode_answers_on_the_loop);
     tcase_add_test(tc, full_queue_answers_503_at_once);
@@ -686,15 +678,10 @@ static Suite *httpd_suite(void)
     tcase_add_test(tc, sigterm_drains_every_accepted_request);
     tcase_add_test(tc, second_signal_cancels_and_exits_promptly);
     tcase_add_test(tc, bad_options_exit_2);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(httpd_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return run_suite(httpd_suite());
 }

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Process hygiene and misuse.
+ * Process hygiene. Every test here counts /proc/self/fd before and after
+ * itself (helpers.c's checked fixture).
  *
- *  - fds: every test here counts /proc/self/fd before and after itself (a
- *    checked fixture); an exec'd child inherits no fd of evexec's (while it
+ *  - fds: an exec'd child inherits no fd of evexec's (while it
  *    does inherit a control fd opened without O_CLOEXEC, so the test can
  *    tell).
  *  - signals: a storm of process-directed signals, sent while every worker
@@ -13,7 +13,6 @@
  *    child, which has only the forking thread, leaves the inherited handles
  *    alone (they are unusable there) and creates and uses a fresh base, pool
  *    and port; the parent goes on and delivers everything.
- *  - misuse: the rows of docs/misuse.md that no other suite covers.
  *
  * Run as `check_hygiene --list-fds`, the program prints its open fds: the
  * exec test runs itself that way.
@@ -35,23 +34,6 @@
 #include <unistd.h>
 
 #include "helpers.h"
-
-/* ------------------------------------------------------------------------ */
-/* The fd count of every test                                               */
-
-static int fds_before;
-
-static void fd_setup(void)
-{
-    fds_before = count_fds();
-    ck_assert_int_gt(fds_before, 0);
-}
-
-static void fd_teardown(void)
-{
-    ck_assert_msg(count_fds() == fds_before, "fds leaked: %d before the test, %d after",
-                  fds_before, count_fds());
-}
 
 static int contains(const int *v, int n, int x)
 {
@@ -370,224 +352,19 @@ START_TEST(fork_while_a_pool_runs)
 END_TEST
 
 /* ------------------------------------------------------------------------ */
-/* misuse (docs/misuse.md)                                                  */
-
-static struct event_base *mb;
-static evexec_port *mport;
-static evexec_pool *mpool;
-
-static void misuse_setup(void)
-{
-    fd_setup();
-    mb = event_base_new();
-    ck_assert_ptr_nonnull(mb);
-    ck_assert_int_eq(evexec_pool_new(&mpool, NULL), 0);
-    ck_assert_int_eq(evexec_port_new(&mport, mb, NULL), 0);
-}
-
-static void misuse_teardown(void)
-{
-    ck_assert_int_eq(evexec_pool_free(mpool), 0);
-    ck_assert_int_eq(evexec_port_free(mport), 0);
-    event_base_dispatch(mb);
-    event_base_free(mb);
-    fd_teardown();
-}
-
-/* An id names a job of one port: given to another port, it must not reach
- * that port's job that happens to have the same slot and number. */
-START_TEST(an_id_of_another_port_is_enoent)
-{
-    struct tally t;
-    struct gate g;
-    evexec_port *other;
-    evexec_job_id a = 0, b = 0;
-    struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
-    evexec_pool *one;
-
-    tally_init(&t);
-    gate_init(&g, &t);
-    o.max_threads = 1;
-    ck_assert_int_eq(evexec_pool_new(&one, &o), 0);
-    ck_assert_int_eq(evexec_port_new(&other, mb, NULL), 0);
-    ck_assert_int_eq(evexec_submit(mport, one, park_work, gate_done, &g, NULL), 0);
-    gate_wait_entered(&g, 1);
-    /* The same history on both ports, all queued behind the parked worker:
-     * each port's second job gets the same slot and number. */
-    ck_assert_int_eq(evexec_submit(other, one, echo_work, tally_done, &t, NULL), 0);
-    ck_assert_int_eq(evexec_submit(mport, one, echo_work, tally_done, &t, &a), 0);
-    ck_assert_int_eq(evexec_submit(other, one, echo_work, tally_done, &t, &b), 0);
-    int rc = evexec_cancel(other, a);
-    gate_release(&g, 1);
-    run_until(mb, &t.calls, 4);
-    ck_assert_int_eq(evexec_pool_free(one), 0);
-    ck_assert_int_eq(evexec_port_free(other), 0);
-    gate_destroy(&g);
-    ck_assert_msg(rc == -ENOENT, "cancel(other port, an id of this port) = %s (ids %#llx, %#llx)%s",
-                  evexec_errname(rc), (unsigned long long)a, (unsigned long long)b,
-                  rc == 0 ? ": it cancelled the other port's job" : "");
-    ck_assert_int_eq(t.cancelled, 0);
-}
-END_TEST
-
-struct from_worker {
-    evexec_port *port;
-    evexec_pool *pool;
-    int submit, cancel, port_free, stats;
-};
-
-static void *call_loop_functions(evexec_job *job, void *arg)
-{
-    struct from_worker *w = arg;
-    struct evexec_port_stats s;
-    (void)job;
-    memset(&s, 0, sizeof s);
-    s.size = sizeof s;
-    w->submit = evexec_submit(w->port, w->pool, echo_work, NULL, NULL, NULL);
-    w->cancel = evexec_cancel(w->port, 1);
-    w->stats = evexec_port_stats(w->port, &s);
-    w->port_free = evexec_port_free(w->port);
-    return w;
-}
-
-static int worker_calls_done;
-static void count_done(int status, void *result, void *arg)
-{
-    (void)status;
-    (void)result;
-    (void)arg;
-    worker_calls_done++;
-}
-
-START_TEST(loop_thread_calls_from_a_work_function_are_eperm)
-{
-    struct from_worker w = {mport, mpool, 1, 1, 1, 1};
-    worker_calls_done = 0;
-    ck_assert_int_eq(evexec_submit(mport, mpool, call_loop_functions, count_done, &w, NULL), 0);
-    run_until(mb, &worker_calls_done, 1);
-    ck_assert_int_eq(w.submit, -EPERM);
-    ck_assert_int_eq(w.cancel, -EPERM);
-    ck_assert_int_eq(w.stats, -EPERM);
-    ck_assert_int_eq(w.port_free, -EPERM);
-    ck_assert_uint_eq(pool_stats(mpool).submitted, 1);
-}
-END_TEST
-
-static _Atomic int ran_without_done;
-static void *note_run(evexec_job *job, void *arg)
-{
-    (void)job;
-    atomic_fetch_add(&ran_without_done, 1);
-    return arg;
-}
-
-static int port_idle(void *arg)
-{
-    (void)arg;
-    event_base_loop(mb, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-    return port_stats(mport).outstanding == 0;
-}
-
-START_TEST(a_null_done_callback_runs_the_work_and_calls_nothing)
-{
-    atomic_store(&ran_without_done, 0);
-    for (int i = 0; i < 10; i++)
-        ck_assert_int_eq(evexec_submit(mport, mpool, note_run, NULL, NULL, NULL), 0);
-    ck_assert_uint_eq(port_stats(mport).outstanding, 10);
-    wait_for(port_idle, NULL);
-    ck_assert_int_eq(atomic_load(&ran_without_done), 10);
-    ck_assert_uint_eq(port_stats(mport).delivered, 10);
-}
-END_TEST
-
-START_TEST(any_int_has_a_message_and_a_name)
-{
-    static const int odd[] = {INT_MIN, INT_MIN + 1, -1, 1, 9999, INT_MAX, -EWOULDBLOCK};
-    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
-        ck_assert_ptr_nonnull(evexec_strerror(odd[i]));
-        ck_assert_ptr_nonnull(evexec_errname(odd[i]));
-    }
-    ck_assert_str_eq(evexec_strerror(INT_MIN), "unknown error");
-    ck_assert_str_eq(evexec_errname(INT_MIN), "UNKNOWN");
-    ck_assert_str_eq(evexec_errname(INT_MAX), "UNKNOWN");
-}
-END_TEST
-
-START_TEST(absurd_sizes_are_einval)
-{
-    struct evexec_pool_opts po = EVEXEC_POOL_OPTS_INIT;
-    struct evexec_port_opts qo = EVEXEC_PORT_OPTS_INIT;
-    struct evexec_pool_stats ps;
-    struct evexec_port_stats qs;
-    evexec_pool *p = NULL;
-    evexec_port *q = NULL;
-
-    po.size = SIZE_MAX;
-    ck_assert_int_eq(evexec_pool_new(&p, &po), -EINVAL);
-    po = (struct evexec_pool_opts)EVEXEC_POOL_OPTS_INIT;
-    po.max_queued = SIZE_MAX;
-    ck_assert_int_eq(evexec_pool_new(&p, &po), -EINVAL);
-    po = (struct evexec_pool_opts)EVEXEC_POOL_OPTS_INIT;
-    po.stack_size = SIZE_MAX;
-    ck_assert_int_eq(evexec_pool_new(&p, &po), -EINVAL);
-    po = (struct evexec_pool_opts)EVEXEC_POOL_OPTS_INIT;
-    po.max_threads = UINT_MAX;
-    ck_assert_int_eq(evexec_pool_new(&p, &po), -EINVAL);
-    qo.size = SIZE_MAX;
-    ck_assert_int_eq(evexec_port_new(&q, mb, &qo), -EINVAL);
-    qo = (struct evexec_port_opts)EVEXEC_PORT_OPTS_INIT;
-    qo.max_batch = UINT_MAX;
-    ck_assert_int_eq(evexec_port_new(&q, mb, &qo), -EINVAL);
-    qo.max_batch = 0;
-    qo.priority = INT_MAX;
-    ck_assert_int_eq(evexec_port_new(&q, mb, &qo), -EINVAL);
-    ck_assert_ptr_null(p);
-    ck_assert_ptr_null(q);
-    memset(&ps, 0, sizeof ps);
-    memset(&qs, 0, sizeof qs);
-    ps.size = SIZE_MAX;
-    qs.size = SIZE_MAX;
-    ck_assert_int_eq(evexec_pool_stats(mpool, &ps), -EINVAL);
-    ck_assert_int_eq(evexec_port_stats(mport, &qs), -EINVAL);
-    ck_assert_int_eq(evexec_pool_shutdown(mpool, INT_MIN), -EINVAL);
-    ck_assert_int_eq(evexec_pool_shutdown(mpool, INT_MAX), -EINVAL);
-    ck_assert_int_eq(evexec_cancel(mport, UINT64_MAX), -ENOENT);
-}
-END_TEST
-
-/* ------------------------------------------------------------------------ */
 
 static Suite *hygiene_suite(void)
 {
     Suite *s = suite_create("hygiene");
-    TCase *tc = tcase_create("fds");
-    tcase_add_checked_fixture(tc, fd_setup, fd_teardown);
-    tcase_set_timeout(tc, 60);
+    TCase *tc = add_tcase(s, "fds", 60, FX_FDS);
     tcase_add_test(tc, an_execd_child_inherits_no_evexec_fd);
     tcase_add_test(tc, create_and_free_in_every_order_leaves_no_fd);
-    suite_add_tcase(s, tc);
 
-    tc = tcase_create("signals");
-    tcase_add_checked_fixture(tc, fd_setup, fd_teardown);
-    tcase_set_timeout(tc, 60);
+    tc = add_tcase(s, "signals", 60, FX_FDS);
     tcase_add_test(tc, a_signal_storm_reaches_the_loop_while_every_worker_sleeps);
-    suite_add_tcase(s, tc);
 
-    tc = tcase_create("fork");
-    tcase_add_checked_fixture(tc, fd_setup, fd_teardown);
-    tcase_set_timeout(tc, 60);
+    tc = add_tcase(s, "fork", 60, FX_FDS);
     tcase_add_test(tc, fork_while_a_pool_runs);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("misuse");
-    tcase_add_checked_fixture(tc, misuse_setup, misuse_teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, an_id_of_another_port_is_enoent);
-    tcase_add_test(tc, loop_thread_calls_from_a_work_function_are_eperm);
-    tcase_add_test(tc, a_null_done_callback_runs_the_work_and_calls_nothing);
-    tcase_add_test(tc, any_int_has_a_message_and_a_name);
-    tcase_add_test(tc, absurd_sizes_are_einval);
-    suite_add_tcase(s, tc);
     return s;
 }
 
@@ -610,9 +387,5 @@ int main(int argc, char **argv)
     if (n <= 0)
         return EXIT_FAILURE;
     self_exe[n] = '\0';
-    SRunner *sr = srunner_create(hygiene_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(hygiene_suite());
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The loop thread and futures (evexec_loop_*, evexec_future_*,
- * evexec_promise_*, evexec_pool_call()).
+ * evexec_promise_*); pool futures (evexec_pool_call()) are check_future's.
  *
  * Queue states are made deterministic without sleeping: a "blocker" call
  * parks the loop thread itself on a semaphore, so calls posted meanwhile
@@ -54,21 +54,6 @@ static evexec_loop *start_loop(const struct evexec_loop_opts *o)
     ck_assert_int_eq(evexec_loop_start(&loop, o), 0);
     ck_assert_ptr_nonnull(loop);
     return loop;
-}
-
-/* Waits for f and returns its result; the outcome must be 0. */
-static void *wait_ok(evexec_future *f)
-{
-    void *r = (void *)1;
-    ck_assert_int_eq(evexec_future_wait(f, EVEXEC_WAIT_FOREVER), 0);
-    ck_assert_int_eq(evexec_future_result(f, &r), 0);
-    return r;
-}
-
-static int wait_status(evexec_future *f)
-{
-    ck_assert_int_eq(evexec_future_wait(f, EVEXEC_WAIT_FOREVER), 0);
-    return evexec_future_result(f, NULL);
 }
 
 /* The thread a call runs on, recorded by thread_call. */
@@ -1288,12 +1273,8 @@ static void offload_done(int status, void *result, void *arg)
 {
     struct offload *o = arg;
     o->delivered++;
-    if (o->p) {
-        if (status == 0)
-            evexec_promise_resolve(o->p, result);
-        else
-            evexec_promise_fail(o->p, status);
-    }
+    if (o->p)
+        promise_settle(o->p, status, result);
 }
 
 static void offload_call(evexec_loop *loop, evexec_promise *p, void *arg)
@@ -1546,201 +1527,6 @@ START_TEST(stop_and_free_on_one_thread_while_another_escalates)
         ck_assert_int_eq(d.free_rc, 0);
         sem_destroy(&orph.entered);
     }
-}
-END_TEST
-
-/* --- pool futures -------------------------------------------------------- */
-
-static evexec_pool *new_pool(unsigned max)
-{
-    struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
-    evexec_pool *p = NULL;
-    o.max_threads = max;
-    ck_assert_int_eq(evexec_pool_new(&p, &o), 0);
-    return p;
-}
-
-struct pc_thread {
-    evexec_pool *pool;
-    unsigned id;
-    _Atomic int *bad;
-};
-
-static void *square_work(evexec_job *job, void *arg)
-{
-    (void)job;
-    uintptr_t v = (uintptr_t)arg;
-    return (void *)(v * v);
-}
-
-static void *pc_main(void *arg)
-{
-    struct pc_thread *t = arg;
-    for (uintptr_t i = 1; i <= 500; i++) {
-        evexec_future *f;
-        void *r;
-        uintptr_t v = t->id * 1000 + i;
-        if (evexec_pool_call(t->pool, square_work, (void *)v, &f) < 0) {
-            (*t->bad)++;
-            continue;
-        }
-        if (evexec_future_wait(f, EVEXEC_WAIT_FOREVER) != 0 || evexec_future_result(f, &r) != 0 ||
-            (uintptr_t)r != v * v)
-            (*t->bad)++;
-        evexec_future_free(f);
-    }
-    return NULL;
-}
-
-START_TEST(pool_futures_from_foreign_threads)
-{
-    evexec_pool *pool = new_pool(4);
-    struct pc_thread t[8];
-    pthread_t th[8];
-    _Atomic int bad = 0;
-    for (unsigned i = 0; i < 8; i++) {
-        t[i] = (struct pc_thread){pool, i, &bad};
-        ck_assert_int_eq(pthread_create(&th[i], NULL, pc_main, &t[i]), 0);
-    }
-    for (int i = 0; i < 8; i++)
-        pthread_join(th[i], NULL);
-    ck_assert_int_eq(bad, 0);
-    struct evexec_pool_stats s = pool_stats(pool);
-    ck_assert_uint_eq(s.submitted, 8 * 500);
-    ck_assert_uint_eq(s.completed, 8 * 500);
-    ck_assert_int_eq(evexec_pool_free(pool), 0);
-}
-END_TEST
-
-START_TEST(pool_future_cancel_queued_and_running)
-{
-    evexec_pool *pool = new_pool(1);
-    struct gate g;
-    struct tally t;
-    evexec_future *running, *queued, *freed, *later;
-    void *r;
-
-    tally_init(&t);
-    gate_init(&g, &t);
-    ck_assert_int_eq(evexec_pool_call(pool, park_work_stop, &g, &running), 0);
-    gate_wait_entered(&g, 1);
-    ck_assert_int_eq(evexec_pool_call(pool, echo_work, &t, &queued), 0);
-    ck_assert_int_eq(evexec_pool_call(pool, echo_work, &t, &freed), 0);
-    ck_assert_int_eq(evexec_pool_call(pool, echo_work, &t, &later), 0);
-    ck_assert_uint_eq(pool_stats(pool).queued, 3);
-
-    ck_assert_int_eq(evexec_future_cancel(queued), 0);
-    ck_assert_int_eq(evexec_future_result(queued, NULL), -ECANCELED);
-    ck_assert_int_eq(evexec_future_cancel(queued), -EALREADY);
-    evexec_future_free(freed); /* queued: cancelled, never runs */
-    ck_assert_uint_eq(pool_stats(pool).queued, 1);
-    ck_assert_int_eq(evexec_future_cancel(running), -EBUSY);
-    ck_assert_int_eq(evexec_future_wait(running, 10), -ETIMEDOUT);
-    gate_release(&g, 1);
-    ck_assert_int_eq(evexec_future_wait(running, 10000), 0);
-    ck_assert_int_eq(evexec_future_result(running, &r), 0);
-    ck_assert_ptr_eq(r, (void *)1); /* it saw its stop flag */
-    ck_assert_ptr_eq(wait_ok(later), &t);
-    ck_assert_int_eq(evexec_future_cancel(running), -EALREADY);
-    struct evexec_pool_stats s = pool_stats(pool);
-    ck_assert_uint_eq(s.cancelled, 2);
-    ck_assert_uint_eq(s.completed, 2);
-    evexec_future_free(running);
-    evexec_future_free(queued);
-    evexec_future_free(later);
-    ck_assert_int_eq(evexec_pool_free(pool), 0);
-    gate_destroy(&g);
-}
-END_TEST
-
-START_TEST(pool_shutdown_and_free_complete_pool_futures)
-{
-    evexec_pool *pool = new_pool(1);
-    struct gate g;
-    struct tally t;
-    evexec_future *running, *q[3], *after;
-
-    tally_init(&t);
-    gate_init(&g, &t);
-    ck_assert_int_eq(evexec_pool_call(pool, park_work, &g, &running), 0);
-    gate_wait_entered(&g, 1);
-    for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(evexec_pool_call(pool, echo_work, &t, &q[i]), 0);
-    ck_assert_int_eq(evexec_pool_shutdown(pool, EVEXEC_CANCEL), 0);
-    for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(wait_status(q[i]), -ECANCELED); /* while the worker is parked */
-    ck_assert_int_eq(evexec_pool_call(pool, echo_work, &t, &after), -ESHUTDOWN);
-    ck_assert_int_eq(evexec_future_cancel(q[0]), -EALREADY);
-    gate_release(&g, 1);
-    /* The pool goes before its futures: they keep its memory, not its threads. */
-    ck_assert_int_eq(evexec_pool_free(pool), 0);
-    ck_assert_ptr_eq(wait_ok(running), &g);
-    for (int i = 0; i < 3; i++)
-        evexec_future_free(q[i]);
-    evexec_future_free(running);
-    gate_destroy(&g);
-}
-END_TEST
-
-struct worker_waits {
-    evexec_pool *pool;
-    int rc;
-};
-
-static void *wait_in_worker(evexec_job *job, void *arg)
-{
-    struct worker_waits *w = arg;
-    evexec_future *f;
-    (void)job;
-    if (evexec_pool_call(w->pool, echo_work, NULL, &f) < 0) {
-        w->rc = 99;
-        return NULL;
-    }
-    w->rc = evexec_future_wait(f, EVEXEC_WAIT_FOREVER);
-    evexec_future_free(f); /* cancels it if still queued */
-    return NULL;
-}
-
-START_TEST(waiting_on_a_pool_future_from_its_own_worker_is_edeadlk)
-{
-    evexec_pool *pool = new_pool(1);
-    struct worker_waits w = {pool, 1};
-    evexec_future *f;
-    ck_assert_int_eq(evexec_pool_call(pool, wait_in_worker, &w, &f), 0);
-    wait_ok(f);
-    evexec_future_free(f);
-    ck_assert_int_eq(w.rc, -EDEADLK);
-    ck_assert_int_eq(evexec_pool_free(pool), 0);
-}
-END_TEST
-
-START_TEST(a_full_pool_queue_refuses_pool_calls)
-{
-    struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
-    evexec_pool *pool;
-    struct gate g;
-    struct tally t;
-    evexec_future *running, *q, *refused = NULL;
-
-    o.max_threads = 1;
-    o.max_queued = 1;
-    ck_assert_int_eq(evexec_pool_new(&pool, &o), 0);
-    tally_init(&t);
-    gate_init(&g, &t);
-    ck_assert_int_eq(evexec_pool_call(pool, park_work, &g, &running), 0);
-    gate_wait_entered(&g, 1);
-    ck_assert_int_eq(evexec_pool_call(pool, echo_work, NULL, &q), 0);
-    ck_assert_int_eq(evexec_pool_call(pool, echo_work, NULL, &refused), -EAGAIN);
-    ck_assert_ptr_null(refused);
-    ck_assert_int_eq(evexec_pool_call(pool, echo_work, NULL, NULL), -EINVAL);
-    ck_assert_int_eq(evexec_pool_call(pool, NULL, NULL, &refused), -EINVAL);
-    gate_release(&g, 1);
-    wait_ok(running);
-    wait_ok(q);
-    evexec_future_free(running);
-    evexec_future_free(q);
-    ck_assert_int_eq(evexec_pool_free(pool), 0);
-    gate_destroy(&g);
 }
 END_TEST
 
@@ -2376,36 +2162,29 @@ static Suite *loop_suite(void)
     Suite *s = suite_create("loop");
     TCase *tc;
 
-    tc = tcase_create("lifecycle");
-    tcase_set_timeout(tc, 60);
+    tc = add_tcase(s, "lifecycle", 60, FX_FDS);
     tcase_add_test(tc, start_call_stop_free);
     tcase_add_test(tc, init_and_fini_run_on_the_loop_thread_around_the_calls);
     tcase_add_test(tc, init_failing_leaves_nothing_behind);
     tcase_add_test(tc, bad_arguments);
     tcase_add_test(tc, loop_thread_functions_refuse_other_threads);
-    suite_add_tcase(s, tc);
 
-    tc = tcase_create("calls");
-    tcase_set_timeout(tc, 60);
+    tc = add_tcase(s, "calls", 60, FX_FDS);
     tcase_add_test(tc, failures_carry_any_errno);
     tcase_add_test(tc, fail_with_a_non_negative_errno_is_refused);
     tcase_add_test(tc, a_call_settles_later_from_an_io_callback);
     tcase_add_test(tc, round_trip_from_16_threads);
     tcase_add_test(tc, calls_from_the_loop_thread_never_run_inline_and_waiting_there_is_edeadlk);
     tcase_add_test(tc, waiting_on_the_loop_thread_for_a_complete_future_is_fine);
-    suite_add_tcase(s, tc);
 
-    tc = tcase_create("timeout-and-cancel");
-    tcase_set_timeout(tc, 60);
+    tc = add_tcase(s, "timeout-and-cancel", 60, FX_FDS);
     tcase_add_test(tc, wait_timeout_leaves_the_future_valid);
     tcase_add_test(tc, cancel_of_a_queued_call_completes_it_and_it_never_runs);
     tcase_add_test(tc, cancel_of_a_call_in_progress_runs_its_hook_on_the_loop);
     tcase_add_test(tc, free_of_a_call_in_progress_cancels_it);
     tcase_add_test(tc, a_call_cancelled_without_hook_settles_later_with_ecanceled);
-    suite_add_tcase(s, tc);
 
-    tc = tcase_create("stop");
-    tcase_set_timeout(tc, 60);
+    tc = add_tcase(s, "stop", 60, FX_FDS);
     tcase_add_test(tc, stop_drain_runs_queued_calls_and_waits_for_those_in_progress);
     tcase_add_test(tc, stop_cancel_completes_everything_as_cancelled);
     tcase_add_test(tc, stop_cancel_escalates_a_drain);
@@ -2416,30 +2195,16 @@ static Suite *loop_suite(void)
     tcase_add_test(tc, stop_cancel_ends_jobs_that_resubmit_themselves);
     tcase_add_test(tc, an_escalation_while_fini_runs_returns_once_the_thread_has_ended);
     tcase_add_test(tc, stop_and_free_on_one_thread_while_another_escalates);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("pool-futures");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, pool_futures_from_foreign_threads);
-    tcase_add_test(tc, pool_future_cancel_queued_and_running);
-    tcase_add_test(tc, pool_shutdown_and_free_complete_pool_futures);
-    tcase_add_test(tc, waiting_on_a_pool_future_from_its_own_worker_is_edeadlk);
-    tcase_add_test(tc, a_full_pool_queue_refuses_pool_calls);
-    suite_add_tcase(s, tc);
 
 #ifdef EVEXEC_TEST_EVHTTP
-    tc = tcase_create("evhttp");
-    tcase_set_timeout(tc, 60);
+    tc = add_tcase(s, "evhttp", 60, FX_FDS);
     tcase_add_test(tc, evhttp_fetches_from_16_blocking_threads);
     tcase_add_test(tc, evhttp_fetch_in_progress_is_cancelled_through_its_hook);
     tcase_add_test(tc, evhttp_stop_cancel_with_a_fetch_in_progress);
-    suite_add_tcase(s, tc);
 #endif
 
-    tc = tcase_create("stress");
-    tcase_set_timeout(tc, 300);
+    tc = add_tcase(s, "stress", 300, FX_FDS);
     tcase_add_test(tc, stress_posters_cancels_and_stop);
-    suite_add_tcase(s, tc);
     return s;
 }
 
@@ -2450,9 +2215,5 @@ int main(void)
 #ifndef EVEXEC_TEST_EVHTTP
     printf("check_loop: built without libevent_extra: the evhttp tests are left out\n");
 #endif
-    SRunner *sr = srunner_create(loop_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(loop_suite());
 }

@@ -27,7 +27,7 @@
 
 #include "helpers.h"
 
-#include "../lib/evexec-internal.h"
+#include "../lib/future-internal.h"
 
 /* --- the wrappers -------------------------------------------------------- */
 
@@ -136,10 +136,7 @@ struct offload {
 static void offload_done(int status, void *result, void *arg)
 {
     struct offload *o = arg;
-    if (status == 0)
-        evexec_promise_resolve(o->p, result);
-    else
-        evexec_promise_fail(o->p, status);
+    promise_settle(o->p, status, result);
 }
 
 static void offload_call(evexec_loop *loop, evexec_promise *p, void *arg)
@@ -301,10 +298,7 @@ START_TEST(cancel_of_a_pool_future_a_shutdown_is_completing)
 
     po.max_threads = 1;
     ck_assert_int_eq(evexec_pool_new(&pool, &po), 0);
-    tally_init(&t);
-    gate_init(&g, &t);
-    ck_assert_int_eq(evexec_pool_call(pool, park_work, &g, &running), 0);
-    gate_wait_entered(&g, 1);
+    running = park_call(pool, park_work, &g, &t);
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(evexec_pool_call(pool, echo_work, NULL, &q[i]), 0);
 
@@ -335,17 +329,9 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("loop-faults");
-    TCase *tc = tcase_create("injected");
-    tcase_set_timeout(tc, 120);
+    TCase *tc = add_tcase(s, "injected", 120, FX_FDS);
     tcase_add_test(tc, every_failable_call_fails_in_turn);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("white-box");
-    tcase_set_timeout(tc, 60);
+    tc = add_tcase(s, "white-box", 60, FX_FDS);
     tcase_add_test(tc, cancel_of_a_pool_future_a_shutdown_is_completing);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

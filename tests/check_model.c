@@ -897,16 +897,9 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("model");
-    TCase *tc = tcase_create("model");
     const char *sec = getenv("EVEXEC_MODEL_SECONDS");
     double seconds = sec && *sec ? strtod(sec, NULL) : 3.0;
     /* The epochs' teardown comes on top of the time asked for. */
-    tcase_set_timeout(tc, seconds + 120);
-    tcase_add_test(tc, model_based_stress);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    tcase_add_test(add_tcase(s, "model", seconds + 120, FX_FDS), model_based_stress);
+    return run_suite(s);
 }

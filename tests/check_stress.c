@@ -1129,22 +1129,14 @@ END_TEST
 static Suite *stress_suite(void)
 {
     Suite *s = suite_create("stress");
-    TCase *tc = tcase_create("million");
-    tcase_set_timeout(tc, 300);
+    TCase *tc = add_tcase(s, "million", 300, FX_FDS);
     tcase_add_test(tc, test_million);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("race");
-    tcase_set_timeout(tc, 300);
+    tc = add_tcase(s, "race", 300, FX_FDS);
     tcase_add_test(tc, test_cancel_shutdown_race);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(stress_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failures = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failures ? 1 : 0;
+    return run_suite(stress_suite());
 }

@@ -522,7 +522,7 @@ static void stress_done(int status, void *result, void *arg)
     }
 }
 
-static struct grp *new_group(void)
+static struct grp *new_grp(void)
 {
     if (RD.nopen >= MAX_OPEN_GROUPS || RD.ngrps >= RD.capgrps)
         return NULL;
@@ -585,7 +585,7 @@ static void loop_submit(void)
         if (RD.nopen && rnd(&RD.rng, 3))
             g = &RD.grps[RD.open[rnd(&RD.rng, RD.nopen)]];
         else
-            g = new_group();
+            g = new_grp();
         if (g) {
             o.group = g->h;
             r->group = (int32_t)(g - RD.grps);
@@ -849,13 +849,6 @@ static void *resizer_main(void *arg)
 /* --- the round ---------------------------------------------------------------- */
 
 /* Runs the loop until cond() holds; fails after the watchdog. */
-static void pump_tick(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-}
-
 static void pump(int (*cond)(void), const char *what)
 {
     uint64_t end = now_ns() + WATCHDOG_NS;
@@ -966,7 +959,7 @@ static void run_round(unsigned seed, int round, uint64_t jobs, uint64_t budget_n
     ck_assert_int_eq(evexec_port_new(&RD.port, RD.base, &pto), 0);
 
     RD.tick = event_new(RD.base, -1, EV_PERSIST, on_tick, NULL);
-    RD.pump_timer = evtimer_new(RD.base, pump_tick, NULL);
+    RD.pump_timer = evtimer_new(RD.base, noop_event, NULL);
     ck_assert_ptr_nonnull(RD.pump_timer);
     ck_assert_ptr_nonnull(RD.tick);
     struct timeval period = {0, 1000};
@@ -1208,18 +1201,12 @@ END_TEST
 static Suite *features_suite(void)
 {
     Suite *s = suite_create("stress_features");
-    TCase *tc = tcase_create("features");
-    tcase_set_timeout(tc, 900);
+    TCase *tc = add_tcase(s, "features", 900, FX_FDS);
     tcase_add_test(tc, test_features_stress);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(features_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failures = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failures ? 1 : 0;
+    return run_suite(features_suite());
 }

@@ -3,9 +3,9 @@
 #
 #   tests/sanitizers.sh [asan] [tsan] [valgrind] [fuzz]     (default: all four)
 #
-#   asan      ./configure CC=clang --enable-asan: the whole suite under
+#   asan      ./configure CC=clang --enable-asan --enable-debug: the whole suite under
 #             AddressSanitizer + UndefinedBehaviorSanitizer (leaks included).
-#   tsan      ./configure CC=clang --enable-tsan: the whole suite under
+#   tsan      ./configure CC=clang --enable-tsan --enable-debug: the whole suite under
 #             ThreadSanitizer (suppressions: tests/tsan.supp).
 #   valgrind  a plain -O1 build; every Check program run with CK_FORK=no
 #             under valgrind --leak-check=full --error-exitcode=1
@@ -82,7 +82,7 @@ configure_in() {
 run_asan() {
     need clang libclang-rt-14-dev
     local dir=$builddir/asan t0=$SECONDS
-    configure_in "$dir" CC=clang --enable-asan --enable-werror
+    configure_in "$dir" CC=clang --enable-asan --enable-debug --enable-werror
     make -C "$dir" -j2 >/dev/null
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -94,7 +94,7 @@ run_asan() {
 run_tsan() {
     need clang libclang-rt-14-dev
     local dir=$builddir/tsan t0=$SECONDS
-    configure_in "$dir" CC=clang --enable-tsan --enable-werror
+    configure_in "$dir" CC=clang --enable-tsan --enable-debug --enable-werror
     make -C "$dir" -j2 >/dev/null
     # die_after_fork=0: check_hygiene forks a child that starts threads, on
     # purpose (fork safety); the child uses only objects it made itself.

@@ -242,7 +242,7 @@ static struct evexec_job *next_job(struct evexec_pool *pool, struct worker *w)
     } else if ((job = queue_pop(pool)) != NULL) {
         if (EVEXEC_UNLIKELY(pool->slow & SLOW_LIMITED))
             pool->running_c[job_class(job)]++;
-        atomic_store_explicit(&job->state, JOB_RUNNING, memory_order_relaxed);
+        evexec__job_set_state(job, JOB_RUNNING);
     }
     w->current = job;
     return job;

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The mailbox (mailbox.c): how anything reaches a loop thread from another
+ * thread — finished jobs their port, calls and notices their loop. Also
+ * the one way evexec arms a "run soon" timer. Never installed.
+ */
+#ifndef EVEXEC_MAILBOX_INTERNAL_H
+#define EVEXEC_MAILBOX_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "base.h"
+
+struct event_base;
+struct event;
+
+struct evexec__wakefd {
+    int rfd;
+    int wfd;                       /* == rfd for an eventfd */
+};
+
+/*
+ * A multi-producer, single-consumer mailbox into one loop thread: a
+ * lock-free LIFO list of nodes and a wake fd written only when a post finds
+ * the list empty.
+ */
+struct evexec__mailbox {
+    /* Written by every poster: alone on its cache line. */
+    _Alignas(EVEXEC_CACHELINE) _Atomic(struct evexec__node *) head;
+    _Alignas(EVEXEC_CACHELINE) struct evexec__wakefd wake; /* read by posters */
+    struct event *ev;              /* EV_READ|EV_PERSIST on wake.rfd */
+    /* Loop thread only. Each take of a non-empty list is owed exactly one
+     * wake-fd write (by whoever posted onto the empty list); once every
+     * write owed has been read, no poster can still touch the mailbox. */
+    uint64_t signals_owed, signals_read;
+};
+
+/* Before open: a mailbox that close may be called on. */
+void evexec__mailbox_init(struct evexec__mailbox *mb);
+/* Loop thread: opens the wake fd and adds a persistent read event calling
+ * cb(fd, what, arg); priority -1 keeps the base's default. 0 or -errno. */
+int evexec__mailbox_open(struct evexec__mailbox *mb, struct event_base *base,
+                         void (*cb)(int, short, void *), void *arg, int priority);
+/* Loop thread: removes the event and closes the fd. */
+void evexec__mailbox_close(struct evexec__mailbox *mb);
+/* Any thread: posts a node. */
+void evexec__mailbox_post(struct evexec__mailbox *mb, struct evexec__node *node);
+/* Loop thread: empties the wake fd, then takes every node posted so far,
+ * newest first (NULL if none). A caller that does not take on a wake-up
+ * leaves the fd readable, so the event fires again. */
+struct evexec__node *evexec__mailbox_take(struct evexec__mailbox *mb);
+/* Loop thread: no poster can still be touching the mailbox. */
+int evexec__mailbox_quiet(const struct evexec__mailbox *mb);
+/* Loop thread: wake-fd writes read so far. */
+uint64_t evexec__mailbox_signals(const struct evexec__mailbox *mb);
+
+/* Loop thread: makes the timer event ev run as soon as the loop has polled
+ * its other events. A zero timer may need memory (libevent's timer heap):
+ * if none can be had, the event is made active instead, so whatever it
+ * resumes is never stranded. */
+void evexec__soon(struct event *ev);
+/* Loop thread: arms the timer event ev for tv from now, or, failing that,
+ * makes it active now (it re-arms itself when it finds nothing due). */
+void evexec__timer_arm(struct event *ev, const struct timeval *tv);
+
+#endif /* EVEXEC_MAILBOX_INTERNAL_H */

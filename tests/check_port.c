@@ -1,0 +1,589 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The port: every accepted job gets one done callback on its loop thread with
+ * its work function's result (never inside submit, cancel or free), a burst
+ * costs one wake-up and arrives in submission order, batches are capped;
+ * cancel; freeing a port or a pool from a done callback or with jobs
+ * outstanding; one pool serving several loops and one port several pools.
+ * Queue states are made deterministic by parking workers on gates
+ * (semaphores), never by sleeping.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+/* ---------------------------------------------------------------------- */
+/* Invariants 1 and 2: one callback per job, on the loop thread, with the */
+/* work function's result.                                                */
+
+START_TEST(each_job_one_callback_with_its_result)
+{
+    enum { N = 500 };
+    static int seen[N];
+    struct tally t;
+    evexec_pool *pool = new_pool(4, 0, 0);
+
+    tally_init(&t);
+    memset(seen, 0, sizeof seen);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &t, NULL), 0);
+    run_until(fx.base, &t.calls, N);
+    run_nonblock(fx.base, 5);
+    ck_assert_int_eq(t.calls, N);
+    ck_assert_int_eq(t.ok, N);
+    ck_assert_int_eq(t.wrong_thread, 0);
+    ck_assert_ptr_eq(t.last_result, &t);
+    ck_assert_uint_eq(port_stats(fx.port).outstanding, 0);
+    ck_assert_uint_eq(port_stats(fx.port).delivered, N);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+}
+END_TEST
+
+static int inside_call;
+static int reentered;
+static int reentry_calls;
+static void reentry_done(int status, void *result, void *arg)
+{
+    (void)status;
+    (void)result;
+    (void)arg;
+    if (inside_call)
+        reentered++;
+    reentry_calls++;
+}
+
+START_TEST(callbacks_never_run_inside_submit_cancel_or_free)
+{
+    evexec_pool *pool = new_pool(1, 0, 0);
+    evexec_job_id id;
+
+    reentered = reentry_calls = 0;
+    /* A job that has finished (pushed to the port) before the calls below:
+     * a re-entrant library would deliver it from inside them. */
+    inside_call = 1;
+    ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, reentry_done, NULL, NULL), 0);
+    inside_call = 0;
+    while (pool_stats(pool).idle < 1) /* done and pushed */
+        sched_yield();
+    inside_call = 1;
+    ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, reentry_done, NULL, &id), 0);
+    (void)evexec_cancel(fx.port, id);
+    ck_assert_int_eq(evexec_port_free(fx.port), 0); /* deferred: jobs outstanding */
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+    inside_call = 0;
+    ck_assert_int_eq(reentry_calls, 0);
+    event_base_dispatch(fx.base); /* delivers both, then the port goes */
+    ck_assert_int_eq(reentry_calls, 2);
+    ck_assert_int_eq(reentered, 0);
+    ck_assert_int_eq(evexec_port_new(&fx.port, fx.base, NULL), 0); /* for teardown */
+}
+END_TEST
+
+/* ---------------------------------------------------------------------- */
+/* Cancel.                                                                */
+
+START_TEST(cancel_queued_job_delivers_ecanceled_later)
+{
+    struct gate g;
+    struct tally t, tc;
+    evexec_pool *pool = new_pool(1, 0, 0);
+    evexec_job_id ids[3];
+
+    tally_init(&tc);
+    park_n(pool, park_work, &g, &t, 1);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &tc, &ids[i]), 0);
+    ck_assert_uint_eq(pool_stats(pool).queued, 3);
+
+    ck_assert_int_eq(evexec_cancel(fx.port, ids[1]), 0);
+    ck_assert_int_eq(tc.calls, 0); /* never inside evexec_cancel */
+    ck_assert_uint_eq(pool_stats(pool).queued, 2);
+    ck_assert_uint_eq(pool_stats(pool).cancelled, 1);
+    /* Delivered while the only worker is still parked: cancel does not
+     * wait for a worker to come by. */
+    run_until(fx.base, &tc.calls, 1);
+    ck_assert_int_eq(tc.cancelled, 1);
+    ck_assert_ptr_null(tc.last_result);
+
+    gate_release(&g, 1);
+    run_until(fx.base, &tc.calls, 3);
+    run_until(fx.base, &t.calls, 1);
+    ck_assert_int_eq(tc.ok, 2);
+    ck_assert_int_eq(tc.cancelled, 1);
+    ck_assert_int_eq(tc.wrong_thread, 0);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+    gate_destroy(&g);
+}
+END_TEST
+
+START_TEST(cancel_running_job_is_ebusy_and_sets_stop)
+{
+    struct gate g;
+    struct tally t;
+    evexec_pool *pool = new_pool(1, 0, 0);
+    evexec_job_id id;
+
+    tally_init(&t);
+    gate_init(&g, &t);
+    ck_assert_int_eq(evexec_submit(fx.port, pool, park_work_stop, gate_done, &g, &id), 0);
+    gate_wait_entered(&g, 1);
+    ck_assert_int_eq(evexec_cancel(fx.port, id), -EBUSY);
+    gate_release(&g, 1);
+    run_until(fx.base, &t.calls, 1);
+    ck_assert_int_eq(t.ok, 1); /* it ran: status 0 */
+    ck_assert_ptr_eq(t.last_result, (void *)1); /* and saw its stop flag */
+
+    /* A job not asked to stop sees no flag. */
+    ck_assert_int_eq(evexec_submit(fx.port, pool, park_work_stop, gate_done, &g, &id), 0);
+    gate_wait_entered(&g, 1);
+    gate_release(&g, 1);
+    run_until(fx.base, &t.calls, 2);
+    ck_assert_ptr_eq(t.last_result, (void *)0);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+    gate_destroy(&g);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------- */
+/* Freeing from callbacks and with jobs outstanding.                      */
+
+struct free_in_cb {
+    evexec_port *port;
+    evexec_pool *pool;
+    int calls;
+    int free_rc;
+};
+static void free_port_done(int status, void *result, void *arg)
+{
+    struct free_in_cb *f = arg;
+    (void)status;
+    (void)result;
+    if (f->calls++ == 0)
+        f->free_rc = evexec_port_free(f->port);
+}
+
+START_TEST(port_free_inside_callback_still_delivers_the_rest)
+{
+    struct gate g;
+    struct tally t;
+    evexec_pool *pool = new_pool(1, 0, 0);
+    struct free_in_cb f = {fx.port, pool, 0, 1};
+
+    park_n(pool, park_work, &g, &t, 1);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, free_port_done, &f, NULL), 0);
+    gate_release(&g, 1);
+    event_base_dispatch(fx.base); /* returns once the port has released itself */
+    ck_assert_int_eq(f.free_rc, 0);
+    ck_assert_int_eq(f.calls, 4);
+    ck_assert_int_eq(t.calls, 1);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+    ck_assert_int_eq(evexec_port_new(&fx.port, fx.base, NULL), 0);
+    gate_destroy(&g);
+}
+END_TEST
+
+static void free_pool_done(int status, void *result, void *arg)
+{
+    struct free_in_cb *f = arg;
+    (void)status;
+    (void)result;
+    if (f->calls++ == 0)
+        f->free_rc = evexec_pool_free(f->pool);
+}
+
+START_TEST(pool_free_inside_callback)
+{
+    evexec_pool *pool = new_pool(2, 0, 0);
+    struct free_in_cb f = {fx.port, pool, 0, 1};
+
+    for (int i = 0; i < 50; i++)
+        ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, free_pool_done, &f, NULL), 0);
+    run_until(fx.base, &f.calls, 50);
+    ck_assert_int_eq(f.free_rc, 0);
+    run_nonblock(fx.base, 3);
+    ck_assert_int_eq(f.calls, 50);
+}
+END_TEST
+
+START_TEST(port_free_with_jobs_outstanding)
+{
+    struct gate g;
+    struct tally t, tq;
+    evexec_pool *pool = new_pool(1, 0, 0);
+    int fds = count_fds();
+    evexec_port *p2;
+
+    tally_init(&t);
+    tally_init(&tq);
+    gate_init(&g, &t);
+    ck_assert_int_eq(evexec_port_new(&p2, fx.base, NULL), 0);
+    ck_assert_int_gt(count_fds(), fds); /* an eventfd, or a pipe's two ends */
+    ck_assert_int_eq(evexec_submit(p2, pool, park_work_stop, gate_done, &g, NULL), 0);
+    gate_wait_entered(&g, 1);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(evexec_submit(p2, pool, echo_work, tally_done, &tq, NULL), 0);
+    ck_assert_int_eq(evexec_port_free(p2), 0);
+    ck_assert_int_eq(tq.calls + t.calls, 0);
+    ck_assert_uint_eq(pool_stats(pool).queued, 0); /* cancelled at once */
+    run_until(fx.base, &tq.calls, 3);
+    ck_assert_int_eq(tq.cancelled, 3);
+    gate_release(&g, 1);
+    run_until(fx.base, &t.calls, 1);
+    ck_assert_int_eq(t.ok, 1);
+    ck_assert_ptr_eq(t.last_result, (void *)1); /* the running job was asked to stop */
+    run_nonblock(fx.base, 3);
+    ck_assert_int_eq(count_fds(), fds); /* the port has released itself */
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+    gate_destroy(&g);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------- */
+/* Delivery: one wake-up per burst, submission order, bounded batches.    */
+
+static int order_log[2000];
+static int norder;
+static void order_done(int status, void *result, void *arg)
+{
+    (void)status;
+    (void)arg;
+    order_log[norder++] = (int)(intptr_t)result;
+}
+static void *number_work(evexec_job *job, void *arg)
+{
+    (void)job;
+    return arg;
+}
+
+/* A worker pushes its last job on the port before it goes idle: once n
+ * workers are idle, everything they ran is on the completion list. */
+struct idle_n {
+    evexec_pool *pool;
+    unsigned n;
+};
+static int idle_reached(void *arg)
+{
+    struct idle_n *c = arg;
+    return pool_stats(c->pool).idle >= c->n;
+}
+
+struct numbered_gate {
+    struct gate g;
+    int n;
+};
+static void *park_number(evexec_job *job, void *arg)
+{
+    struct numbered_gate *ng = arg;
+    park_work(job, &ng->g);
+    return (void *)(intptr_t)ng->n;
+}
+
+START_TEST(a_burst_costs_one_wakeup_and_arrives_in_submission_order)
+{
+    enum { N = 1000, W = 4 };
+    struct numbered_gate ng[W];
+    evexec_pool *pool = new_pool(W, 0, 0);
+    struct evexec_port_opts po = EVEXEC_PORT_OPTS_INIT;
+    evexec_port *p2;
+
+    po.max_batch = 100000;
+    ck_assert_int_eq(evexec_port_new(&p2, fx.base, &po), 0);
+    norder = 0;
+    /* Jobs 0..3 park, one worker each, each on its own gate. */
+    for (int i = 0; i < W; i++) {
+        gate_init(&ng[i].g, NULL);
+        ng[i].n = i;
+        ck_assert_int_eq(evexec_submit(p2, pool, park_number, order_done, &ng[i], NULL), 0);
+        gate_wait_entered(&ng[i].g, 1);
+    }
+    for (int i = W; i < N; i++)
+        ck_assert_int_eq(
+            evexec_submit(p2, pool, number_work, order_done, (void *)(intptr_t)i, NULL), 0);
+    uint64_t wake0 = port_stats(p2).wakeups;
+
+    /* Without running the loop, make them complete in the order
+     * 3, 4, 5, ..., N-1, 2, 1, 0: let job 3 go and wait for its worker to
+     * run the whole queue, then let 2, 1 and 0 go one after another. */
+    struct idle_n c = {pool, 1};
+    gate_release(&ng[W - 1].g, 1);
+    wait_for(idle_reached, &c);
+    ck_assert_uint_eq(pool_stats(pool).completed, N - W + 1);
+    for (int i = W - 2; i >= 0; i--) {
+        gate_release(&ng[i].g, 1);
+        c.n++;
+        wait_for(idle_reached, &c);
+    }
+    ck_assert_uint_eq(pool_stats(pool).completed, N);
+    ck_assert_int_eq(norder, 0);
+    run_until(fx.base, &norder, N);
+    /* One burst: one wake-up. */
+    ck_assert_uint_eq(port_stats(p2).wakeups - wake0, 1);
+    /* And delivered in submission order, not completion order. */
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(order_log[i], i);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+    ck_assert_int_eq(evexec_port_free(p2), 0);
+    for (int i = 0; i < W; i++)
+        gate_destroy(&ng[i].g);
+}
+END_TEST
+
+static int fd_events;
+static int done_at_fd_event;
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    char b;
+    (void)what;
+    (void)arg;
+    if (read(fd, &b, 1) == 1 && fd_events++ == 0)
+        done_at_fd_event = norder;
+}
+
+START_TEST(batches_are_capped_so_other_events_run)
+{
+    enum { N = 1000 };
+    struct gate g;
+    struct tally t;
+    evexec_pool *pool = new_pool(1, 0, 0);
+    struct evexec_port_opts po = EVEXEC_PORT_OPTS_INIT;
+    evexec_port *p2;
+    int sv[2];
+
+    po.max_batch = 10;
+    ck_assert_int_eq(evexec_port_new(&p2, fx.base, &po), 0);
+    tally_init(&t);
+    gate_init(&g, &t);
+    norder = fd_events = 0;
+    done_at_fd_event = -1;
+    ck_assert_int_eq(evexec_submit(p2, pool, park_work, gate_done, &g, NULL), 0);
+    gate_wait_entered(&g, 1);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(
+            evexec_submit(p2, pool, number_work, order_done, (void *)(intptr_t)i, NULL), 0);
+    gate_release(&g, 1);
+    struct idle_n c = {pool, 1};
+    wait_for(idle_reached, &c);
+
+    /* An fd that is readable from the start: it must get its turn long
+     * before a thousand callbacks have run. */
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    struct event *ev = event_new(fx.base, sv[0], EV_READ | EV_PERSIST, on_readable, NULL);
+    event_add(ev, NULL);
+    ck_assert_int_eq(write(sv[1], "x", 1), 1);
+    run_until(fx.base, &norder, N);
+    ck_assert_int_eq(fd_events, 1);
+    ck_assert_int_ge(done_at_fd_event, 0);
+    ck_assert_int_le(done_at_fd_event, 20);
+    ck_assert_uint_ge(port_stats(p2).batches, N / 10);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(order_log[i], i);
+    event_free(ev);
+    close(sv[0]);
+    close(sv[1]);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+    ck_assert_int_eq(evexec_port_free(p2), 0);
+    gate_destroy(&g);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------- */
+/* Topologies: one pool, four loops; one port, two pools.                 */
+
+struct loop_thread {
+    evexec_pool *pool;
+    pthread_t self;
+    int calls, wrong;
+    int submit_failures;
+};
+
+static void multi_done(int status, void *result, void *arg)
+{
+    struct loop_thread *l = arg;
+    (void)result;
+    if (!pthread_equal(pthread_self(), l->self) || status != 0)
+        l->wrong++;
+    l->calls++;
+}
+
+static void *loop_main(void *arg)
+{
+    enum { N = 5000 };
+    struct loop_thread *l = arg;
+    struct event_base *b = event_base_new();
+    evexec_port *p;
+
+    l->self = pthread_self();
+    if (!b || evexec_port_new(&p, b, NULL) < 0) {
+        l->submit_failures = -1;
+        return NULL;
+    }
+    for (int i = 0; i < N; i++) {
+        /* A full queue may hold only other loops' jobs: nothing would wake
+         * this loop, so poll rather than block. */
+        while (evexec_submit(p, l->pool, echo_work, multi_done, l, NULL) == -EAGAIN) {
+            event_base_loop(b, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+            sched_yield();
+        }
+        if (i % 64 == 0)
+            event_base_loop(b, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    }
+    while (l->calls < N)
+        event_base_loop(b, EVLOOP_ONCE);
+    evexec_port_free(p);
+    event_base_dispatch(b);
+    event_base_free(b);
+    return NULL;
+}
+
+START_TEST(one_pool_serves_four_loops)
+{
+    struct loop_thread l[4];
+    pthread_t th[4];
+    evexec_pool *pool = new_pool(3, 0, 1000);
+
+    memset(l, 0, sizeof l);
+    for (int i = 0; i < 4; i++) {
+        l[i].pool = pool;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, loop_main, &l[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(l[i].submit_failures, 0);
+        ck_assert_int_eq(l[i].calls, 5000);
+        ck_assert_int_eq(l[i].wrong, 0);
+    }
+    struct evexec_pool_stats s = pool_stats(pool);
+    ck_assert_uint_eq(s.submitted, 20000);
+    ck_assert_uint_eq(s.completed, 20000);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+}
+END_TEST
+
+struct pool_check {
+    char prefix;
+    pthread_t loop;
+    int calls, on_own_pool, wrong_thread;
+};
+
+static void *name_prefix_work(evexec_job *job, void *arg)
+{
+    struct pool_check *c = arg;
+    char name[16] = "";
+    (void)job;
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    return (void *)(intptr_t)(name[0] == c->prefix && name[1] == '-');
+}
+
+static void pool_check_done(int status, void *result, void *arg)
+{
+    struct pool_check *c = arg;
+    c->calls++;
+    c->on_own_pool += status == 0 && result == (void *)1;
+    c->wrong_thread += !pthread_equal(pthread_self(), c->loop);
+}
+
+START_TEST(one_port_takes_jobs_from_two_pools)
+{
+    evexec_pool *fast = new_named_pool(2, 0, 0, "f");
+    evexec_pool *slow = new_named_pool(1, 0, 0, "s");
+    struct pool_check cf = {'f', pthread_self(), 0, 0, 0};
+    struct pool_check cs = {'s', pthread_self(), 0, 0, 0};
+
+    for (int i = 0; i < 200; i++) {
+        ck_assert_int_eq(evexec_submit(fx.port, fast, name_prefix_work, pool_check_done, &cf, NULL), 0);
+        ck_assert_int_eq(evexec_submit(fx.port, slow, name_prefix_work, pool_check_done, &cs, NULL), 0);
+    }
+    run_until(fx.base, &cf.calls, 200);
+    run_until(fx.base, &cs.calls, 200);
+    ck_assert_int_eq(cf.on_own_pool, 200);
+    ck_assert_int_eq(cs.on_own_pool, 200);
+    ck_assert_int_eq(cf.wrong_thread + cs.wrong_thread, 0);
+    ck_assert_int_eq(evexec_pool_free(fast), 0);
+    ck_assert_int_eq(evexec_pool_free(slow), 0);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------- */
+/* Process hygiene.                                                       */
+
+START_TEST(ports_and_pools_leave_no_fds_and_use_cloexec)
+{
+    int before = count_fds();
+    int seen[64], nseen = 0;
+    DIR *d;
+    struct dirent *e;
+    evexec_port *p2;
+    evexec_pool *pool = new_pool(2, 2, 0);
+
+    /* Remember the fds before, then find the port's. */
+    d = opendir("/proc/self/fd");
+    while ((e = readdir(d)) && nseen < 64)
+        if (e->d_name[0] != '.' && atoi(e->d_name) != dirfd(d))
+            seen[nseen++] = atoi(e->d_name);
+    closedir(d);
+    ck_assert_int_eq(evexec_port_new(&p2, fx.base, NULL), 0);
+    int found = 0;
+    d = opendir("/proc/self/fd");
+    while ((e = readdir(d))) {
+        int fd = atoi(e->d_name), old = 0;
+        if (e->d_name[0] == '.' || fd == dirfd(d))
+            continue;
+        for (int i = 0; i < nseen; i++)
+            old |= seen[i] == fd;
+        if (old)
+            continue;
+        found++;
+        ck_assert_msg(fcntl(fd, F_GETFD) & FD_CLOEXEC, "fd %d lacks FD_CLOEXEC", fd);
+        ck_assert_msg(fcntl(fd, F_GETFL) & O_NONBLOCK, "fd %d is blocking", fd);
+    }
+    closedir(d);
+    ck_assert_int_ge(found, 1);
+    ck_assert_int_eq(evexec_port_free(p2), 0);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+    ck_assert_int_eq(count_fds(), before);
+}
+END_TEST
+
+static Suite *port_suite(void)
+{
+    Suite *s = suite_create("port");
+    TCase *tc;
+
+    tc = add_tcase(s, "delivery", 60, FX_PORT);
+    tcase_add_test(tc, each_job_one_callback_with_its_result);
+    tcase_add_test(tc, callbacks_never_run_inside_submit_cancel_or_free);
+    tcase_add_test(tc, a_burst_costs_one_wakeup_and_arrives_in_submission_order);
+    tcase_add_test(tc, batches_are_capped_so_other_events_run);
+
+    tc = add_tcase(s, "cancel-and-free", 60, FX_PORT);
+    tcase_add_test(tc, cancel_queued_job_delivers_ecanceled_later);
+    tcase_add_test(tc, cancel_running_job_is_ebusy_and_sets_stop);
+    tcase_add_test(tc, port_free_inside_callback_still_delivers_the_rest);
+    tcase_add_test(tc, pool_free_inside_callback);
+    tcase_add_test(tc, port_free_with_jobs_outstanding);
+
+    tc = add_tcase(s, "loops-and-pools", 60, FX_PORT);
+    tcase_add_test(tc, one_pool_serves_four_loops);
+    tcase_add_test(tc, one_port_takes_jobs_from_two_pools);
+    tcase_add_test(tc, ports_and_pools_leave_no_fds_and_use_cloexec);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(port_suite());
+}
