@@ -211,14 +211,22 @@ static void q_unlink(struct evexec_procpool *pp, struct proc_rec *rec)
     pp->ndeadlines -= rec->deadline != 0;
 }
 
+/* With mu held: the job is the supervisor's from now on; the port can no
+ * longer take it back. A job pushed back after a failed dispatch is
+ * RUNNING already. */
+static void take(struct proc_rec *rec)
+{
+    if (job_state(rec->job) == JOB_QUEUED)
+        evexec__job_set_state(rec->job, JOB_RUNNING);
+}
+
 static struct proc_rec *q_pop(struct evexec_procpool *pp)
 {
     for (unsigned c = 0; c < NCLASSES; c++)
         if (pp->qhead[c]) {
             struct proc_rec *rec = pp->qhead[c];
             q_unlink(pp, rec);
-            /* Ours now: the port can no longer take it back. */
-            evexec__job_set_state(rec->job, JOB_RUNNING);
+            take(rec);
             return rec;
         }
     return NULL;
@@ -601,7 +609,7 @@ static void scan(struct evexec_procpool *pp, uint64_t now)
             next = rec->next;
             if (rec->deadline && now >= rec->deadline) {
                 q_unlink(pp, rec);
-                evexec__job_set_state(rec->job, JOB_RUNNING);
+                take(rec);
                 rec->next = late;
                 late = rec;
             }
@@ -651,7 +659,7 @@ static int housekeeping(struct evexec_procpool *pp)
     }
 
     /* Dispatch to idle workers. */
-    unsigned alive = 0, idle = 0, busy = 0, starting = 0;
+    unsigned alive = 0, busy = 0, starting = 0;
     for (unsigned i = 0; i < pp->max_procs; i++) {
         struct proc_worker *w = &pp->w[i];
         if (w->st == W_IDLE) {
@@ -662,7 +670,6 @@ static int housekeeping(struct evexec_procpool *pp)
                 dispatch(pp, w, rec);
         }
         alive += w->st != W_FREE;
-        idle += w->st == W_IDLE;
         busy += w->st == W_BUSY;
         starting += w->st == W_SPAWNING || w->st == W_STARTING;
     }
