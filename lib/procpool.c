@@ -392,10 +392,12 @@ static void on_result(struct evexec_procpool *pp, struct proc_worker *w, struct 
     finish(pp, rec, status);
 }
 
-/* Reads what a worker sent; returns 0 when its channel hung up (closed). */
-static void read_worker(struct evexec_procpool *pp, struct proc_worker *w)
+/* Reads what a worker sent: one frame (epoll, level-triggered, reports
+ * the rest: no EAGAIN read per job), or with drain everything until the
+ * channel is empty or hangs up (closed then). */
+static void read_worker(struct evexec_procpool *pp, struct proc_worker *w, int drain)
 {
-    while (w->fd >= 0) {
+    for (int n = 0; w->fd >= 0 && (drain || n < 1); n++) {
         struct proc_frame f;
         int fd;
         int rc = evexec__proc_recv(w->fd, &f, pp->rxbuf, PROC_INLINE_MAX, &fd, 1);
@@ -470,7 +472,7 @@ static void on_exited(struct evexec_procpool *pp, pid_t pid, int status)
     evexec__proc_send(pp->srv_fd, &f, NULL, 0, -1, 0);
     if (!w)
         return;
-    read_worker(pp, w); /* what it sent before it died */
+    read_worker(pp, w, 1); /* what it sent before it died */
     close_chan(pp, w);
 
     uint64_t now = evexec__now_ns();
@@ -797,11 +799,9 @@ static void *supervisor(void *arg)
             } else if (tag == 1) {
                 read_server(pp);
             } else if (tag - 2 < pp->max_procs) {
-                read_worker(pp, &pp->w[tag - 2]);
+                read_worker(pp, &pp->w[tag - 2], 0);
             }
         }
-        if (pp->srv_fd >= 0)
-            read_server(pp); /* EXITED may wait behind worker frames */
     }
     /* Every worker is reaped: the server may go. */
     if (pp->srv_fd >= 0) {
