@@ -13,6 +13,7 @@
 #include "config.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -120,6 +121,12 @@ __attribute__((unused)) static int w_hog(const void *in, size_t len, evexec_proc
         }
         memset(p, 1, 1 << 20);
     }
+}
+
+static int w_sleep_pid(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    usleep(5000);
+    return w_pid(in, len, out, state);
 }
 
 static int init_fails(void *hook_arg, void **state)
@@ -768,6 +775,93 @@ START_TEST(test_bad_arguments)
 }
 END_TEST
 
+START_TEST(test_recycle_age_rss)
+{
+    struct env e;
+    struct outcome oc;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    int a, b;
+    o.max_procs = 1;
+    o.recycle_age_ms = 1; /* a 5 ms job outlives it */
+    env_open(&e, &o);
+    ck_assert_int_eq(run_one(&e, w_sleep_pid, NULL, 0, NULL, &oc), 0);
+    a = *(int *)oc.out;
+    ck_assert_int_eq(run_one(&e, w_pid, NULL, 0, NULL, &oc), 0);
+    b = *(int *)oc.out;
+    ck_assert_int_ne(a, b);
+    env_close(&e);
+
+    o.recycle_age_ms = 0;
+    o.recycle_rss = 1; /* every worker is above a byte */
+    env_open(&e, &o);
+    ck_assert_int_eq(run_one(&e, w_pid, NULL, 0, NULL, &oc), 0);
+    a = *(int *)oc.out;
+    ck_assert_int_eq(run_one(&e, w_pid, NULL, 0, NULL, &oc), 0);
+    b = *(int *)oc.out;
+    ck_assert_int_ne(a, b);
+    struct evexec_procpool_stats st = {.size = sizeof st};
+    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), 0);
+    ck_assert_uint_ge(st.recycled, 1);
+    env_close(&e);
+}
+END_TEST
+
+static evexec_procpool *stats_pool;
+static int want_procs, want_idle;
+
+static int procs_are(void *arg)
+{
+    struct evexec_procpool_stats st = {.size = sizeof st};
+    (void)arg;
+    ck_assert_int_eq(evexec_procpool_stats(stats_pool, &st), 0);
+    return (int)st.procs == want_procs && (int)st.idle == want_idle;
+}
+
+START_TEST(test_min_and_idle)
+{
+    struct env e;
+    struct outcome oc;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.max_procs = 3;
+    o.min_procs = 2;
+    o.idle_timeout_ms = 1;
+    env_open(&e, &o);
+    stats_pool = e.pool;
+    want_procs = want_idle = 2; /* started at once, kept when idle */
+    wait_for(procs_are, NULL);
+    env_close(&e);
+
+    o.min_procs = 0;
+    env_open(&e, &o);
+    stats_pool = e.pool;
+    ck_assert_int_eq(run_one(&e, w_pid, NULL, 0, NULL, &oc), 0);
+    want_procs = want_idle = 0; /* idle past 1 ms: gone */
+    wait_for(procs_are, NULL);
+    still_serves(&e);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_work_not_in_image)
+{
+    struct env e;
+    /* A library loaded after the pool was made: not in the fork server. */
+    ck_assert_ptr_null(dlopen("libresolv.so.2", RTLD_NOW | RTLD_NOLOAD));
+    env_open(&e, NULL);
+    void *h = dlopen("libresolv.so.2", RTLD_NOW);
+    ck_assert_ptr_nonnull(h);
+    void *sym = dlsym(h, "__b64_ntop");
+    ck_assert_ptr_nonnull(sym);
+    evexec_proc_work_fn fn;
+    memcpy(&fn, &sym, sizeof fn);
+    ck_assert_int_eq(evexec_procpool_submit(e.port, e.pool, fn, NULL, 0, on_done, NULL, NULL, NULL),
+                     -EFAULT);
+    still_serves(&e);
+    env_close(&e);
+    dlclose(h);
+}
+END_TEST
+
 static Suite *procpool_suite(void)
 {
     Suite *s = suite_create("procpool");
@@ -796,6 +890,9 @@ static Suite *procpool_suite(void)
     tcase_add_test(tc, test_drain_on_free);
     tcase_add_test(tc, test_recycle);
     tcase_add_test(tc, test_bad_arguments);
+    tcase_add_test(tc, test_recycle_age_rss);
+    tcase_add_test(tc, test_min_and_idle);
+    tcase_add_test(tc, test_work_not_in_image);
     suite_add_tcase(s, tc);
     return s;
 }
