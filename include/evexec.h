@@ -1842,6 +1842,30 @@ EVEXEC_EXPORT int evexec_procpool_submit(evexec_port *port, evexec_procpool *poo
                                          const struct evexec_job_opts *opts, evexec_job_id *id);
 
 /**
+ * Submits a job to a process pool from any thread, with a future instead
+ * of a port (the counterpart of evexec_pool_call()): wait on it with
+ * evexec_future_wait(), read it with evexec_future_result().
+ *
+ * The outcome is the status of the table above; the result is a
+ * `const struct evexec_proc_result *` with the output and the details,
+ * valid until evexec_future_free(). evexec_future_cancel() takes a queued
+ * job off the queue or kills a running one's worker; either way the future
+ * completes as -ECANCELED at once (0). The job has the normal priority and
+ * no deadline (wait with a timeout, then cancel). The future keeps the
+ * pool's memory (not its processes) until it is freed.
+ *
+ * @param pool, work, in, in_len  as evexec_procpool_submit().
+ * @param[out] out  receives the future; untouched on error.
+ * @return 0, or -EINVAL (a NULL @p pool, @p work or @p out, or @p in NULL
+ *   with a length), -EFAULT, -EMSGSIZE, -EAGAIN, -ESHUTDOWN, -ENOMEM (as
+ *   evexec_procpool_submit()).
+ *
+ * Thread: any thread.
+ */
+EVEXEC_EXPORT int evexec_procpool_call(evexec_procpool *pool, evexec_proc_work_fn work,
+                                       const void *in, size_t in_len, evexec_future **out);
+
+/**
  * Stops the pool from accepting jobs, without waiting. ::EVEXEC_DRAIN:
  * queued and running jobs still run. ::EVEXEC_CANCEL: queued jobs are
  * delivered -ECANCELED and running ones are killed and delivered

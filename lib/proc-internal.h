@@ -124,7 +124,11 @@ struct proc_rec {
     evexec_proc_work_fn work;
     evexec_proc_done_fn done;
     void *arg;
-    struct evexec_job *job;        /* the port job carrying it home */
+    struct evexec_job *job;        /* the port job carrying it home, or NULL
+                                      for a future's (fut) */
+    struct evexec_future *fut;     /* evexec_procpool_call()'s */
+    _Atomic int fstop;             /* a future's cancel: kill it */
+    int queued;                    /* in the pool's queue (under mu) */
     uint64_t seq;
     uint64_t deadline;             /* monotonic ns; 0: none (the supervisor
                                       kills on time even while the port's
@@ -162,6 +166,9 @@ void evexec__procpool_stop(struct evexec_procpool *pp);
 void evexec__procpool_release(struct evexec_procpool *pp, unsigned long n);
 /* A job's port deadline passed (for the counters). */
 void evexec__procpool_count_timeout(struct evexec_procpool *pp, struct proc_rec *rec);
+
+/* procpool-future.c: a future's record is complete. Supervisor. */
+void evexec__procfuture_complete(struct proc_rec *rec);
 
 /* procpool-port.c: the only file that knows ports. */
 /* Supervisor: 1 if evexec_cancel(), a deadline or evexec_port_free() asked

@@ -94,11 +94,17 @@ int evexec_procpool_submit(evexec_port *port, evexec_procpool *pp, evexec_proc_w
 
 int evexec__procport_stop_requested(const struct proc_rec *rec)
 {
+    if (!rec->job)
+        return atomic_load(&rec->fstop);
     return atomic_load_explicit(&rec->job->stop, memory_order_relaxed) != 0;
 }
 
 void evexec__procport_complete(struct proc_rec *rec)
 {
+    if (!rec->job) {
+        evexec__procfuture_complete(rec);
+        return;
+    }
     rec->job->u.result = rec;
     evexec__job_complete(rec->job);
 }

@@ -193,6 +193,7 @@ static void q_push(struct evexec_procpool *pp, struct proc_rec *rec, int front)
     }
     pp->nqueued++;
     pp->ndeadlines += rec->deadline != 0;
+    rec->queued = 1;
 }
 
 static void q_unlink(struct evexec_procpool *pp, struct proc_rec *rec)
@@ -209,6 +210,7 @@ static void q_unlink(struct evexec_procpool *pp, struct proc_rec *rec)
     rec->next = rec->prev = NULL;
     pp->nqueued--;
     pp->ndeadlines -= rec->deadline != 0;
+    rec->queued = 0;
 }
 
 /* With mu held: the job is the supervisor's from now on; the port can no
@@ -216,7 +218,7 @@ static void q_unlink(struct evexec_procpool *pp, struct proc_rec *rec)
  * RUNNING already. */
 static void take(struct proc_rec *rec)
 {
-    if (job_state(rec->job) == JOB_QUEUED)
+    if (rec->job && job_state(rec->job) == JOB_QUEUED)
         evexec__job_set_state(rec->job, JOB_RUNNING);
 }
 
@@ -1001,7 +1003,8 @@ int evexec__procpool_enqueue(struct evexec_procpool *pp, struct proc_rec *rec)
         rc = -EAGAIN;
     if (rc == 0) {
         rec->seq = ++pp->next_seq;
-        evexec__job_set_state(rec->job, JOB_QUEUED);
+        if (rec->job)
+            evexec__job_set_state(rec->job, JOB_QUEUED);
         q_push(pp, rec, 0);
         pp->st.submitted++;
         atomic_fetch_add_explicit(&pp->refs, 1, memory_order_relaxed);
@@ -1014,10 +1017,11 @@ int evexec__procpool_enqueue(struct evexec_procpool *pp, struct proc_rec *rec)
 int evexec__procpool_cancel(struct evexec_procpool *pp, struct proc_rec *rec, int deadline)
 {
     pthread_mutex_lock(&pp->mu);
-    enum job_state st = job_state(rec->job);
+    enum job_state st = rec->job ? job_state(rec->job) : rec->queued ? JOB_QUEUED : JOB_RUNNING;
     if (st == JOB_QUEUED) {
         q_unlink(pp, rec);
-        evexec__job_set_state(rec->job, JOB_CANCELLED);
+        if (rec->job)
+            evexec__job_set_state(rec->job, JOB_CANCELLED);
         if (deadline)
             pp->st.killed_deadline++;
         else

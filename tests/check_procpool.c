@@ -862,6 +862,80 @@ START_TEST(test_work_not_in_image)
 }
 END_TEST
 
+struct caller {
+    evexec_procpool *pool;
+    int status;
+    char out[16];
+    size_t out_len;
+    int signal;
+};
+
+/* A foreign thread: calls, waits, reads. */
+static void *call_thread(void *arg)
+{
+    struct caller *c = arg;
+    evexec_future *f;
+    const struct evexec_proc_result *res = NULL;
+    void *result = NULL;
+    ck_assert_int_eq(evexec_procpool_call(c->pool, w_echo, "abc", 3, &f), 0);
+    ck_assert_int_eq(evexec_future_wait(f, EVEXEC_WAIT_FOREVER), 0);
+    c->status = evexec_future_result(f, &result);
+    res = result;
+    c->out_len = res->out_len;
+    memcpy(c->out, res->out, res->out_len);
+    evexec_future_free(f);
+    return NULL;
+}
+
+START_TEST(test_futures)
+{
+    struct env e;
+    struct caller c = {0};
+    pthread_t t;
+    char path[128];
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.max_procs = 1;
+    env_open(&e, &o);
+    c.pool = e.pool;
+    ck_assert_int_eq(pthread_create(&t, NULL, call_thread, &c), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(c.status, 0);
+    ck_assert_uint_eq(c.out_len, 3);
+    ck_assert_int_eq(memcmp(c.out, "abc", 3), 0);
+
+    /* A crash, as a status. */
+    evexec_future *f, *hang, *queued;
+    void *result;
+    ck_assert_int_eq(evexec_procpool_call(e.pool, w_segv, NULL, 0, &f), 0);
+    ck_assert_int_eq(evexec_future_wait(f, EVEXEC_WAIT_FOREVER), 0);
+    ck_assert_int_eq(evexec_future_result(f, &result), -EOWNERDEAD);
+    ck_assert_int_eq(((const struct evexec_proc_result *)result)->signal, SIGSEGV);
+    evexec_future_free(f);
+
+    /* Cancel: a running job (its worker killed) and a queued one. */
+    tmp_path(path, sizeof path, "fut");
+    char in[256];
+    in[0] = 'H';
+    memcpy(in + 1, path, strlen(path));
+    ck_assert_int_eq(evexec_procpool_call(e.pool, w_note_and_hang, in, strlen(path) + 1, &hang), 0);
+    wait_for(file_exists, path);
+    unlink(path);
+    ck_assert_int_eq(evexec_procpool_call(e.pool, w_echo, "q", 1, &queued), 0);
+    ck_assert_int_eq(evexec_future_cancel(queued), 0);
+    ck_assert_int_eq(evexec_future_result(queued, NULL), -ECANCELED);
+    ck_assert_int_eq(evexec_future_wait(hang, 0), -ETIMEDOUT);
+    ck_assert_int_eq(evexec_future_cancel(hang), 0);
+    ck_assert_int_eq(evexec_future_result(hang, NULL), -ECANCELED);
+    ck_assert_int_eq(evexec_future_cancel(hang), -EALREADY);
+    evexec_future_free(queued);
+    evexec_future_free(hang);
+    still_serves(&e);
+    ck_assert_int_eq(evexec_procpool_call(NULL, w_echo, NULL, 0, &f), -EINVAL);
+    ck_assert_int_eq(evexec_procpool_call(e.pool, w_echo, NULL, 0, NULL), -EINVAL);
+    env_close(&e);
+}
+END_TEST
+
 static Suite *procpool_suite(void)
 {
     Suite *s = suite_create("procpool");
@@ -893,6 +967,7 @@ static Suite *procpool_suite(void)
     tcase_add_test(tc, test_recycle_age_rss);
     tcase_add_test(tc, test_min_and_idle);
     tcase_add_test(tc, test_work_not_in_image);
+    tcase_add_test(tc, test_futures);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * DESIGN: evexec_procpool_call(): a process pool's job for any thread,
+ * with a future instead of a port (evexec_pool_call()'s counterpart).
+ *
+ * The record has no port job: the supervisor completes the future itself
+ * (evexec__procfuture_complete()), with the record's outcome as the status
+ * and a pointer to its struct evexec_proc_result as the result, valid
+ * until the future is freed. References: the holder's handle and the
+ * pool's side (dropped once the supervisor has completed the record); the
+ * future keeps the pool's memory (one pool reference) until it is freed.
+ *
+ * Cancel: a queued job is taken off the queue; a running one is killed
+ * (its record's fstop, which the supervisor answers like a port's stop):
+ * the future completes as -ECANCELED at once either way.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "base.h"
+#include "future-internal.h"
+#include "proc-internal.h"
+
+struct proc_future {
+    struct evexec_future head;     /* first */
+    struct proc_rec *rec;
+    struct evexec_procpool *pp;
+};
+
+static struct proc_future *of(const struct evexec_future *f)
+{
+    return (struct proc_future *)(void *)f;
+}
+
+void evexec__procfuture_complete(struct proc_rec *rec)
+{
+    struct evexec_future *f = rec->fut;
+    evexec__future_settle(f, rec->status, &rec->res);
+    evexec__future_unref(f); /* the pool's side */
+}
+
+static int pf_cancel(struct evexec_future *f)
+{
+    struct proc_future *pf = of(f);
+    if (evexec__future_is_done(f))
+        return -EALREADY;
+    if (evexec__procpool_cancel(pf->pp, pf->rec, 0) == 0) {
+        /* Off the queue: the supervisor will never see it again. */
+        int rc = evexec__future_settle(f, -ECANCELED, NULL) ? 0 : -EALREADY;
+        evexec__future_unref(f);
+        return rc;
+    }
+    int rc = evexec__future_cancel_now(f, NULL);
+    if (rc == 0) {
+        atomic_store(&pf->rec->fstop, 1);
+        evexec__procpool_stop(pf->pp);
+    }
+    return rc;
+}
+
+static int pf_waits_for_itself(const struct evexec_future *f)
+{
+    EVEXEC_UNUSED(f);
+    return 0; /* no thread of the daemon runs the work */
+}
+
+static void pf_destroy(struct evexec_future *f)
+{
+    struct proc_future *pf = of(f);
+    evexec__procrec_free(pf->rec);
+    evexec__procpool_release(pf->pp, 1);
+}
+
+static const struct evexec__future_ops proc_future_ops = {
+    .cancel = pf_cancel,
+    .waits_for_itself = pf_waits_for_itself,
+    .destroy = pf_destroy,
+};
+
+int evexec_procpool_call(evexec_procpool *pp, evexec_proc_work_fn work, const void *in,
+                         size_t in_len, evexec_future **out)
+{
+    struct proc_future *pf;
+    struct proc_rec *rec;
+    int rc;
+
+    if (!pp || !work || !out || (!in && in_len))
+        return -EINVAL;
+    if (!(rec = evexec__procrec_new(pp, work, in, in_len, NULL, NULL, &rc)))
+        return rc;
+    if (!(pf = (struct proc_future *)evexec__future_new(sizeof *pf, &proc_future_ops, 2))) {
+        evexec__procrec_free(rec);
+        return -ENOMEM;
+    }
+    pf->rec = rec;
+    pf->pp = pp;
+    rec->fut = &pf->head;
+    rec->cls = 1; /* normal */
+    if ((rc = evexec__procpool_enqueue(pp, rec)) < 0) {
+        pf->pp = NULL;
+        evexec__procrec_free(rec);
+        pf->rec = NULL;
+        evexec__future_discard(&pf->head);
+        return rc;
+    }
+    *out = &pf->head;
+    return 0;
+}
