@@ -1687,7 +1687,9 @@ EVEXEC_EXPORT void *evexec_proc_output(evexec_proc_out *out, size_t len);
 /**
  * Runs once in each worker process before its first job; NULL for none.
  * May set *state, given to every work function of that worker. A non-zero
- * return makes the worker exit: see ::EVEXEC_PROC_INIT_FAILED.
+ * return makes the worker exit; while no worker gets ready, each such
+ * failure fails the oldest queued job with -ENOTRECOVERABLE (the value in
+ * work_error), so jobs are never stranded, and spawning backs off.
  *
  * Thread: worker process.
  */
@@ -1728,17 +1730,20 @@ struct evexec_procpool_opts {
     uint64_t recycle_jobs;
     unsigned recycle_age_ms;
     uint64_t recycle_rss;
-    /** Hard limit on the memory a job may add to its worker's address
-     * space, in bytes (at least 1 MiB); 0 means none. Enforced during the
-     * job: allocations beyond it fail (RLIMIT_AS), and a worker seen above
-     * it is killed. The job then fails with -ENOMEM if evexec saw the
-     * limit reached (a work function that returns after a failed
-     * allocation, or a worker seen over it); a worker that crashes at once
-     * on a failed allocation, unseen, is reported as crashed. The worker
-     * is then replaced. */
+    /** Hard limit on the memory jobs may add to a worker's address space
+     * beyond what it had once ready, in bytes (at least 4 MiB); 0 means
+     * none. Enforced during the job: allocations beyond it fail (the soft
+     * RLIMIT_AS). A job whose worker's address space came within 2 MiB of
+     * the limit fails with -ENOMEM, whether its work function then returns
+     * or crashes (SIGSEGV, SIGBUS, SIGABRT: caught on an alternate stack,
+     * reported, then let kill the worker); the worker is then replaced. A
+     * single allocation far beyond the limit fails without the space
+     * coming near it: the job then ends as its code makes it. Not under a
+     * sanitizer's runtime (which reserves terabytes of address space). */
     uint64_t mem_limit;
-    /** CPU-time limit per job, in seconds; 0 means none. A job over it is
-     * killed by SIGXCPU and fails with -ETIME. */
+    /** CPU-time limit per job, in whole seconds (the kernel counts in
+     * seconds: a job may run up to one more); 0 means none. A job over it
+     * is killed by SIGXCPU and fails with -ETIME. */
     unsigned cpu_limit_s;
     /** Nice value added in the workers, 0..19; default 0. */
     unsigned nice;
