@@ -897,7 +897,9 @@ static int cond_all_delivered(void)
 static int cond_pool_idle(void)
 {
     struct evexec_pool_stats s = pool_stats(RD.pool);
-    if (s.running == 0 && s.queued == 0)
+    /* Every thread idle too: one still starting may be between its
+     * worker_init and the pool's count of it. */
+    if (s.running == 0 && s.queued == 0 && s.threads == s.idle)
         return 1;
     sleep_us(1000);
     return 0;
