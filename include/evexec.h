@@ -309,7 +309,9 @@ struct evexec_pool_opts {
  * Creates a pool.
  *
  * Starts min_threads workers at once; the others start when work arrives
- * and no worker is idle.
+ * and no worker is idle. Each minimum worker is started once: one whose
+ * worker_init fails exits and is not replaced by this call, which still
+ * returns 0 (see evexec_pool_stats() worker_init_failed).
  *
  * @param[out] out  receives the pool; untouched on error.
  * @param opts      options, or NULL for all defaults. Only read during the call.
@@ -458,7 +460,9 @@ EVEXEC_EXPORT int evexec_pool_histograms(evexec_pool *pool, struct evexec_pool_h
  * Changes a live pool's thread and queue limits.
  *
  * Growing max_threads starts threads at once for jobs waiting in the queue;
- * growing min_threads starts threads up to it. Shrinking never interrupts a
+ * growing min_threads starts threads up to it. Each missing thread is
+ * started once: one whose worker_init fails is not replaced by this call,
+ * and a shutdown meanwhile stops it (-ESHUTDOWN). Shrinking never interrupts a
  * running job: threads above the new max_threads exit when they finish
  * their current job (idle ones at once), and threads above min_threads are
  * reaped by the idle timeout again. A max_queued below the number of jobs
@@ -471,9 +475,10 @@ EVEXEC_EXPORT int evexec_pool_histograms(evexec_pool *pool, struct evexec_pool_h
  * @param max_threads  1..::EVEXEC_MAX_THREADS.
  * @param max_queued   1..::EVEXEC_MAX_QUEUED.
  * @return 0, or -EINVAL (NULL pool or a value out of range; nothing
- *   changes), -ESHUTDOWN (the pool was shut down), or the error of
- *   pthread_create() when a thread min_threads asks for could not start
- *   (the limits are set all the same).
+ *   changes), -ESHUTDOWN (the pool was shut down: before the call, and
+ *   nothing changes, or while it started threads, and the limits are set),
+ *   or the error of pthread_create() when a thread min_threads asks for
+ *   could not start (the limits are set all the same).
  *
  * Thread: any thread, including the pool's own workers.
  */

@@ -385,8 +385,11 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
             goto fail_attr;
     }
 
+    /* Each minimum thread is started once: one whose worker_init fails
+     * exits at once and is not replaced here (waiting for the count to
+     * reach min_threads would then start threads for ever). */
     pthread_mutex_lock(&pool->mu);
-    while (pool->nthreads < pool->min_threads) {
+    for (unsigned i = 0; i < pool->min_threads; i++) {
         if ((rc = evexec__worker_spawn(pool)) < 0) {
             pthread_mutex_unlock(&pool->mu);
             evexec_pool_free(pool);
@@ -528,17 +531,25 @@ int evexec_pool_histograms(evexec_pool *pool, struct evexec_pool_histograms *out
 
 /* With mu held: starts what the limits and the queue call for, and hands
  * queued jobs that may now start to idle workers. Returns the first error
- * of spawn(), or 0. */
+ * of spawn(), -ESHUTDOWN if the pool was shut down meanwhile, or 0.
+ *
+ * Each loop makes at most as many starts as were missing when it began:
+ * a new thread may exit at once (its worker_init failed, or the pool was
+ * shut down while mu was dropped for pthread_create()), and a loop that
+ * waited for the count to come up would then start threads for ever. */
 static int pool_rebalance(struct evexec_pool *pool)
 {
     struct worker *w;
+    unsigned n;
     int rc = 0;
 
     evexec__worker_dispatch_idle(pool);
-    while (!rc && pool->nthreads < pool->min_threads)
-        rc = evexec__worker_spawn(pool);
-    while (!rc && pool->nthreads < pool->max_threads && pool->nqueued > pool->nstarting)
-        rc = evexec__worker_spawn(pool);
+    n = pool->nthreads < pool->min_threads ? pool->min_threads - pool->nthreads : 0;
+    while (!rc && n-- && pool->nthreads < pool->min_threads)
+        rc = pool->closed ? -ESHUTDOWN : evexec__worker_spawn(pool);
+    n = pool->nthreads < pool->max_threads ? pool->max_threads - pool->nthreads : 0;
+    while (!rc && n-- && pool->nthreads < pool->max_threads && pool->nqueued > pool->nstarting)
+        rc = pool->closed ? -ESHUTDOWN : evexec__worker_spawn(pool);
     /* Surplus idle threads leave now (busy ones after their job), or start
      * their idle timeout. */
     if (pool->nthreads > pool->min_threads)
@@ -585,7 +596,7 @@ int evexec_pool_set_class_limit(evexec_pool *pool, int priority, unsigned max_ru
         pool->slow |= SLOW_LIMITED;
     int rc = pool->closed ? 0 : pool_rebalance(pool);
     pthread_mutex_unlock(&pool->mu);
-    return rc;
+    return rc == -ESHUTDOWN ? 0 : rc; /* shut down meanwhile: no thread needed */
 }
 
 /* --- the runner's ops ---------------------------------------------------- */
