@@ -837,8 +837,9 @@ EVEXEC_EXPORT int evexec_submit_threadsafe(evexec_port *port, evexec_pool *pool,
  * @return 0 (cancelled), or
  *   - -EBUSY: the job is running or has run; its stop flag is now set;
  *   - -EALREADY: the job was already cancelled and awaits its callback;
- *   - -ENOENT: no such job: 0, an id of another port, or a job whose
- *     callback has already run;
+ *   - -ENOENT: no such job: 0, an id of another port (a freed one
+ *     included, even when this port was made at its address), or a job
+ *     whose callback has already run;
  *   - -EINVAL: @p port is NULL;
  *   - -EPERM: not called on the port's loop thread.
  *

@@ -40,6 +40,10 @@
 
 #define MIN_PORT_OPTS_SIZE (offsetof(struct evexec_port_opts, priority) + sizeof(int))
 
+/* Ports made by this process: part of each port's id salt (see
+ * evexec_port_new()). The library's only counter shared by every port. */
+static _Atomic uint32_t ports_made;
+
 static void port_release(struct evexec_port *port);
 
 /* --- home: taking finished jobs ------------------------------------------ */
@@ -442,9 +446,15 @@ int evexec_port_new(evexec_port **out, struct event_base *base, const struct eve
      * numbers at a point derived from its address keeps two live ports'
      * ids apart, so an id given to the wrong port is recognised (-ENOENT)
      * rather than naming one of its jobs; they would meet only after
-     * billions of submissions. */
+     * billions of submissions. The address alone is not enough: malloc
+     * often gives a freed port's memory to the next port, whose ids would
+     * then be the old one's. A count of the ports made in this process,
+     * spread by the golden ratio, moves each port's start far from that of
+     * the port before it at the same address. */
+    uint32_t made = atomic_fetch_add_explicit(&ports_made, 1, memory_order_relaxed);
     evexec__jobs_init(&port->jobs, &port->mb,
-                      (uint32_t)(((uintptr_t)port >> 6) * 0x9E3779B97F4A7C15ull >> 32));
+                      (uint32_t)(((uintptr_t)port >> 6) * 0x9E3779B97F4A7C15ull >> 32) +
+                          made * 0x9E3779B9u);
     evexec__deadlines_init(&port->deadlines, base, o.priority, on_deadlines, port);
     evexec__groups_init(&port->groups, port->owner, kick, cancel_member, port);
     if ((rc = evexec__remote_init(&port->remote, &port->mb)) < 0) {
