@@ -366,8 +366,9 @@ EVEXEC_EXPORT int evexec_pool_shutdown(evexec_pool *pool, int how);
  * After it returns 0 the handle must not be used.
  *
  * @param pool  the pool, or NULL.
- * @return 0, or -EDEADLK when called from one of this pool's own workers
- *   (nothing is done). NULL is a no-op returning 0.
+ * @return 0, or -EDEADLK when called from one of this pool's own workers,
+ *   or -EPERM for a port's default pool (evexec_port_default_pool(): its
+ *   port frees it); nothing is done then. NULL is a no-op returning 0.
  *
  * Thread: any thread but the pool's own workers.
  */
@@ -617,8 +618,8 @@ EVEXEC_EXPORT int evexec_port_stats(evexec_port *port, struct evexec_port_stats 
  * arrives, threads named "evexec-def-<n>", and every other option at its
  * default. It belongs to the port: evexec_port_free() releases it once the
  * port's jobs are all delivered (blocking only if other ports still have
- * work running on it), so do not free it yourself; for a pool that must
- * outlive the port, make your own.
+ * work running on it): evexec_pool_free() refuses it (-EPERM). For a pool
+ * that must outlive the port, make your own.
  *
  * @param port      the port.
  * @param[out] out  receives the pool; untouched on error.

@@ -83,6 +83,8 @@ struct evexec_pool {
     void *worker_arg;
     unsigned nspinning;            /* workers spinning (guarded by mu) */
     _Atomic int submit_cpu;        /* CPU of the last submit, with spin_us */
+    int port_owned;                /* a port's default pool: only the port
+                                      frees it (evexec__pool_free_owned()) */
     size_t max_queued;
     pthread_attr_t attr;
     char name[64];

@@ -444,6 +444,8 @@ int evexec_pool_free(evexec_pool *pool)
 {
     if (!pool)
         return 0;
+    if (pool->port_owned)
+        return -EPERM; /* its port frees it */
     if (evexec__pool_current() == pool)
         return -EDEADLK;
     evexec_pool_shutdown(pool, EVEXEC_DRAIN); /* -EALREADY is fine */
@@ -625,3 +627,15 @@ static const struct evexec__runner_ops pool_ops = {
     .timed_out = pool_timed_out,
     .release = pool_release,
 };
+
+void evexec__pool_set_port_owned(struct evexec_pool *pool)
+{
+    pool->port_owned = 1;
+}
+
+int evexec__pool_free_owned(struct evexec_pool *pool)
+{
+    if (pool)
+        pool->port_owned = 0;
+    return evexec_pool_free(pool);
+}
