@@ -1562,20 +1562,24 @@ EVEXEC_EXPORT int evexec_pool_call(evexec_pool *pool, evexec_work_fn work, void 
 /**
  * Describes an error code returned by evexec.
  *
- * @param err  a negative errno as returned by an evexec function (a positive
- *   one is accepted too).
- * @return a static, constant English sentence; "unknown error" for codes
- *   evexec does not use. Never NULL.
+ * @param err  a negative errno as returned by an evexec function, or any
+ *   errno a future or promise carries (-ECONNREFUSED, -EIO...); a positive
+ *   one is accepted too.
+ * @return a static, constant English sentence: evexec's own for the codes
+ *   it returns, the C library's for every other errno (never a buffer
+ *   that another call rewrites); "unknown error" for a number that is not
+ *   an errno. Never NULL.
  *
  * Thread: any thread.
  */
 EVEXEC_EXPORT const char *evexec_strerror(int err);
 
 /**
- * Names an error code: "EINVAL" for -EINVAL, "OK" for 0.
+ * Names an error code: "EINVAL" for -EINVAL, "ECONNREFUSED" for
+ * -ECONNREFUSED, "OK" for 0.
  *
  * @param err  a negative errno (a positive one is accepted too).
- * @return a static string; "UNKNOWN" for codes evexec does not use.
+ * @return a static string; "UNKNOWN" for a number that is not an errno.
  *
  * Thread: any thread.
  */
