@@ -1142,10 +1142,13 @@ struct evexec_loop_opts {
  *   - -EINVAL: @p out NULL, opts->size smaller than the first version of
  *     the struct, or a field out of range;
  *   - -E2BIG: see evexec_pool_new();
- *   - -ENOMEM: out of memory, or event_base_new() failed (which it also
- *     does when no fd is left for its backend);
+ *   - -ENOMEM: out of memory, or event_base_new() failed;
  *   - -EAGAIN (or another error of pthread_create()): no thread;
- *   - -EMFILE, -ENFILE: no fd for the wake fd;
+ *   - -EMFILE, -ENFILE: fewer than the 4 fds the loop needs are free (its
+ *     base's backend and signal pipe, its wake fd). libevent ends the
+ *     process when it cannot make the signal pipe, so this is checked
+ *     first; only another thread taking the last fds at that very moment
+ *     can still defeat the check;
  *   - the error init returned: the loop thread has then cancelled the
  *     calls init posted (they complete as -ECANCELED, never run), freed the
  *     base and ended, and fini was not run.
