@@ -87,6 +87,15 @@
  * parent's workers; a lock of an inherited pool may have been held at the
  * fork; an inherited port's wake fd is shared with the parent. Leave them
  * alone: exec() or exit ends them. evexec's fds are close-on-exec.
+ *
+ * An inherited port stays inert in a child that dispatches the inherited
+ * base: it never reads the wake fd it shares with the parent (the
+ * parent's wake-ups stay the parent's) and never runs a callback of the
+ * parent's jobs; the first time one of its events fires in the child, it
+ * takes its events off the base. Until then they count as events of the
+ * base, so end such a dispatch with event_base_loopexit() or
+ * event_base_loopbreak() rather than by running out of events. (evexec
+ * learns of forks with pthread_atfork().)
  */
 #ifndef EVEXEC_H
 #define EVEXEC_H
