@@ -80,9 +80,9 @@
  *
  * fork()
  * ------
- * evexec keeps no global state: a child of fork() may create and use new
- * pools and ports, on a new event_base or on the inherited one after
- * event_reinit(). It must not use or free a pool or port inherited from the
+ * evexec keeps no global configuration: a child of fork() may create and
+ * use new pools and ports, on a new event_base or on the inherited one
+ * after event_reinit(). It must not use or free a pool or port inherited from the
  * parent: the child has only the thread that called fork(), none of the
  * parent's workers; a lock of an inherited pool may have been held at the
  * fork; an inherited port's wake fd is shared with the parent. Leave them
@@ -326,9 +326,11 @@ struct evexec_pool_opts {
  * @param opts      options, or NULL for all defaults. Only read during the call.
  * @return 0, or
  *   - -EINVAL: @p out NULL, opts->size smaller than the first version of the
- *     struct, or a field out of its documented range;
- *   - -E2BIG: opts->size larger than this library knows, with non-zero bytes
- *     in the part it does not know (a newer option it cannot honour);
+ *     struct or larger than 4096, or a field out of its documented range;
+ *   - -E2BIG: opts->size larger than this library knows (up to 4096), with
+ *     non-zero bytes in the part it does not know (a newer option it
+ *     cannot honour); a part it does not know that is all zero is accepted
+ *     and ignored;
  *   - -ENOMEM: out of memory;
  *   - -EAGAIN (or another error of pthread_create()): a min_threads worker
  *     could not be started.
@@ -817,7 +819,8 @@ EVEXEC_EXPORT int evexec_submit_ex(evexec_port *port, evexec_pool *pool, evexec_
  * @return 0 (@p done will run exactly once, on the loop thread), or, with
  *   no callback ever:
  *   - -EINVAL: @p port or @p work NULL; bad opts (as evexec_submit_ex()),
- *     a timeout_ms or group set, or a wait_ms below ::EVEXEC_WAIT_FOREVER;
+ *     a timeout_ms, cleanup or group set, or a wait_ms below
+ *     ::EVEXEC_WAIT_FOREVER;
  *   - -EDEADLK: a non-zero wait_ms on the port's own loop thread or on a
  *     worker of @p pool (either would wait on itself);
  *   - -EAGAIN: the queue is full (and wait_ms is 0), or no worker could
@@ -1216,7 +1219,9 @@ EVEXEC_EXPORT int evexec_loop_start(evexec_loop **out, const struct evexec_loop_
  *   - -EINPROGRESS: called on the loop thread; the stop (or its
  *     escalation) has begun;
  *   - -EALREADY: already stopped, or being stopped, with this mode or a
- *     stronger one (from another thread, once the thread has ended);
+ *     stronger one; or the loop thread has already ended, whatever the
+ *     mode (::EVEXEC_CANCEL after a completed ::EVEXEC_DRAIN: nothing is
+ *     left to cancel); from another thread, once the thread has ended;
  *   - -EINVAL: @p loop NULL or @p how not a mode.
  *
  * Thread: any thread. Blocks, except on the loop thread.
