@@ -611,8 +611,12 @@ START_TEST(loop_start_without_fds_is_an_error)
     lim = old;
     lim.rlim_cur = (rlim_t)top + 41; /* 40 more above the highest open fd */
     cap = top + 41;
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+        /* valgrind keeps the limit to itself: fill up to the one it gives */
+        ck_assert_uint_le(old.rlim_cur, 1u << 20);
+        cap = (int)old.rlim_cur;
+    }
     ck_assert_ptr_nonnull(held = malloc((size_t)cap * sizeof *held));
-    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
     /* The descriptors above the highest open one are what is left. */
     while ((fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0) {
         ck_assert_int_lt(nheld, cap);
