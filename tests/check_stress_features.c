@@ -1227,6 +1227,8 @@ struct hostile {
     char bad[160];
 };
 
+__attribute__((format(printf, 2, 3))) static void hostile_bad(struct hostile *h,
+                                                              const char *fmt, ...);
 static void hostile_bad(struct hostile *h, const char *fmt, ...)
 {
     va_list ap;
