@@ -70,11 +70,9 @@ static int port_inherited(struct evexec_port *port)
 {
     if (EVEXEC_LIKELY(port->forks == atomic_load_explicit(&forks_seen, memory_order_relaxed)))
         return 0;
-    if (port->mb.ev)
-        event_del(port->mb.ev);
+    evexec__mailbox_detach(&port->mb);
     event_del(port->resume_ev);
-    if (port->deadlines.ev)
-        event_del(port->deadlines.ev);
+    evexec__deadlines_detach(&port->deadlines);
     return 1;
 }
 
