@@ -449,8 +449,8 @@ struct evexec_pool {
     evexec_worker_init_fn worker_init;
     evexec_worker_fini_fn worker_fini;
     void *worker_arg;
-    unsigned nspinning;            /* workers spinning (guarded by mu) */
-    _Atomic int submit_cpu;        /* CPU of the last submit, with spin_us */
+    unsigned nsearching;           /* idle workers awake or woken, looking (mu) */
+    _Atomic int submit_cpu;        /* CPU of the last submit (a hint) */
     size_t max_queued;
     pthread_attr_t attr;
     char name[64];

@@ -26,8 +26,8 @@ struct worker {
 #else
     pthread_cond_t cv;             /* parked: waits here, with mu */
 #endif
-    /* Given by a submitter while idle. Written under mu; read without it
-     * only by the worker's own spin, as a hint. */
+    /* Given by a submitter while idle. Written under mu (release); read by
+     * a searching worker without mu (acquire), who then owns the job. */
     _Atomic(struct evexec_job *) handoff;
     struct evexec_job *current;    /* running; for EVEXEC_CANCEL */
     struct worker *idle_next, *idle_prev;
@@ -36,6 +36,10 @@ struct worker {
     int idle;                      /* on pool->idle */
     int parked;                    /* idle and asleep: needs a wake-up */
     int alive;
+    int searching;                 /* idle, awake, polling handoff: counted
+                                      in pool->nsearching, head of pool->idle */
+    int inflight;                  /* woken to work, not yet back under mu:
+                                      counted in pool->nsearching */
     int last_cpu;                  /* the CPU it went idle on (Linux) */
     void *state;                   /* set by worker_init */
     /* EVEXEC_POOL_HISTOGRAMS: written by this worker only, summed by
@@ -149,22 +153,32 @@ static inline void idle_remove(struct evexec_pool *pool, struct worker *w)
     pool->nidle--;
 }
 
-/* With mu held and several workers idle: among the eight most recently idle
- * ones, the one that went idle on the submitter's CPU, else the most recent.
- * The scheduler tends to wake a thread where it last ran; a worker that
- * ran beside the loop would be woken across CPUs, which costs tens of
- * microseconds on a VM, where one on the loop's CPU simply runs when the
- * loop goes back to waiting (W2 unpinned: 46 -> 6 us per round trip). */
-static inline struct worker *pick_idle(struct worker *first)
+/* With mu held and several workers idle, all parked: among the eight most
+ * recently idle ones, the one that went idle on the waker's CPU, else the
+ * most recent. The scheduler tends to wake a thread where it last ran; a
+ * worker that ran beside the loop would be woken across CPUs, which costs
+ * tens of microseconds on a VM, where one on the loop's CPU simply runs when
+ * the loop goes back to waiting (W2 unpinned: 46 -> 6 us per round trip). */
+static inline struct worker *pick_idle(struct worker *first, int cpu)
 {
 #ifdef __linux__
-    int cpu = sched_getcpu();
     unsigned n = 0;
     for (struct worker *w = first; w && n < 8; w = w->idle_next, n++)
         if (w->last_cpu == cpu)
             return w;
+#else
+    EVEXEC_UNUSED(cpu);
 #endif
     return first;
+}
+
+static inline int this_cpu(void)
+{
+#ifdef __linux__
+    return sched_getcpu(); /* rseq or vDSO: no syscall */
+#else
+    return -1;
+#endif
 }
 
 /* Marks w to be woken; the caller calls evexec__worker_unpark() after
@@ -188,24 +202,42 @@ static inline void evexec__worker_unpark(struct worker *w)
 #endif
 }
 
-/* With mu held: hands the job to an idle worker (first is the most recent
- * one; it is taken off the idle list). Returns the worker if it sleeps and
- * must be unparked (after mu is dropped, or before: both are safe). */
-static inline struct worker *evexec__worker_hand_off(struct evexec_pool *pool, struct worker *w,
-                                                     struct evexec_job *job)
+/* With mu held and a parked worker on pool->idle: takes one off the list
+ * and marks it in flight (counted as searching until it is back under mu).
+ * The caller wakes it with evexec__worker_unpark() once mu is dropped. */
+static inline struct worker *evexec__worker_kick(struct evexec_pool *pool, int cpu)
 {
+    struct worker *w = pool->idle;
     if (w->idle_next)
-        w = pick_idle(w);
+        w = pick_idle(w, cpu);
     idle_remove(pool, w);
+    w->inflight = 1;
+    pool->nsearching++;
+    unpark_mark(w);
+    return w;
+}
+
+/* With mu held: hands the job to an idle worker, the searching one if there
+ * is one (always the head of pool->idle), else a parked one, which is then
+ * in flight. Returns the worker if it sleeps and must be unparked (after mu
+ * is dropped, or before: both are safe). */
+static inline struct worker *evexec__worker_hand_off(struct evexec_pool *pool,
+                                                     struct evexec_job *job, int cpu)
+{
+    struct worker *w = pool->idle, *wake = NULL;
+    if (w->searching) {
+        w->searching = 0; /* it stops searching as it takes the job */
+        pool->nsearching--;
+        idle_remove(pool, w);
+    } else {
+        w = wake = evexec__worker_kick(pool, cpu);
+    }
     if (EVEXEC_UNLIKELY(pool->slow & SLOW_LIMITED))
         pool->running_c[job_class(job)]++;
     atomic_store_explicit(&job->state, JOB_RUNNING, memory_order_relaxed);
-    atomic_store_explicit(&w->handoff, job, memory_order_relaxed);
     w->current = job; /* running from now on, for EVEXEC_CANCEL */
-    if (!w->parked)
-        return NULL; /* spinning: it will see the job */
-    unpark_mark(w);
-    return w;
+    atomic_store_explicit(&w->handoff, job, memory_order_release);
+    return wake;
 }
 
 #endif /* EVEXEC_POOL_INTERNAL_H */

@@ -207,11 +207,8 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
     unsigned c = job_class(job);
     int rc;
 
+    int cpu = this_cpu();
     if (EVEXEC_UNLIKELY(pool->enqueue_prep | wait_ms)) {
-#ifdef __linux__
-        if (pool->spin_us) /* for may_run_beside_submitter() */
-            atomic_store_explicit(&pool->submit_cpu, sched_getcpu(), memory_order_relaxed);
-#endif
         if (pool->hist)
             job_ext(job)->enqueued = evexec__now_ns();
         if (wait_ms > 0)
@@ -225,11 +222,16 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
             rc = -ESHUTDOWN;
             goto reject;
         }
+        /* An idle worker takes the job at once if one searches; if all
+         * sleep, one is woken, unless one is already on its way (it wakes
+         * the next if work remains): see worker.c. */
         if ((w = pool->idle) != NULL &&
+            (w->searching || !pool->nsearching || pool->nqueued >= pool->max_queued) &&
             (EVEXEC_LIKELY(!(pool->slow & SLOW_LIMITED)) || pool->running_c[c] < pool->class_max[c])) {
             pool->submitted++;
             atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
-            struct worker *taker = evexec__worker_hand_off(pool, w, job);
+            atomic_store_explicit(&pool->submit_cpu, cpu, memory_order_relaxed);
+            struct worker *taker = evexec__worker_hand_off(pool, job, cpu);
             pthread_mutex_unlock(&pool->mu);
             if (taker)
                 evexec__worker_unpark(taker); /* it outlives this: see DESIGN */
@@ -244,9 +246,10 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
     }
     pool->submitted++;
     atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
+    atomic_store_explicit(&pool->submit_cpu, cpu, memory_order_relaxed);
     atomic_store_explicit(&job->state, JOB_QUEUED, memory_order_relaxed);
     queue_append(pool, job);
-    if (pool->nthreads < pool->max_threads && pool->nqueued > pool->nstarting &&
+    if (!pool->idle && pool->nthreads < pool->max_threads && pool->nqueued > pool->nstarting &&
         (EVEXEC_LIKELY(!(pool->slow & SLOW_LIMITED)) || pool->running_c[c] < pool->class_max[c])) {
         rc = evexec__worker_spawn(pool);
         /* With no thread at all, no queued job would ever run. Our own job
@@ -352,7 +355,7 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
     pool->class_max[2] = o.max_running_low ? o.max_running_low : UINT_MAX;
     if (o.max_running_high || o.max_running_normal || o.max_running_low)
         pool->slow = SLOW_LIMITED;
-    pool->enqueue_prep = pool->spin_us || pool->hist;
+    pool->enqueue_prep = pool->hist;
     strcpy(pool->name, o.name);
     atomic_init(&pool->refs, 1);
     atomic_init(&pool->submit_cpu, -1);

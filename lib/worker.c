@@ -45,19 +45,32 @@
 
 #include "pool-internal.h"
 
+/* How long an idle worker searches (polls for a hand-off) before it parks,
+ * when spin_us asks for no more: about what a park and a wake-up cost the
+ * two threads together on a VM, so searching never costs more than twice
+ * what it saves. */
+#define SEARCH_US 50u
+
 /* The worker the calling thread is: evexec_pool_free() refuses to be called
  * from its own pool; evexec_worker_state(). */
 static _Thread_local struct worker *current_worker;
 
 /* --- idle list ----------------------------------------------------------- */
 
+/* Most recent first, but a searching worker stays at the head, where a
+ * submitter looks for it. */
 static void idle_push(struct evexec_pool *pool, struct worker *w)
 {
-    w->idle_prev = NULL;
-    w->idle_next = pool->idle;
-    if (pool->idle)
-        pool->idle->idle_prev = w;
-    pool->idle = w;
+    struct worker *after = pool->idle && pool->idle->searching ? pool->idle : NULL;
+    struct worker *next = after ? after->idle_next : pool->idle;
+    w->idle_prev = after;
+    w->idle_next = next;
+    if (next)
+        next->idle_prev = w;
+    if (after)
+        after->idle_next = w;
+    else
+        pool->idle = w;
     w->idle = 1;
     pool->nidle++;
 }
@@ -74,14 +87,7 @@ static void name_thread(struct worker *w)
 
 static int has_handoff(const struct worker *w)
 {
-    return atomic_load_explicit(&w->handoff, memory_order_relaxed) != NULL;
-}
-
-static double now_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+    return atomic_load_explicit(&w->handoff, memory_order_acquire) != NULL;
 }
 
 /* Bucket of a duration: 0 below 2 ns, else floor(log2(ns)), capped. */
@@ -108,37 +114,31 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Spinning only pays when the submitter runs on another CPU: not when this
- * worker may run on one CPU only, the one its submitters last ran on (a
- * worker pinned apart from its loop thread still spins). */
-static int may_run_beside_submitter(const struct evexec_pool *pool)
+/* Searching only pays on another CPU than the submitter's: on its CPU the
+ * spin would only delay it (every thread pinned to one CPU, or a worker the
+ * scheduler placed beside the loop). sched_getcpu() costs no syscall. */
+static int may_search(const struct evexec_pool *pool, int cpu)
 {
-#ifdef __linux__
-    cpu_set_t cpus;
-    if (sched_getaffinity(0, sizeof cpus, &cpus) != 0 || CPU_COUNT(&cpus) > 1)
-        return 1;
-    int cpu = atomic_load_explicit(&pool->submit_cpu, memory_order_relaxed);
-    return cpu < 0 || !CPU_ISSET(cpu, &cpus);
-#else
-    EVEXEC_UNUSED(pool);
-    return 1;
-#endif
+    return !pool->closed && !pool->nsearching &&
+           cpu != atomic_load_explicit(&pool->submit_cpu, memory_order_relaxed);
 }
 
-/* Without mu: polls for a hand-off for up to spin_us. A submitter that finds
- * this worker idle but not parked hands it the job without a wake-up. */
-static void spin(struct evexec_pool *pool, struct worker *w)
+/* Without mu: polls for a hand-off for up to us microseconds; 1 if one came.
+ * The default search is shorter than a park and a wake-up cost together;
+ * only a longer spin_us yields the CPU now and then, to anything else
+ * runnable here (a syscall, which the default idle path never makes). */
+static int search(struct worker *w, unsigned us)
 {
-    double deadline = now_us() + pool->spin_us;
+    uint64_t deadline = evexec__now_ns() + (uint64_t)us * 1000u;
     for (unsigned i = 1;; i++) {
         if (has_handoff(w))
-            return;
+            return 1;
         cpu_relax();
         if (i % 32 == 0) {
-            if (now_us() >= deadline)
-                return;
-            if (i % 1024 == 0)
-                sched_yield(); /* let anything else runnable here go first */
+            if (evexec__now_ns() >= deadline)
+                return 0;
+            if (i % 1024 == 0 && us > SEARCH_US)
+                sched_yield();
         }
     }
 }
@@ -196,26 +196,32 @@ static int park(struct evexec_pool *pool, struct worker *w, const struct timespe
 }
 #endif
 
-/* With mu held: waits idle for a job. Returns 0 if this surplus thread has
- * been idle for the whole timeout and should exit. */
+enum { IDLE_EXIT, IDLE_LOOK, IDLE_GOT };
+
+/* With mu held: waits idle for a job. Returns IDLE_GOT with mu dropped if a
+ * submitter handed this worker a job while it searched (w->handoff);
+ * otherwise with mu held: IDLE_LOOK to look at the pool again, IDLE_EXIT if
+ * this surplus thread has been idle for the whole timeout. */
 static int idle_wait(struct evexec_pool *pool, struct worker *w)
 {
     struct timespec deadline;
     int timed = 0, timedout = 0;
 
-#ifdef __linux__
-    w->last_cpu = sched_getcpu();
-#endif
+    w->last_cpu = this_cpu();
     idle_push(pool, w);
-    /* One spinner at a time: more would only take CPU from the submitter. */
-    if (pool->spin_us && !pool->closed && !pool->nspinning && may_run_beside_submitter(pool)) {
-        pool->nspinning++;
+    if (may_search(pool, w->last_cpu)) {
+        w->searching = 1;
+        pool->nsearching++;
         pthread_mutex_unlock(&pool->mu);
-        spin(pool, w);
+        if (search(w, pool->spin_us > SEARCH_US ? pool->spin_us : SEARCH_US))
+            return IDLE_GOT; /* the submitter took us off the list and the count */
         pthread_mutex_lock(&pool->mu);
-        pool->nspinning--;
+        if (!w->searching) /* handed a job between the last poll and the lock */
+            return IDLE_LOOK;
+        w->searching = 0;
+        pool->nsearching--;
     }
-    while (!has_handoff(w) && !pool->closed && !timedout && pool->nthreads <= pool->max_threads) {
+    while (w->idle && !pool->closed && !timedout && pool->nthreads <= pool->max_threads) {
         /* Surplus now (evexec_pool_resize() may have lowered min_threads
          * while we slept): the idle timeout starts. */
         if (!timed && pool->idle_ms != EVEXEC_IDLE_FOREVER && pool->nthreads > pool->min_threads) {
@@ -226,18 +232,24 @@ static int idle_wait(struct evexec_pool *pool, struct worker *w)
         timedout = park(pool, w, timed ? &deadline : NULL);
         w->parked = 0;
     }
-    if (w->idle) /* a submitter that hands us a job takes us off the list */
+    if (w->inflight) { /* back under mu: whoever wakes next needs no help */
+        w->inflight = 0;
+        pool->nsearching--;
+    }
+    if (w->idle)
         idle_remove(pool, w);
+    else
+        timedout = 0; /* taken off the list: handed a job, or kicked to look */
     if (has_handoff(w) || pool->closed || !timedout)
-        return 1;
-    return !(pool->nthreads > pool->min_threads && !pool->nqueued);
+        return IDLE_LOOK;
+    return pool->nthreads > pool->min_threads && !pool->nqueued ? IDLE_EXIT : IDLE_LOOK;
 }
 
 /* With mu held: the worker's next job, or NULL. */
 static struct evexec_job *next_job(struct evexec_pool *pool, struct worker *w)
 {
     struct evexec_job *job = atomic_load_explicit(&w->handoff, memory_order_relaxed);
-    if (job) {
+    if (job) { /* set under mu */
         atomic_store_explicit(&w->handoff, NULL, memory_order_relaxed);
     } else if ((job = queue_pop(pool)) != NULL) {
         if (EVEXEC_UNLIKELY(pool->slow & SLOW_LIMITED))
@@ -278,7 +290,7 @@ void evexec__worker_dispatch_idle(struct evexec_pool *pool)
     struct evexec_job *job;
     struct worker *w;
     while (pool->idle && (job = queue_pop(pool)) != NULL)
-        if ((w = evexec__worker_hand_off(pool, pool->idle, job)) != NULL)
+        if ((w = evexec__worker_hand_off(pool, job, this_cpu())) != NULL)
             evexec__worker_unpark(w);
 }
 
@@ -310,6 +322,7 @@ static void *worker_main(void *arg)
         goto out;
     }
     for (;;) {
+        struct worker *kick = NULL;
         job = next_job(pool, w);
         if (!job) {
             if (finished) {
@@ -325,11 +338,23 @@ static void *worker_main(void *arg)
              * evexec_pool_resize(). */
             if (pool->closed || pool->nthreads > pool->max_threads)
                 break;
-            if (!idle_wait(pool, w))
+            int r = idle_wait(pool, w);
+            if (r == IDLE_EXIT)
                 break;
-            continue;
+            if (r == IDLE_LOOK)
+                continue;
+            /* IDLE_GOT: handed a job while searching, mu not held. */
+            job = atomic_load_explicit(&w->handoff, memory_order_relaxed);
+            atomic_store_explicit(&w->handoff, NULL, memory_order_relaxed);
+        } else {
+            /* More work waits, parked workers could take it, and nobody
+             * is on the way: wake one, who does the same in turn. */
+            if (EVEXEC_UNLIKELY(pool->nqueued) && pool->idle && !pool->nsearching)
+                kick = evexec__worker_kick(pool, this_cpu());
+            pthread_mutex_unlock(&pool->mu);
+            if (kick)
+                evexec__worker_unpark(kick);
         }
-        pthread_mutex_unlock(&pool->mu);
 
         if (finished)
             evexec__job_complete(finished);
@@ -409,6 +434,8 @@ int evexec__worker_spawn(struct evexec_pool *pool)
     atomic_store_explicit(&w->handoff, NULL, memory_order_relaxed);
     w->current = NULL;
     w->parked = 0;
+    w->searching = 0;
+    w->inflight = 0;
     w->number = ++pool->next_number;
     pool->nthreads++;
     pool->nstarting++;
