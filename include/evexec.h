@@ -245,7 +245,8 @@ struct evexec_pool_opts {
      * priority cannot occupy every worker. Changed at run time with
      * evexec_pool_set_class_limit(). */
     unsigned max_running_high, max_running_normal, max_running_low;
-    /** ::EVEXEC_POOL_HISTOGRAMS or 0 (the default); other bits: -EINVAL. */
+    /** ::EVEXEC_POOL_HISTOGRAMS, ::EVEXEC_POOL_NO_SCHED_BATCH, or 0 (the
+     * default); other bits: -EINVAL. */
     unsigned flags;
     /** Called on each worker thread when it starts, before it takes a job;
      * NULL for none. It may set *state, which the thread's work functions
@@ -275,6 +276,15 @@ struct evexec_pool_opts {
 /** evexec_pool_opts.flags: keep histograms of queue wait and run time (see
  *  evexec_pool_histograms()). Costs two clock reads per job. */
 #define EVEXEC_POOL_HISTOGRAMS 0x1u
+/** evexec_pool_opts.flags: leave the workers in the scheduling policy of the
+ *  thread that starts them. By default (Linux) workers run in SCHED_BATCH:
+ *  the same CPU share as before, but a worker that wakes up never preempts
+ *  the thread running (the loop thread), so the loop's timers stay on time
+ *  while CPU-bound jobs fill every core (W5: p99 timer lateness 1.8 ms ->
+ *  well under 200 us on a 2-CPU VM, where nice 19 costs the workers most of
+ *  their CPU share instead). Use the flag if worker_init sets a policy of
+ *  its own, or if jobs must preempt other work at once. */
+#define EVEXEC_POOL_NO_SCHED_BATCH 0x2u
 
 /**
  * Creates a pool.

@@ -303,6 +303,14 @@ static void *worker_main(void *arg)
 
     current_worker = w;
     name_thread(w);
+#if defined(__linux__) && defined(SCHED_BATCH)
+    /* Same CPU share, but no preempting the loop thread when a worker wakes
+     * (W5); a failure leaves the policy as it was. */
+    if (pool->sched_batch) {
+        struct sched_param sp = {0};
+        pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    }
+#endif
 #ifdef __linux__
     /* Linux's nice value is per thread: only the workers are niced. */
     if (pool->nice) {

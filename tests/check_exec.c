@@ -574,6 +574,39 @@ START_TEST(nice_applies_to_workers_only)
 }
 END_TEST
 
+static void *report_policy(evexec_job *job, void *arg)
+{
+    (void)job;
+    (void)arg;
+    return (void *)(intptr_t)sched_getscheduler(0);
+}
+
+/* Workers run in SCHED_BATCH by default (Linux), the loop thread keeps its
+ * policy, and EVEXEC_POOL_NO_SCHED_BATCH leaves the workers in it too. */
+START_TEST(workers_batch_by_default_and_opt_out)
+{
+    struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
+    struct tally t;
+    evexec_pool *pool;
+    int before = sched_getscheduler(0);
+
+    for (int opt_out = 0; opt_out < 2; opt_out++) {
+        o.flags = opt_out ? EVEXEC_POOL_NO_SCHED_BATCH : 0;
+        ck_assert_int_eq(evexec_pool_new(&pool, &o), 0);
+        tally_init(&t);
+        ck_assert_int_eq(evexec_submit(port, pool, report_policy, tally_done, &t, NULL), 0);
+        run_until(base, &t.calls, 1);
+#if defined(__linux__) && defined(SCHED_BATCH)
+        ck_assert_int_eq((int)(intptr_t)t.last_result, opt_out ? before : SCHED_BATCH);
+#else
+        ck_assert_int_eq((int)(intptr_t)t.last_result, before);
+#endif
+        ck_assert_int_eq(sched_getscheduler(0), before);
+        ck_assert_int_eq(evexec_pool_free(pool), 0);
+    }
+}
+END_TEST
+
 static int idle_pool(void *arg)
 {
     struct evexec_pool_stats s = pool_stats(arg);
@@ -1085,6 +1118,7 @@ static Suite *exec_suite(void)
     tcase_add_test(tc, an_idle_worker_is_reused_not_a_new_thread_started);
     tcase_add_test(tc, spinning_workers_take_handoffs_without_losing_any);
     tcase_add_test(tc, nice_applies_to_workers_only);
+    tcase_add_test(tc, workers_batch_by_default_and_opt_out);
     tcase_add_test(tc, min_threads_start_at_once_and_stay);
     tcase_add_test(tc, idle_threads_are_reaped_down_to_min);
     tcase_add_test(tc, workers_carry_their_names);
