@@ -50,6 +50,7 @@ struct bench_sys {
     struct evexec_job_opts opts;
     evexec_group *group;
     unsigned members;
+    int shared_pool;     /* W8: the pool belongs to every loop, not to this one */
 };
 
 static void *work(evexec_job *job, void *arg)
@@ -238,7 +239,8 @@ static void sys_fini(struct bench_sys *s)
 {
     if (s->timer)
         event_free(s->timer);
-    evexec_pool_free(s->pool);
+    if (!s->shared_pool)
+        evexec_pool_free(s->pool);
     evexec_port_free(s->port);
     event_base_free(s->base);
     free(s);
@@ -262,6 +264,51 @@ const struct bench_ops bench_sys_evexec_spin = {
 const struct bench_ops bench_sys_evexec_nice = {
     "evexec-nice", "evexec, workers at nice 19",
     sys_init_nice, sys_submit, sys_run, sys_stop, sys_timer, sys_threads, sys_fini, sys_version,
+};
+
+/* --- W8: one pool, a port per loop -------------------------------------- */
+
+static int multi_shared_new(void **shared, const struct bench_cfg *cfg)
+{
+    struct evexec_pool_opts po = EVEXEC_POOL_OPTS_INIT;
+    evexec_pool *pool;
+    po.max_threads = cfg->threads;
+    po.max_queued = cfg->max_queued;
+    int rc = evexec_pool_new(&pool, &po);
+    if (rc == 0)
+        *shared = pool;
+    return rc;
+}
+
+static int multi_init(struct bench_sys **out, const struct bench_cfg *cfg, void *shared)
+{
+    struct bench_sys *s = calloc(1, sizeof *s);
+    int rc;
+    if (!s)
+        return -ENOMEM;
+    s->threads = cfg->threads;
+    s->pool = shared;
+    s->shared_pool = 1;
+    if (!(s->base = event_base_new())) {
+        free(s);
+        return -ENOMEM;
+    }
+    if ((rc = evexec_port_new(&s->port, s->base, NULL)) < 0) {
+        event_base_free(s->base);
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+static void multi_shared_free(void *shared)
+{
+    evexec_pool_free(shared);
+}
+
+const struct bench_multi bench_multi_evexec = {
+    "evexec", &bench_sys_evexec, multi_shared_new, multi_init, multi_shared_free,
 };
 
 #define VARIANT(name, label, init, submit) \
