@@ -4,7 +4,8 @@
  * event_base (no evthread_use_pthreads()), default options except the pool
  * size and the queue bound the workload needs. "evexec-spin" is the same
  * with worker spinning on, where this evexec has the option; "evexec-nice"
- * (W5 only) with the workers at nice 19.
+ * (W5 only) with the workers at nice 19; "evexec-other" (W2, W5) with the
+ * workers out of SCHED_BATCH (EVEXEC_POOL_NO_SCHED_BATCH).
  *
  * The "overhead" benchmark's variants (bench_evexec_variants[]): the same
  * system with one of the executor features (issue 7) in use on every job (or on the pool), to
@@ -130,6 +131,20 @@ static int sys_init_spin(struct bench_sys **out, const struct bench_cfg *cfg)
 static int sys_init_nice(struct bench_sys **out, const struct bench_cfg *cfg)
 {
     return init_common(out, cfg, 0, 19);
+}
+
+/* Workers left in the loop thread's policy (SCHED_OTHER), as before
+ * SCHED_BATCH became the default: what the default buys in W5 and costs in
+ * W2. */
+static int sys_init_other(struct bench_sys **out, const struct bench_cfg *cfg)
+{
+#ifdef EVEXEC_POOL_NO_SCHED_BATCH
+    return init_variant(out, cfg, 0, 0, EVEXEC_POOL_NO_SCHED_BATCH, 0);
+#else
+    (void)out;
+    (void)cfg;
+    return -ENOTSUP; /* an evexec whose workers were never in SCHED_BATCH */
+#endif
 }
 
 static int sys_submit(struct bench_sys *s, struct bench_job *job)
@@ -309,6 +324,11 @@ static void multi_shared_free(void *shared)
 
 const struct bench_multi bench_multi_evexec = {
     "evexec", &bench_sys_evexec, multi_shared_new, multi_init, multi_shared_free,
+};
+
+const struct bench_ops bench_sys_evexec_other = {
+    "evexec-other", "evexec, workers not in SCHED_BATCH",
+    sys_init_other, sys_submit, sys_run, sys_stop, sys_timer, sys_threads, sys_fini, sys_version,
 };
 
 #define VARIANT(name, label, init, submit) \

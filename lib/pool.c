@@ -199,6 +199,15 @@ void evexec__pool_complete_all(struct evexec_job *list)
     }
 }
 
+/* Where submits come from, for idle workers deciding whether to search
+ * (worker.c). Written only when it changes: with several loops on one pool
+ * the line would otherwise bounce between their CPUs on every submit. */
+static inline void note_submit_cpu(struct evexec_pool *pool, int cpu)
+{
+    if (atomic_load_explicit(&pool->submit_cpu, memory_order_relaxed) != cpu)
+        atomic_store_explicit(&pool->submit_cpu, cpu, memory_order_relaxed);
+}
+
 int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int wait_ms)
 {
     struct evexec_job *dropped = NULL;
@@ -230,7 +239,7 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
             (EVEXEC_LIKELY(!(pool->slow & SLOW_LIMITED)) || pool->running_c[c] < pool->class_max[c])) {
             pool->submitted++;
             atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
-            atomic_store_explicit(&pool->submit_cpu, cpu, memory_order_relaxed);
+            note_submit_cpu(pool, cpu);
             struct worker *taker = evexec__worker_hand_off(pool, job, cpu);
             pthread_mutex_unlock(&pool->mu);
             if (taker)
@@ -246,7 +255,7 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
     }
     pool->submitted++;
     atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
-    atomic_store_explicit(&pool->submit_cpu, cpu, memory_order_relaxed);
+    note_submit_cpu(pool, cpu);
     atomic_store_explicit(&job->state, JOB_QUEUED, memory_order_relaxed);
     queue_append(pool, job);
     if (!pool->idle && pool->nthreads < pool->max_threads && pool->nqueued > pool->nstarting &&

@@ -3,15 +3,15 @@
  * DESIGN: the pool's worker threads (the queue and the public calls are in
  * pool.c, the shared layout in pool-internal.h).
  *
- * - A worker is woken only if one is idle: idle workers sleep on a word of
+ * - Wake-ups stay off the loop thread, and at most one is in flight: see
+ *   "Who wakes whom" above worker_main(). Idle workers sleep on a word of
  *   their own (a futex; a condition variable where there is none), on a
- *   most-recent-first list, and a submitter hands the job straight to one
- *   of them (preferring one that went idle on the submitter's CPU), waking
- *   it only if it sleeps (it may still be spinning, with spin_us). Surplus
- *   workers at the cold end of that list time out and exit.
+ *   most-recent-first list. Surplus workers at the cold end of that list
+ *   time out and exit.
  * - A worker pushes a finished job on its port only after it has picked its
  *   next job, so each job costs one lock round trip.
- * - A worker only goes idle when no queued job may start. A job held back
+ * - A worker only goes idle when no queued job may start (jobs wait while
+ *   idle workers sleep only while a woken one is on its way). A job held back
  *   by its class limit becomes startable only when a job of its class
  *   finishes; that worker hands what may now start to idle workers
  *   (evexec__worker_dispatch_idle()) before it looks for its own next job.
@@ -294,6 +294,60 @@ void evexec__worker_dispatch_idle(struct evexec_pool *pool)
             evexec__worker_unpark(w);
 }
 
+/*
+ * Who wakes whom. A wake-up costs its caller a syscall (about 1 us on some
+ * VMs) and the woken thread tens of microseconds before it runs on another
+ * CPU; the loop thread, which must never stall, used to pay one for nearly
+ * every job of a burst, as the woken workers emptied the queue and parked
+ * again before the next submit. Like Go's scheduler (one spinning thread,
+ * and a thread that stops spinning because it found work wakes the next)
+ * and Tokio's (wake a parked worker only when none is searching), evexec
+ * keeps the count of workers already looking for work, pool->nsearching:
+ *
+ * - searching: an idle worker that found nothing polls its own handoff
+ *   word for SEARCH_US (or spin_us if longer) before it parks. At most one
+ *   searches, none on the CPU the submits come from (it would only delay
+ *   them: every thread pinned to one CPU), and it stays at the head of the
+ *   idle list, where a submitter finds it.
+ * - in flight: a parked worker that someone woke, until it is back under
+ *   mu. Whoever wakes it takes it off the idle list and counts it.
+ *
+ * A submit (mu held) then does exactly one of these:
+ *   1. a worker searches: hand it the job (no syscall; the searcher takes
+ *      it without the lock and stops searching);
+ *   2. none searches, none is in flight, workers are parked: hand the job
+ *      to one (preferring one that last ran on this CPU) and wake it, now
+ *      in flight -- the only wake-up a loop thread makes;
+ *   3. otherwise queue it: a worker in flight or busy takes it (the queue
+ *      at its bound with workers idle: 2., so a full queue never refuses
+ *      a job an idle worker could take).
+ * A worker that takes a job (mu held) and sees more queued, workers parked
+ *   and none in flight or searching, wakes one (after unlocking), which
+ *   does the same in turn: a burst wakes the pool one worker at a time,
+ *   every wake-up made by a worker.
+ *
+ * Why no wake-up is lost: a job is queued only (a) when no worker is idle,
+ * and every busy worker looks at the queue under mu before it goes idle;
+ * or (b) when a worker is in flight: it looks at the queue under mu before
+ * it could go idle, and wakes the next if jobs remain. A searcher is never
+ * passed over: while it searches it is the head of the idle list and case
+ * 1 applies, and jobs that class limits hold back are handed to idle
+ * workers by the worker whose job frees the limit, as before. The searcher
+ * stops under mu: a hand-off that lands between its last poll and the lock
+ * has already taken it off the list and the count, and it finds the job.
+ * A parked worker sleeps only while its word is 0 and whoever wakes it sets
+ * the word before the syscall, so a wake-up between its unlock and its
+ * futex wait is not lost (the condition variable build waits with mu held).
+ *
+ * Lock order: mu only; the futex wake and the cond signal happen after mu
+ * is dropped (worker structs outlive every submitter). A worker's hand-off
+ * word is written under mu with release order and read by its searching
+ * owner with acquire order, the only access to it without mu.
+ *
+ * Workers run in SCHED_BATCH by default: a worker that wakes up never
+ * preempts the thread running on its CPU (the loop thread), which also
+ * lets a burst's submits run on without being interrupted.
+ */
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
