@@ -900,7 +900,7 @@ static int w8(const char *system, unsigned long per_burst, unsigned long bursts)
 static int run_system(const char *workload, long jobs, const struct sizes *z)
 {
     struct bench_job nop = {BENCH_NOP, 0, &R};
-    struct bench_cfg cfg = {4, 65536, 50, 0};
+    struct bench_cfg cfg = {4, 65536, 500, 0}; /* evexec-spin: 10 x the default */
     unsigned long n = 0;
     int rc;
 

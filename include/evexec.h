@@ -216,14 +216,14 @@ struct evexec_pool_opts {
     /** Worker stack size in bytes; 0 means the system default. Otherwise at
      * least 16 KiB and at most 1 GiB; rounded up to a page. */
     size_t stack_size;
-    /** Spinning, 0..10000 µs; 0 (the default) means off. A worker that
+    /** Spinning, 0..10000 µs; 0 (the default) means 50 µs. A worker that
      * finds no job keeps polling for this long before it sleeps, so a job
      * submitted meanwhile starts without waking a sleeping thread (which
-     * costs tens of microseconds on a virtual machine). Trades CPU time for
-     * latency: worth it for request/response traffic with a job in flight
-     * at a time. At most one worker spins at a time, and none that may run
-     * only on the CPU its submitters last ran on (it would only delay
-     * them). */
+     * costs the submitter a syscall and the job tens of microseconds on a
+     * virtual machine). A longer spin trades CPU time for latency: worth it
+     * for request/response traffic with a job in flight at a time. At most
+     * one worker spins at a time, and none on the CPU its submitters last
+     * ran on (it would only delay them). */
     unsigned spin_us;
     /** Added to the workers' nice value, 0..19 (Linux, where nice is per
      * thread; ignored elsewhere). Default 0. With CPU-bound jobs on few

@@ -46,7 +46,7 @@
 #include "pool-internal.h"
 
 /* How long an idle worker searches (polls for a hand-off) before it parks,
- * when spin_us asks for no more: about what a park and a wake-up cost the
+ * unless spin_us says otherwise: about what a park and a wake-up cost the
  * two threads together on a VM, so searching never costs more than twice
  * what it saves. */
 #define SEARCH_US 50u
@@ -213,7 +213,7 @@ static int idle_wait(struct evexec_pool *pool, struct worker *w)
         w->searching = 1;
         pool->nsearching++;
         pthread_mutex_unlock(&pool->mu);
-        if (search(w, pool->spin_us > SEARCH_US ? pool->spin_us : SEARCH_US))
+        if (search(w, pool->spin_us ? pool->spin_us : SEARCH_US))
             return IDLE_GOT; /* the submitter took us off the list and the count */
         pthread_mutex_lock(&pool->mu);
         if (!w->searching) /* handed a job between the last poll and the lock */
@@ -305,7 +305,7 @@ void evexec__worker_dispatch_idle(struct evexec_pool *pool)
  * keeps the count of workers already looking for work, pool->nsearching:
  *
  * - searching: an idle worker that found nothing polls its own handoff
- *   word for SEARCH_US (or spin_us if longer) before it parks. At most one
+ *   word for SEARCH_US (or spin_us if set) before it parks. At most one
  *   searches, none on the CPU the submits come from (it would only delay
  *   them: every thread pinned to one CPU), and it stays at the head of the
  *   idle list, where a submitter finds it.
