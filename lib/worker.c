@@ -116,11 +116,12 @@ static inline void cpu_relax(void)
 
 /* Searching only pays on another CPU than the submitter's: on its CPU the
  * spin would only delay it (every thread pinned to one CPU, or a worker the
- * scheduler placed beside the loop). sched_getcpu() costs no syscall. */
+ * scheduler placed beside the loop). sched_getcpu() costs no syscall; where
+ * the CPU is unknown (-1), a worker searches. */
 static int may_search(const struct evexec_pool *pool, int cpu)
 {
     return !pool->closed && !pool->nsearching &&
-           cpu != atomic_load_explicit(&pool->submit_cpu, memory_order_relaxed);
+           (cpu < 0 || cpu != atomic_load_explicit(&pool->submit_cpu, memory_order_relaxed));
 }
 
 /* Without mu: polls for a hand-off for up to us microseconds; 1 if one came.
