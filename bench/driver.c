@@ -126,8 +126,9 @@ int bench_applies(const char *workload, const char *system)
         return !strcmp(workload, "W3");
     if (!strcmp(system, "evexec-nice")) /* the option is for W5's situation */
         return !strcmp(workload, "W5");
-    if (!strcmp(system, "evexec-other")) /* what SCHED_BATCH does: W5, and W2's latency */
-        return !strcmp(workload, "W5") || !strncmp(workload, "W2", 2);
+    if (!strcmp(system, "evexec-other")) /* what SCHED_BATCH does to bursts and latency */
+        return !strcmp(workload, "W5") || !strncmp(workload, "W2", 2) || !strcmp(workload, "W1") ||
+               !strcmp(workload, "W4");
     if (!strcmp(workload, "overhead")) /* evexec against itself */
         return !strcmp(system, "evexec");
     return 1;

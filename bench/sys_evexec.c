@@ -4,7 +4,7 @@
  * event_base (no evthread_use_pthreads()), default options except the pool
  * size and the queue bound the workload needs. "evexec-spin" is the same
  * with worker spinning on, where this evexec has the option; "evexec-nice"
- * (W5 only) with the workers at nice 19; "evexec-other" (W2, W5) with the
+ * (W5 only) with the workers at nice 19; "evexec-other" (W1, W2, W4, W5) with the
  * workers out of SCHED_BATCH (EVEXEC_POOL_NO_SCHED_BATCH).
  *
  * The "overhead" benchmark's variants (bench_evexec_variants[]): the same
@@ -134,8 +134,8 @@ static int sys_init_nice(struct bench_sys **out, const struct bench_cfg *cfg)
 }
 
 /* Workers left in the loop thread's policy (SCHED_OTHER), as before
- * SCHED_BATCH became the default: what the default buys in W5 and costs in
- * W2. */
+ * SCHED_BATCH became the default: what the default buys in W1 and W4 and
+ * costs in W2 and W5. */
 static int sys_init_other(struct bench_sys **out, const struct bench_cfg *cfg)
 {
 #ifdef EVEXEC_POOL_NO_SCHED_BATCH

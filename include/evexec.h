@@ -278,12 +278,16 @@ struct evexec_pool_opts {
 #define EVEXEC_POOL_HISTOGRAMS 0x1u
 /** evexec_pool_opts.flags: leave the workers in the scheduling policy of the
  *  thread that starts them. By default (Linux) workers run in SCHED_BATCH:
- *  the same CPU share as before, but a worker that wakes up never preempts
- *  the thread running (the loop thread), so the loop's timers stay on time
- *  while CPU-bound jobs fill every core (W5: p99 timer lateness 1.8 ms ->
- *  well under 200 us on a 2-CPU VM, where nice 19 costs the workers most of
- *  their CPU share instead). Use the flag if worker_init sets a policy of
- *  its own, or if jobs must preempt other work at once. */
+ *  the same CPU share, but a worker that wakes up does not preempt the
+ *  thread running on its CPU, typically the loop thread in the middle of a
+ *  burst of submits (200,000 submits: the loop thread switched out about
+ *  3,000 times without it, a few dozen with it). The price: a woken worker
+ *  may wait for the running thread's time slice before it starts (W2 with
+ *  every thread on one CPU: 3.0 instead of 2.4 us per round trip; with other
+ *  processes busy on its CPU, milliseconds at worst). Use the flag for
+ *  latency-critical jobs on a busy machine, or if worker_init sets a policy
+ *  of its own. It does not keep CPU-bound workers from delaying the loop's
+ *  timers: a positive `nice` does that. */
 #define EVEXEC_POOL_NO_SCHED_BATCH 0x2u
 
 /**

@@ -345,9 +345,11 @@ void evexec__worker_dispatch_idle(struct evexec_pool *pool)
  * word is written under mu with release order and read by its searching
  * owner with acquire order, the only access to it without mu.
  *
- * Workers run in SCHED_BATCH by default: a worker that wakes up never
- * preempts the thread running on its CPU (the loop thread), which also
- * lets a burst's submits run on without being interrupted.
+ * Workers run in SCHED_BATCH by default: a worker that wakes up does not
+ * preempt the thread running on its CPU, often the loop thread (the
+ * scheduler tends to wake a thread on its waker's CPU), so a burst's
+ * submits run on; woken, it stays in flight until that CPU is free or the
+ * tick, and meanwhile the searcher or a busy worker takes what is queued.
  */
 static void *worker_main(void *arg)
 {
@@ -360,7 +362,7 @@ static void *worker_main(void *arg)
     name_thread(w);
 #if defined(__linux__) && defined(SCHED_BATCH)
     /* Same CPU share, but no preempting the loop thread when a worker wakes
-     * (W5); a failure leaves the policy as it was. */
+     * (see "Who wakes whom"); a failure leaves the policy as it was. */
     if (pool->sched_batch) {
         struct sched_param sp = {0};
         pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
