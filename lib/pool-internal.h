@@ -83,14 +83,16 @@ static inline void queue_unlink(struct evexec_pool *pool, struct evexec_job *job
 {
     struct job_queue *q = &pool->q[job_class(job)];
     struct evexec_job *next = job_next(job);
-    if (job->u.prev)
-        job_set_next(job->u.prev, next);
+    /* The head's prev is stale (queue_pop() leaves it): never read. */
+    struct evexec_job *prev = q->head == job ? NULL : job->u.prev;
+    if (prev)
+        job_set_next(prev, next);
     else
         q->head = next;
     if (next)
-        next->u.prev = job->u.prev;
+        next->u.prev = prev;
     else
-        q->tail = job->u.prev;
+        q->tail = prev;
     pool->nqueued--;
     if (job_class(job) != EVEXEC__CLASS_NORMAL && --q->n == 0 && !pool->q[0].n && !pool->q[2].n)
         pool->slow &= ~SLOW_CLASSES;
@@ -115,9 +117,9 @@ static inline struct evexec_job *queue_pop(struct evexec_pool *pool)
     if (EVEXEC_UNLIKELY(pool->slow & (SLOW_CLASSES | SLOW_LIMITED | SLOW_WAITERS)))
         return evexec__queue_pop_classes(pool);
     job = q->head;
-    if ((q->head = job_next(job)) != NULL)
-        q->head->u.prev = NULL;
-    else
+    /* The new head's prev is left stale, not cleared: that would be one
+     * more cache line (the next job's) under the lock. */
+    if ((q->head = job_next(job)) == NULL)
         q->tail = NULL;
     pool->nqueued--;
     return job;

@@ -258,7 +258,10 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
     note_submit_cpu(pool, cpu);
     atomic_store_explicit(&job->state, JOB_QUEUED, memory_order_relaxed);
     queue_append(pool, job);
-    if (!pool->idle && pool->nthreads < pool->max_threads && pool->nqueued > pool->nstarting &&
+    /* A thread more if the queued jobs outnumber the threads that will take
+     * them: starting, or idle (woken one after the other). A worker on its
+     * way may already hold a job of its own: not counted. */
+    if (pool->nthreads < pool->max_threads && pool->nqueued > pool->nstarting + pool->nidle &&
         (EVEXEC_LIKELY(!(pool->slow & SLOW_LIMITED)) || pool->running_c[c] < pool->class_max[c])) {
         rc = evexec__worker_spawn(pool);
         /* With no thread at all, no queued job would ever run. Our own job
