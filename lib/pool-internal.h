@@ -30,6 +30,9 @@ struct worker {
      * a searching worker without mu (acquire), who then owns the job. */
     _Atomic(struct evexec_job *) handoff;
     struct evexec_job *current;    /* running; for EVEXEC_CANCEL */
+    uint64_t completed;            /* jobs this struct's threads ran (mu): kept
+                                      here, not in the pool, so that workers
+                                      write no line the submitter writes */
     struct worker *idle_next, *idle_prev;
     struct worker *all_next;
     unsigned number;

@@ -504,6 +504,8 @@ int evexec_pool_stats(evexec_pool *pool, struct evexec_pool_stats *out)
     s.queued = pool->nqueued;
     s.submitted = pool->submitted;
     s.completed = pool->completed;
+    for (const struct worker *w = pool->all; w; w = w->all_next)
+        s.completed += w->completed;
     s.cancelled = pool->cancelled;
     s.rejected = pool->rejected;
     s.threads_started = pool->threads_started;

@@ -427,7 +427,7 @@ static void *worker_main(void *arg)
         finished = job;
 
         pthread_mutex_lock(&pool->mu);
-        pool->completed++;
+        w->completed++;
         w->current = NULL;
         if (EVEXEC_UNLIKELY(pool->slow & (SLOW_LIMITED | SLOW_SHRINK))) {
             /* A limited class has room again: if this worker takes a job
