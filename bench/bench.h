@@ -87,7 +87,7 @@ struct bench_ops {
 extern const struct bench_ops bench_sys_evexec;
 extern const struct bench_ops bench_sys_evexec_spin;
 extern const struct bench_ops bench_sys_evexec_nice;
-extern const struct bench_ops bench_sys_evexec_other;
+extern const struct bench_ops bench_sys_evexec_batch;
 extern const struct bench_ops bench_sys_libuv;
 extern const struct bench_ops bench_sys_gtask;
 extern const struct bench_ops bench_sys_gpool;

@@ -47,7 +47,7 @@ const char *const bench_workloads[] = {
 };
 
 const char *const bench_systems[] = {
-    "evexec", "evexec-spin", "evexec-nice", "evexec-other", "libuv", "gtask", "gpool", "handrolled",
+    "evexec", "evexec-spin", "evexec-nice", "evexec-batch", "libuv", "gtask", "gpool", "handrolled",
     "floor-futex", "floor-eventfd", "floor-threads", NULL,
 };
 
@@ -73,8 +73,8 @@ const struct bench_ops *bench_find_system(const char *name, const char **why_not
     }
     if (!strcmp(name, "evexec-nice"))
         return &bench_sys_evexec_nice;
-    if (!strcmp(name, "evexec-other"))
-        return &bench_sys_evexec_other;
+    if (!strcmp(name, "evexec-batch"))
+        return &bench_sys_evexec_batch;
     if (!strcmp(name, "libuv")) {
 #ifdef BENCH_HAVE_LIBUV
         return &bench_sys_libuv;
@@ -126,8 +126,8 @@ int bench_applies(const char *workload, const char *system)
         return !strcmp(workload, "W3");
     if (!strcmp(system, "evexec-nice")) /* the option is for W5's situation */
         return !strcmp(workload, "W5");
-    if (!strcmp(system, "evexec-other")) /* what SCHED_BATCH does to bursts and latency */
-        return !strcmp(workload, "W5") || !strncmp(workload, "W2", 2) || !strcmp(workload, "W1") ||
+    if (!strcmp(system, "evexec-batch")) /* what SCHED_BATCH does to bursts and latency */
+        return !strcmp(workload, "W5") || !strncmp(workload, "W2", 2) || !strcmp(workload, "W1") || !strcmp(workload, "W3") ||
                !strcmp(workload, "W4");
     if (!strcmp(workload, "overhead")) /* evexec against itself */
         return !strcmp(system, "evexec");

@@ -4,8 +4,8 @@
  * event_base (no evthread_use_pthreads()), default options except the pool
  * size and the queue bound the workload needs. "evexec-spin" is the same
  * with worker spinning on, where this evexec has the option; "evexec-nice"
- * (W5 only) with the workers at nice 19; "evexec-other" (W1, W2, W4, W5) with the
- * workers out of SCHED_BATCH (EVEXEC_POOL_NO_SCHED_BATCH).
+ * (W5 only) with the workers at nice 19; "evexec-batch" (W1-W5) with the
+ * workers in SCHED_BATCH (EVEXEC_POOL_SCHED_BATCH).
  *
  * The "overhead" benchmark's variants (bench_evexec_variants[]): the same
  * system with one of the executor features (issue 7) in use on every job (or on the pool), to
@@ -133,17 +133,16 @@ static int sys_init_nice(struct bench_sys **out, const struct bench_cfg *cfg)
     return init_common(out, cfg, 0, 19);
 }
 
-/* Workers left in the loop thread's policy (SCHED_OTHER), as before
- * SCHED_BATCH became the default: what the default buys in W1 and W4 and
- * costs in W2 and W5. */
-static int sys_init_other(struct bench_sys **out, const struct bench_cfg *cfg)
+/* Workers in SCHED_BATCH (EVEXEC_POOL_SCHED_BATCH): what it buys in W1 and
+ * W4 (no worker preempting the loop mid-burst) and costs in W2, W3, W5. */
+static int sys_init_batch(struct bench_sys **out, const struct bench_cfg *cfg)
 {
-#ifdef EVEXEC_POOL_NO_SCHED_BATCH
-    return init_variant(out, cfg, 0, 0, EVEXEC_POOL_NO_SCHED_BATCH, 0);
+#ifdef EVEXEC_POOL_SCHED_BATCH
+    return init_variant(out, cfg, 0, 0, EVEXEC_POOL_SCHED_BATCH, 0);
 #else
     (void)out;
     (void)cfg;
-    return -ENOTSUP; /* an evexec whose workers were never in SCHED_BATCH */
+    return -ENOTSUP; /* an evexec without the option */
 #endif
 }
 
@@ -326,9 +325,9 @@ const struct bench_multi bench_multi_evexec = {
     "evexec", &bench_sys_evexec, multi_shared_new, multi_init, multi_shared_free,
 };
 
-const struct bench_ops bench_sys_evexec_other = {
-    "evexec-other", "evexec, workers not in SCHED_BATCH",
-    sys_init_other, sys_submit, sys_run, sys_stop, sys_timer, sys_threads, sys_fini, sys_version,
+const struct bench_ops bench_sys_evexec_batch = {
+    "evexec-batch", "evexec, workers in SCHED_BATCH",
+    sys_init_batch, sys_submit, sys_run, sys_stop, sys_timer, sys_threads, sys_fini, sys_version,
 };
 
 #define VARIANT(name, label, init, submit) \

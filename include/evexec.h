@@ -245,7 +245,7 @@ struct evexec_pool_opts {
      * priority cannot occupy every worker. Changed at run time with
      * evexec_pool_set_class_limit(). */
     unsigned max_running_high, max_running_normal, max_running_low;
-    /** ::EVEXEC_POOL_HISTOGRAMS, ::EVEXEC_POOL_NO_SCHED_BATCH, or 0 (the
+    /** ::EVEXEC_POOL_HISTOGRAMS, ::EVEXEC_POOL_SCHED_BATCH, or 0 (the
      * default); other bits: -EINVAL. */
     unsigned flags;
     /** Called on each worker thread when it starts, before it takes a job;
@@ -276,19 +276,17 @@ struct evexec_pool_opts {
 /** evexec_pool_opts.flags: keep histograms of queue wait and run time (see
  *  evexec_pool_histograms()). Costs two clock reads per job. */
 #define EVEXEC_POOL_HISTOGRAMS 0x1u
-/** evexec_pool_opts.flags: leave the workers in the scheduling policy of the
- *  thread that starts them. By default (Linux) workers run in SCHED_BATCH:
- *  the same CPU share, but a worker that wakes up does not preempt the
- *  thread running on its CPU, typically the loop thread in the middle of a
- *  burst of submits (200,000 submits: the loop thread switched out about
- *  3,000 times without it, a few dozen with it). The price: a woken worker
- *  may wait for the running thread's time slice before it starts (W2 with
- *  every thread on one CPU: 3.0 instead of 2.4 us per round trip; with other
- *  processes busy on its CPU, milliseconds at worst). Use the flag for
- *  latency-critical jobs on a busy machine, or if worker_init sets a policy
- *  of its own. It does not keep CPU-bound workers from delaying the loop's
- *  timers: a positive `nice` does that. */
-#define EVEXEC_POOL_NO_SCHED_BATCH 0x2u
+/** evexec_pool_opts.flags: run the workers in SCHED_BATCH (Linux; ignored
+ *  elsewhere). Same CPU share, but a worker that wakes up does not preempt
+ *  the thread running on its CPU: the loop thread keeps its CPU through a
+ *  burst of submits (200,000 no-op submits: the loop switched out a few
+ *  dozen times instead of thousands, and 0.001 instead of 0.05 futex calls
+ *  per job). The price is latency whenever the CPUs are busy: a worker
+ *  woken from a sleep or a blocking call waits for the running thread's
+ *  time slice, up to a few milliseconds (on a loaded 2-CPU VM, W3's 2,000
+ *  jobs of usleep(1000) on 16 workers took 2.5-3 times as long). Off by
+ *  default; for bursts of short CPU-bound jobs. */
+#define EVEXEC_POOL_SCHED_BATCH 0x2u
 
 /**
  * Creates a pool.

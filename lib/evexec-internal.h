@@ -445,7 +445,7 @@ struct evexec_pool {
     unsigned max_threads, min_threads, idle_ms, spin_us, nice;
     int overflow;                  /* EVEXEC_OVERFLOW_* */
     int hist;                      /* EVEXEC_POOL_HISTOGRAMS */
-    int sched_batch;               /* workers in SCHED_BATCH (Linux) */
+    int sched_batch;               /* EVEXEC_POOL_SCHED_BATCH */
     int enqueue_prep;              /* spin_us or hist: a submit has more to do */
     evexec_worker_init_fn worker_init;
     evexec_worker_fini_fn worker_fini;

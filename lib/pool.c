@@ -347,7 +347,7 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
         (o.overflow != EVEXEC_OVERFLOW_REJECT && o.overflow != EVEXEC_OVERFLOW_DROP_OLDEST) ||
         o.max_running_high > EVEXEC_MAX_THREADS || o.max_running_normal > EVEXEC_MAX_THREADS ||
         o.max_running_low > EVEXEC_MAX_THREADS ||
-        (o.flags & ~(EVEXEC_POOL_HISTOGRAMS | EVEXEC_POOL_NO_SCHED_BATCH)))
+        (o.flags & ~(EVEXEC_POOL_HISTOGRAMS | EVEXEC_POOL_SCHED_BATCH)))
         return -EINVAL;
 
     if (!(pool = calloc(1, sizeof *pool)))
@@ -360,7 +360,7 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
     pool->nice = o.nice;
     pool->overflow = o.overflow;
     pool->hist = (o.flags & EVEXEC_POOL_HISTOGRAMS) != 0;
-    pool->sched_batch = !(o.flags & EVEXEC_POOL_NO_SCHED_BATCH);
+    pool->sched_batch = (o.flags & EVEXEC_POOL_SCHED_BATCH) != 0;
     pool->worker_init = o.worker_init;
     pool->worker_fini = o.worker_fini;
     pool->worker_arg = o.worker_arg;

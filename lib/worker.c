@@ -322,10 +322,10 @@ void evexec__worker_dispatch_idle(struct evexec_pool *pool)
  *   3. otherwise queue it: a worker in flight or busy takes it (the queue
  *      at its bound with workers idle: 2., so a full queue never refuses
  *      a job an idle worker could take).
- * A worker that takes a job (mu held) and sees more queued, workers parked
- *   and none in flight or searching, wakes one (after unlocking), which
- *   does the same in turn: a burst wakes the pool one worker at a time,
- *   every wake-up made by a worker.
+ * A worker that takes a job (mu held) and sees more jobs queued than
+ *   workers in flight, and workers parked, wakes one or two (after
+ *   unlocking), which do the same in turn: a backlog wakes n workers in
+ *   about log2(n) steps, every wake-up made by a worker, none by the loop.
  *
  * Why no wake-up is lost: a job is queued only (a) when no worker is idle,
  * and every busy worker looks at the queue under mu before it goes idle;
@@ -345,11 +345,12 @@ void evexec__worker_dispatch_idle(struct evexec_pool *pool)
  * word is written under mu with release order and read by its searching
  * owner with acquire order, the only access to it without mu.
  *
- * Workers run in SCHED_BATCH by default: a worker that wakes up does not
- * preempt the thread running on its CPU, often the loop thread (the
- * scheduler tends to wake a thread on its waker's CPU), so a burst's
- * submits run on; woken, it stays in flight until that CPU is free or the
- * tick, and meanwhile the searcher or a busy worker takes what is queued.
+ * With EVEXEC_POOL_SCHED_BATCH, a worker that wakes up does not preempt
+ * the thread running on its CPU, often the loop thread (the scheduler tends
+ * to wake a thread on its waker's CPU), so a burst's submits run on; woken,
+ * it stays in flight until that CPU is free or the tick, and meanwhile the
+ * searcher or a busy worker takes what is queued. Not the default: every
+ * wake-up from a blocking call would then wait for a busy CPU's tick.
  */
 static void *worker_main(void *arg)
 {
@@ -361,8 +362,9 @@ static void *worker_main(void *arg)
     current_worker = w;
     name_thread(w);
 #if defined(__linux__) && defined(SCHED_BATCH)
-    /* Same CPU share, but no preempting the loop thread when a worker wakes
-     * (see "Who wakes whom"); a failure leaves the policy as it was. */
+    /* EVEXEC_POOL_SCHED_BATCH: same CPU share, but no preempting the loop
+     * thread when a worker wakes (see "Who wakes whom"); a failure leaves
+     * the policy as it was. */
     if (pool->sched_batch) {
         struct sched_param sp = {0};
         pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
@@ -387,7 +389,8 @@ static void *worker_main(void *arg)
         goto out;
     }
     for (;;) {
-        struct worker *kick = NULL;
+        struct worker *kick[2];
+        unsigned nkick = 0;
         job = next_job(pool, w);
         if (!job) {
             if (finished) {
@@ -412,13 +415,15 @@ static void *worker_main(void *arg)
             job = atomic_load_explicit(&w->handoff, memory_order_relaxed);
             atomic_store_explicit(&w->handoff, NULL, memory_order_relaxed);
         } else {
-            /* More work waits, parked workers could take it, and nobody
-             * is on the way: wake one, who does the same in turn. */
-            if (EVEXEC_UNLIKELY(pool->nqueued) && pool->idle && !pool->nsearching)
-                kick = evexec__worker_kick(pool, this_cpu());
+            /* More work waits than workers on their way to it, and parked
+             * workers could take it: wake one or two, who do the same in
+             * turn, so a backlog wakes n workers in log2(n) steps. */
+            while (EVEXEC_UNLIKELY(pool->nqueued > pool->nsearching) && nkick < 2 &&
+                   pool->idle && !pool->idle->searching)
+                kick[nkick++] = evexec__worker_kick(pool, this_cpu());
             pthread_mutex_unlock(&pool->mu);
-            if (kick)
-                evexec__worker_unpark(kick);
+            for (unsigned i = 0; i < nkick; i++)
+                evexec__worker_unpark(kick[i]);
         }
 
         if (finished)
