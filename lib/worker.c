@@ -3,8 +3,8 @@
  * DESIGN: the pool's worker threads (the queue and the public calls are in
  * pool.c, the shared layout in pool-internal.h).
  *
- * - Wake-ups stay off the loop thread, and at most one is in flight: see
- *   "Who wakes whom" above worker_main(). Idle workers sleep on a word of
+ * - Wake-ups stay off the loop thread, which has at most one in flight:
+ *   see "Who wakes whom" above worker_main(). Idle workers sleep on a word of
  *   their own (a futex; a condition variable where there is none), on a
  *   most-recent-first list. Surplus workers at the cold end of that list
  *   time out and exit.
@@ -330,7 +330,8 @@ void evexec__worker_dispatch_idle(struct evexec_pool *pool)
  * Why no wake-up is lost: a job is queued only (a) when no worker is idle,
  * and every busy worker looks at the queue under mu before it goes idle;
  * or (b) when a worker is in flight: it looks at the queue under mu before
- * it could go idle, and wakes the next if jobs remain. A searcher is never
+ * it could go idle, and the last one back (nsearching then 0) wakes more
+ * if jobs remain after its own. A searcher is never
  * passed over: while it searches it is the head of the idle list and case
  * 1 applies, and jobs that class limits hold back are handed to idle
  * workers by the worker whose job frees the limit, as before. The searcher
