@@ -223,6 +223,17 @@ typedef void (*evexec_worker_fini_fn)(void *state, void *worker_arg);
 /** evexec_pool_opts.flags: keep histograms of queue wait and run time (see
  *  evexec_pool_histograms()). Costs two clock reads per job. */
 #define EVEXEC_POOL_HISTOGRAMS 0x1u
+/** evexec_pool_opts.flags: run the workers in SCHED_BATCH (Linux; ignored
+ *  elsewhere). Same CPU share, but a worker that wakes up does not preempt
+ *  the thread running on its CPU: the loop thread keeps its CPU through a
+ *  burst of submits (200,000 no-op submits: the loop switched out a few
+ *  dozen times instead of thousands, and 0.001 instead of 0.05 futex calls
+ *  per job). The price is latency whenever the CPUs are busy: a worker
+ *  woken from a sleep or a blocking call waits for the running thread's
+ *  time slice, up to a few milliseconds (on a loaded 2-CPU VM, W3's 2,000
+ *  jobs of usleep(1000) on 16 workers took 2.5-3 times as long). Off by
+ *  default; for bursts of short CPU-bound jobs. */
+#define EVEXEC_POOL_SCHED_BATCH 0x2u
 
 /**
  * Options for evexec_pool_new(). Start from ::EVEXEC_POOL_OPTS_INIT so that
@@ -252,14 +263,14 @@ struct evexec_pool_opts {
     /** Worker stack size in bytes; 0 means the system default. Otherwise at
      * least 16 KiB and at most 1 GiB; rounded up to a page. */
     size_t stack_size;
-    /** Spinning, 0..10000 µs; 0 (the default) means off. A worker that
+    /** Spinning, 0..10000 µs; 0 (the default) means 50 µs. A worker that
      * finds no job keeps polling for this long before it sleeps, so a job
      * submitted meanwhile starts without waking a sleeping thread (which
-     * costs tens of microseconds on a virtual machine). Trades CPU time for
-     * latency: worth it for request/response traffic with a job in flight
-     * at a time. At most one worker spins at a time, and none that may run
-     * only on the CPU its submitters last ran on (it would only delay
-     * them). */
+     * costs the submitter a syscall and the job tens of microseconds on a
+     * virtual machine). A longer spin trades CPU time for latency: worth it
+     * for request/response traffic with a job in flight at a time. At most
+     * one worker spins at a time, and none on the CPU its submitters last
+     * ran on (it would only delay them). */
     unsigned spin_us;
     /** Added to the workers' nice value, 0..19 (Linux, where nice is per
      * thread; ignored elsewhere). Default 0. With CPU-bound jobs on few
@@ -286,7 +297,8 @@ struct evexec_pool_opts {
     unsigned max_running_normal;
     /** Most jobs of ::EVEXEC_PRIO_LOW running at once; as max_running_high. */
     unsigned max_running_low;
-    /** ::EVEXEC_POOL_HISTOGRAMS or 0 (the default); other bits: -EINVAL. */
+    /** ::EVEXEC_POOL_HISTOGRAMS, ::EVEXEC_POOL_SCHED_BATCH, or 0 (the
+     * default); other bits: -EINVAL. */
     unsigned flags;
     /** Called on each worker thread when it starts, before it takes a job;
      * NULL for none. It may set *state, which the thread's work functions
