@@ -87,6 +87,7 @@ struct bench_ops {
 extern const struct bench_ops bench_sys_evexec;
 extern const struct bench_ops bench_sys_evexec_spin;
 extern const struct bench_ops bench_sys_evexec_nice;
+extern const struct bench_ops bench_sys_evexec_batch;
 extern const struct bench_ops bench_sys_libuv;
 extern const struct bench_ops bench_sys_gtask;
 extern const struct bench_ops bench_sys_gpool;
@@ -96,6 +97,26 @@ extern const struct bench_ops bench_sys_handrolled;
  * system "evexec:<name>" (e.g. evexec-bench run -w W1 -s evexec:group). */
 extern const struct bench_ops bench_evexec_variants[];
 extern const unsigned bench_evexec_nvariants;
+
+/* W8, many loops sharing one pool: a system whose pool several loops, each on
+ * its own thread, can share. shared_new() runs once on the main thread
+ * (the pool, or for libuv its size), init() on each loop thread (that
+ * loop, on the shared pool: ops->submit, run, stop and fini then work on
+ * it, fini leaving the shared pool alone), shared_free() after every
+ * loop's fini. */
+struct bench_multi {
+    const char *name;
+    const struct bench_ops *ops;
+    int (*shared_new)(void **shared, const struct bench_cfg *cfg);
+    int (*init)(struct bench_sys **out, const struct bench_cfg *cfg, void *shared);
+    void (*shared_free)(void *shared);
+};
+
+/* NULL where the system cannot share a pool among loops. */
+const struct bench_multi *bench_find_multi(const char *name);
+extern const struct bench_multi bench_multi_evexec;
+extern const struct bench_multi bench_multi_libuv;
+extern const struct bench_multi bench_multi_handrolled;
 
 /* driver.c: the two ends of every job. */
 void bench_work(struct bench_job *job);   /* on a worker */

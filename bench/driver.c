@@ -43,11 +43,11 @@
 #define WARM_BURST 1000u
 
 const char *const bench_workloads[] = {
-    "W1", "W2", "W2-split", "W2-1cpu", "W3", "W4", "W5", "W6", "W7", "overhead", NULL,
+    "W1", "W2", "W2-split", "W2-1cpu", "W3", "W4", "W5", "W6", "W7", "W8", "overhead", NULL,
 };
 
 const char *const bench_systems[] = {
-    "evexec", "evexec-spin", "evexec-nice", "libuv", "gtask", "gpool", "handrolled",
+    "evexec", "evexec-spin", "evexec-nice", "evexec-batch", "libuv", "gtask", "gpool", "handrolled",
     "floor-futex", "floor-eventfd", "floor-threads", NULL,
 };
 
@@ -73,6 +73,8 @@ const struct bench_ops *bench_find_system(const char *name, const char **why_not
     }
     if (!strcmp(name, "evexec-nice"))
         return &bench_sys_evexec_nice;
+    if (!strcmp(name, "evexec-batch"))
+        return &bench_sys_evexec_batch;
     if (!strcmp(name, "libuv")) {
 #ifdef BENCH_HAVE_LIBUV
         return &bench_sys_libuv;
@@ -100,14 +102,33 @@ const struct bench_ops *bench_find_system(const char *name, const char **why_not
     return NULL;
 }
 
+const struct bench_multi *bench_find_multi(const char *name)
+{
+    if (!strcmp(name, "evexec"))
+        return &bench_multi_evexec;
+#ifdef BENCH_HAVE_LIBUV
+    if (!strcmp(name, "libuv"))
+        return &bench_multi_libuv;
+#endif
+    if (!strcmp(name, "handrolled"))
+        return &bench_multi_handrolled;
+    return NULL;
+}
+
 int bench_applies(const char *workload, const char *system)
 {
+    if (!strcmp(workload, "W8")) /* systems whose pool several loops can share */
+        return !strcmp(system, "evexec") || !strcmp(system, "libuv") ||
+               !strcmp(system, "handrolled");
     if (!strcmp(system, "floor-futex") || !strcmp(system, "floor-eventfd"))
         return !strncmp(workload, "W2", 2);
     if (!strcmp(system, "floor-threads"))
         return !strcmp(workload, "W3");
     if (!strcmp(system, "evexec-nice")) /* the option is for W5's situation */
         return !strcmp(workload, "W5");
+    if (!strcmp(system, "evexec-batch")) /* what SCHED_BATCH does to bursts and latency */
+        return !strcmp(workload, "W5") || !strncmp(workload, "W2", 2) || !strcmp(workload, "W1") || !strcmp(workload, "W3") ||
+               !strcmp(workload, "W4");
     if (!strcmp(workload, "overhead")) /* evexec against itself */
         return !strcmp(system, "evexec");
     return 1;
@@ -680,12 +701,13 @@ static int w6(unsigned long queued, unsigned long steady)
 struct sizes {
     unsigned long w1, w2, w2_warm, w3, w4, w5, w6, w6_steady;
     unsigned long ovh_w1, ovh_w4, ovh_reps;
+    unsigned long w8, w8_bursts;    /* jobs per burst per loop, bursts */
 };
 
 static const struct sizes full = {200000, 50000, 1000, 2000, 200000, 2000, 1000000, 20000,
-                                  200000, 50000, 5};
+                                  200000, 50000, 5, 50000, 4};
 static const struct sizes quick_sizes = {5000, 1000, 100, 160, 5000, 100, 20000, 2000,
-                                         5000, 5000, 2};
+                                         5000, 5000, 2, 2000, 1};
 
 static int inflight = -1; /* --inflight: W4 and W5 (-1: their default) */
 
@@ -758,10 +780,128 @@ static int w_overhead(long jobs, const struct sizes *z)
     return 0;
 }
 
+/* --- W8: many loops, one pool -------------------------------------------- */
+
+#define W8_LOOPS 4u
+
+struct w8_loop {
+    pthread_t thread;
+    const struct bench_multi *m;
+    void *shared;
+    struct bench_cfg cfg;
+    struct bench_sys *sys;
+    struct bench_run run;
+    unsigned long per_burst, bursts, target;
+    pthread_barrier_t *start, *end;
+    int rc;
+};
+
+static void w8_done(struct bench_run *run, struct bench_job *job)
+{
+    struct w8_loop *l = run->ctx;
+    (void)job;
+    if (run->delivered >= l->target)
+        l->m->ops->stop(l->sys);
+}
+
+/* On loop thread l: submits n jobs at once, runs its loop until every one
+ * is delivered. */
+static int w8_burst(struct w8_loop *l, struct bench_job *job, unsigned long n)
+{
+    l->target = l->run.delivered + n;
+    for (unsigned long i = 0; i < n; i++) {
+        if (l->m->ops->submit(l->sys, job) < 0)
+            return -1;
+        l->run.submitted++;
+    }
+    l->m->ops->run(l->sys);
+    return l->run.delivered == l->target ? 0 : -1;
+}
+
+static void *w8_thread(void *arg)
+{
+    struct w8_loop *l = arg;
+    struct bench_job job = {BENCH_NOP, 0, &l->run};
+    l->run.loop = pthread_self();
+    l->run.on_done = w8_done;
+    l->run.ctx = l;
+    l->rc = l->m->init(&l->sys, &l->cfg, l->shared);
+    if (l->rc == 0 && w8_burst(l, &job, WARM_BURST) < 0)
+        l->rc = -EIO;
+    pthread_barrier_wait(l->start);
+    for (unsigned long b = 0; b < l->bursts && l->rc == 0; b++)
+        if (w8_burst(l, &job, l->per_burst) < 0)
+            l->rc = -EIO;
+    pthread_barrier_wait(l->end);
+    if (l->sys)
+        l->m->ops->fini(l->sys);
+    return NULL;
+}
+
+static int w8(const char *system, unsigned long per_burst, unsigned long bursts)
+{
+    static struct w8_loop loops[W8_LOOPS];
+    const struct bench_multi *m = bench_find_multi(system);
+    struct bench_cfg cfg = {4, W8_LOOPS * (per_burst + 2 * WARM_BURST), 0, 0};
+    pthread_barrier_t start, end;
+    void *shared = NULL;
+    unsigned started = 0;
+    int rc;
+
+    if (!m)
+        return fail("W8: %s cannot share a pool among loops", system);
+    if ((rc = m->shared_new(&shared, &cfg)) < 0)
+        return fail("W8: %s: the shared pool failed (%d)", system, rc);
+    pthread_barrier_init(&start, NULL, W8_LOOPS + 1);
+    pthread_barrier_init(&end, NULL, W8_LOOPS + 1);
+    for (unsigned i = 0; i < W8_LOOPS; i++) {
+        struct w8_loop *l = &loops[i];
+        memset(l, 0, sizeof *l);
+        l->m = m;
+        l->shared = shared;
+        l->cfg = cfg;
+        l->per_burst = per_burst;
+        l->bursts = bursts;
+        l->start = &start;
+        l->end = &end;
+        if (pthread_create(&l->thread, NULL, w8_thread, l) != 0)
+            break;
+        started++;
+    }
+    if (started < W8_LOOPS) { /* the barriers would never open: give up at once */
+        fprintf(stderr, "bench: W8: could not start the loop threads\n");
+        _exit(5);
+    }
+    pthread_barrier_wait(&start);
+    struct usage u0 = usage_now();
+    uint64_t t0 = bench_now_ns();
+    pthread_barrier_wait(&end);
+    uint64_t dt = bench_now_ns() - t0;
+    struct usage u1 = usage_now();
+    for (unsigned i = 0; i < W8_LOOPS; i++) {
+        pthread_join(loops[i].thread, NULL);
+        R.submitted += loops[i].run.submitted;
+        R.delivered += loops[i].run.delivered;
+        atomic_fetch_add(&R.violations, atomic_load(&loops[i].run.violations));
+        if (loops[i].rc < 0)
+            fail("W8: loop %u failed (%d)", i, loops[i].rc);
+    }
+    m->shared_free(shared);
+    pthread_barrier_destroy(&start);
+    pthread_barrier_destroy(&end);
+    unsigned long n = W8_LOOPS * per_burst * bursts;
+    double per = n ? 1.0 / (double)n : 0;
+    printf(" loops=%u jobs=%lu bursts=%lu time_ms=%.3f rate=%.1f cpu_us_per_job=%.4f"
+           " csw_per_job=%.4f",
+           W8_LOOPS, n, bursts, (double)dt / 1e6, n ? (double)n * 1e9 / (double)dt : 0.0,
+           (u1.cpu_us - u0.cpu_us) * per, (u1.csw - u0.csw) * per);
+    return fail_reason[0] ? -1 : 0;
+}
+
 static int run_system(const char *workload, long jobs, const struct sizes *z)
 {
     struct bench_job nop = {BENCH_NOP, 0, &R};
-    struct bench_cfg cfg = {4, 65536, 50, 0};
+    struct bench_cfg cfg = {4, 65536, 500, 0}; /* evexec-spin: 10 x the default */
     unsigned long n = 0;
     int rc;
 
@@ -870,6 +1010,8 @@ int bench_run_main(const char *workload, const char *system, long jobs, int quic
             printf(" misplaced=%u", misplaced_threads());
     } else if (!strcmp(workload, "overhead")) {
         rc = w_overhead(jobs, z);
+    } else if (!strcmp(workload, "W8")) {
+        rc = w8(system, jobs >= 0 ? (unsigned long)jobs : z->w8, z->w8_bursts);
     } else {
         rc = run_system(workload, jobs, z);
     }

@@ -41,8 +41,17 @@ static struct event_base *new_base(int precise)
 
 /* --- the pool, as a user would write it ----------------------------------- */
 
+/* Where finished jobs go home: one per loop (W8 shares a pool among four). */
+struct hr_port {
+    pthread_mutex_t done_mu;       /* guards the done list */
+    struct hr_node *done_head, *done_tail;
+    int efd;
+    struct event *ev;
+};
+
 struct hr_node {
     struct hr_node *next;
+    struct hr_port *port;
     void (*work)(void *arg);
     void (*done)(void *arg);
     void *arg;
@@ -53,11 +62,6 @@ struct hr_pool {
     pthread_cond_t cv;
     struct hr_node *head, *tail;
     int stopping;
-
-    pthread_mutex_t done_mu;       /* guards the done list */
-    struct hr_node *done_head, *done_tail;
-    int efd;
-    struct event *ev;
 
     pthread_t *threads;
     unsigned nthreads;
@@ -82,31 +86,32 @@ static void *hr_worker(void *arg)
 
         n->work(n->arg);
 
+        struct hr_port *port = n->port;
         n->next = NULL;
-        pthread_mutex_lock(&p->done_mu);
-        if (p->done_tail)
-            p->done_tail->next = n;
+        pthread_mutex_lock(&port->done_mu);
+        if (port->done_tail)
+            port->done_tail->next = n;
         else
-            p->done_head = n;
-        p->done_tail = n;
-        pthread_mutex_unlock(&p->done_mu);
+            port->done_head = n;
+        port->done_tail = n;
+        pthread_mutex_unlock(&port->done_mu);
         uint64_t one = 1;
-        if (write(p->efd, &one, sizeof one) < 0)
+        if (write(port->efd, &one, sizeof one) < 0)
             perror("handrolled: eventfd write");
     }
 }
 
 static void hr_on_done(evutil_socket_t fd, short what, void *arg)
 {
-    struct hr_pool *p = arg;
+    struct hr_port *port = arg;
     uint64_t count;
     (void)what;
     if (read(fd, &count, sizeof count) < 0)
         return;
-    pthread_mutex_lock(&p->done_mu);
-    struct hr_node *n = p->done_head;
-    p->done_head = p->done_tail = NULL;
-    pthread_mutex_unlock(&p->done_mu);
+    pthread_mutex_lock(&port->done_mu);
+    struct hr_node *n = port->done_head;
+    port->done_head = port->done_tail = NULL;
+    pthread_mutex_unlock(&port->done_mu);
     while (n) {
         struct hr_node *next = n->next;
         n->done(n->arg);
@@ -115,12 +120,14 @@ static void hr_on_done(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static int hr_submit(struct hr_pool *p, void (*work)(void *), void (*done)(void *), void *arg)
+static int hr_submit(struct hr_pool *p, struct hr_port *port, void (*work)(void *),
+                     void (*done)(void *), void *arg)
 {
     struct hr_node *n = malloc(sizeof *n);
     if (!n)
         return -ENOMEM;
     n->next = NULL;
+    n->port = port;
     n->work = work;
     n->done = done;
     n->arg = arg;
@@ -143,42 +150,55 @@ static void hr_free(struct hr_pool *p)
     pthread_mutex_unlock(&p->mu);
     for (unsigned i = 0; i < p->nthreads; i++)
         pthread_join(p->threads[i], NULL);
-    if (p->ev)
-        event_free(p->ev);
-    close(p->efd);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
-    pthread_mutex_destroy(&p->done_mu);
     free(p->threads);
     free(p);
 }
 
-static struct hr_pool *hr_new(struct event_base *base, unsigned nthreads)
+static struct hr_pool *hr_new(unsigned nthreads)
 {
     struct hr_pool *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
-    pthread_mutex_init(&p->done_mu, NULL);
-    p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    p->threads = calloc(nthreads, sizeof *p->threads);
-    if (p->efd < 0 || !p->threads)
-        goto fail;
-    p->ev = event_new(base, p->efd, EV_READ | EV_PERSIST, hr_on_done, p);
-    if (!p->ev || event_add(p->ev, NULL) < 0)
+    if (!(p->threads = calloc(nthreads, sizeof *p->threads)))
         goto fail;
     for (; p->nthreads < nthreads; p->nthreads++)
         if (pthread_create(&p->threads[p->nthreads], NULL, hr_worker, p))
             goto fail;
     return p;
 fail:
-    if (p->efd < 0) {
-        free(p->threads);
-        free(p);
-        return NULL;
-    }
     hr_free(p);
+    return NULL;
+}
+
+static void hr_port_free(struct hr_port *port)
+{
+    if (port->ev)
+        event_free(port->ev);
+    if (port->efd >= 0)
+        close(port->efd);
+    pthread_mutex_destroy(&port->done_mu);
+    free(port);
+}
+
+static struct hr_port *hr_port_new(struct event_base *base)
+{
+    struct hr_port *port = calloc(1, sizeof *port);
+    if (!port)
+        return NULL;
+    pthread_mutex_init(&port->done_mu, NULL);
+    port->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (port->efd < 0)
+        goto fail;
+    port->ev = event_new(base, port->efd, EV_READ | EV_PERSIST, hr_on_done, port);
+    if (!port->ev || event_add(port->ev, NULL) < 0)
+        goto fail;
+    return port;
+fail:
+    hr_port_free(port);
     return NULL;
 }
 
@@ -187,6 +207,8 @@ fail:
 struct bench_sys {
     struct event_base *base;
     struct hr_pool *pool;
+    struct hr_port *port;
+    int shared_pool;       /* W8: the pool is every loop's */
     struct event *timer;
     void (*timer_cb)(void *);
     void *timer_arg;
@@ -209,7 +231,10 @@ static int sys_init(struct bench_sys **out, const struct bench_cfg *cfg)
     if (!s)
         return -ENOMEM;
     s->threads = cfg->threads;
-    if (!(s->base = new_base(cfg->precise_timers)) || !(s->pool = hr_new(s->base, cfg->threads))) {
+    if (!(s->base = new_base(cfg->precise_timers)) || !(s->pool = hr_new(cfg->threads)) ||
+        !(s->port = hr_port_new(s->base))) {
+        if (s->pool)
+            hr_free(s->pool);
         if (s->base)
             event_base_free(s->base);
         free(s);
@@ -221,7 +246,7 @@ static int sys_init(struct bench_sys **out, const struct bench_cfg *cfg)
 
 static int sys_submit(struct bench_sys *s, struct bench_job *job)
 {
-    return hr_submit(s->pool, work, done, job);
+    return hr_submit(s->pool, s->port, work, done, job);
 }
 
 static void sys_run(struct bench_sys *s)
@@ -262,7 +287,9 @@ static void sys_fini(struct bench_sys *s)
 {
     if (s->timer)
         event_free(s->timer);
-    hr_free(s->pool);
+    if (!s->shared_pool)
+        hr_free(s->pool); /* its workers are gone: nothing posts to the port now */
+    hr_port_free(s->port);
     event_base_free(s->base);
     free(s);
 }
@@ -275,4 +302,40 @@ static void sys_version(char *buf, size_t n)
 const struct bench_ops bench_sys_handrolled = {
     "handrolled", "hand-rolled libevent pool",
     sys_init, sys_submit, sys_run, sys_stop, sys_timer, sys_threads, sys_fini, sys_version,
+};
+
+/* --- W8: one pool, a port per loop ----------------------------------------- */
+
+static int multi_shared_new(void **shared, const struct bench_cfg *cfg)
+{
+    struct hr_pool *p = hr_new(cfg->threads);
+    *shared = p;
+    return p ? 0 : -ENOMEM;
+}
+
+static int multi_init(struct bench_sys **out, const struct bench_cfg *cfg, void *shared)
+{
+    struct bench_sys *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    s->threads = cfg->threads;
+    s->pool = shared;
+    s->shared_pool = 1;
+    if (!(s->base = event_base_new()) || !(s->port = hr_port_new(s->base))) {
+        if (s->base)
+            event_base_free(s->base);
+        free(s);
+        return -ENOMEM;
+    }
+    *out = s;
+    return 0;
+}
+
+static void multi_shared_free(void *shared)
+{
+    hr_free(shared);
+}
+
+const struct bench_multi bench_multi_handrolled = {
+    "handrolled", &bench_sys_handrolled, multi_shared_new, multi_init, multi_shared_free,
 };

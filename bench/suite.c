@@ -27,7 +27,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -889,6 +891,11 @@ static const struct table tables[] = {
      {{"w1_writes", "W1 writes", 0}, {"w1_futex", "W1 futex", 0}, {"w1_csw", "W1 ctx sw", 0},
       {"w1_syscalls", "W1 syscalls", 0}, {"w4_writes", "W4 writes", 0}, {"w4_futex", "W4 futex", 0},
       {"w4_csw", "W4 ctx sw", 0}, {"w4_syscalls", "W4 syscalls", 0}}},
+    {"W8", "W8 many loops, one pool: 4 loop threads, each with its own port, submit bursts of ",
+     " no-op jobs in all to one pool of 4", "jobs",
+     "jobs/s over all loops: higher is better. libuv: 4 uv_loop_t on 4 threads sharing its "
+     "global pool (UV_THREADPOOL_SIZE=4); hand-rolled: one queue, a done list and eventfd per loop.",
+     {{"rate", "jobs/s", 1}, {"cpu_us_per_job", "CPU µs/job", 0}, {"csw_per_job", "ctx sw/job", 0}}},
 };
 
 static const char *label_of(const char *sys)
@@ -1015,12 +1022,16 @@ static void write_targets(FILE *f)
                "| workload | target | measured | verdict |\n|---|---|---|---|\n");
     target_row(f, "W1", "≥ 3 × libuv", "evexec / libuv jobs/s",
                judge(ratio_of("W1", "rate", "evexec", "libuv"), 0, 3), "×");
+    target_row(f, "W1", "≥ 2 × the hand-rolled pool", "evexec / hand-rolled jobs/s",
+               judge(ratio_of("W1", "rate", "evexec", "handrolled"), 0, 2), "×");
     target_row(f, "W2-split p50", "≤ 1.05 × futex floor", "evexec / floor",
                judge(ratio_of("W2-split", "p50_us", "evexec", "floor-futex"), 1, 1.05), "×");
     target_row(f, "W2-split p50, spinning", "≤ 0.6 × futex floor", "evexec-spin / floor",
                judge(ratio_of("W2-split", "p50_us", "evexec-spin", "floor-futex"), 1, 0.6), "×");
     target_row(f, "W2-1cpu p50", "≤ 1.3 × futex floor", "evexec / floor",
                judge(ratio_of("W2-1cpu", "p50_us", "evexec", "floor-futex"), 1, 1.3), "×");
+    target_row(f, "W2-1cpu p50, spinning", "no worse than default", "evexec-spin / evexec",
+               judge(ratio_of("W2-1cpu", "p50_us", "evexec-spin", "evexec"), 1, 1.05), "×");
     target_row(f, "W2 p99", "≤ libuv's p99", "evexec / libuv",
                judge(ratio_of("W2", "p99_us", "evexec", "libuv"), 1, 1), "×");
     target_row(f, "W2-split p99", "≤ libuv's p99", "evexec / libuv",
@@ -1031,12 +1042,14 @@ static void write_targets(FILE *f)
                judge(inverse(ratio_of("W3", "time_ms", "evexec", "floor-threads")), 0, 0.99), "");
     target_row(f, "W4", "≥ 3 × libuv", "evexec / libuv jobs/s",
                judge(ratio_of("W4", "rate", "evexec", "libuv"), 0, 3), "×");
-    target_row(f, "W4", "ahead of the hand-rolled pool", "evexec / hand-rolled jobs/s",
-               judge(ratio_of("W4", "rate", "evexec", "handrolled"), 0, 1.0000001), "×");
+    target_row(f, "W4", "≥ 1.5 × the hand-rolled pool", "evexec / hand-rolled jobs/s",
+               judge(ratio_of("W4", "rate", "evexec", "handrolled"), 0, 1.5), "×");
     target_row(f, "W5", "p99 lateness ≤ 200 µs", "evexec p99",
                judge(stat_of("W5", "evexec", "late_p99_us"), 1, 200), " µs");
     target_row(f, "W5, workers at nice 19", "p99 lateness ≤ 200 µs", "evexec-nice p99",
                judge(stat_of("W5", "evexec-nice", "late_p99_us"), 1, 200), " µs");
+    target_row(f, "W5, workers in SCHED_BATCH", "p99 lateness ≤ 200 µs", "evexec-batch p99",
+               judge(stat_of("W5", "evexec-batch", "late_p99_us"), 1, 200), " µs");
     target_row(f, "W6", "0 malloc per job", "evexec malloc/job",
                judge(stat_of("W6", "evexec", "mallocs_per_job"), 1, 0), "");
     target_row(f, "W6", "≤ 64 bytes per queued job", "evexec bytes/job",
@@ -1045,6 +1058,8 @@ static void write_targets(FILE *f)
                judge(stat_of("W7", "evexec", "w1_writes"), 1, 0.001), "");
     target_row(f, "W7", "W1 ≤ 0.01 futex calls per job", "evexec futex/job",
                judge(stat_of("W7", "evexec", "w1_futex"), 1, 0.01), "");
+    target_row(f, "W8", "≥ 3 × libuv", "evexec / libuv jobs/s",
+               judge(ratio_of("W8", "rate", "evexec", "libuv"), 0, 3), "×");
     fprintf(f, "\n");
 }
 
@@ -1066,6 +1081,7 @@ static const struct metric metrics[] = {
     {"W4 jobs/s", "W4", "rate", 1},
     {"W5 p99 lateness", "W5", "late_p99_us", 0},
     {"W6 bytes/job", "W6", "bytes_per_job", 0},
+    {"W8 jobs/s", "W8", "rate", 1},
 };
 
 static int chart(const char *dir, const char *stem)
@@ -1274,9 +1290,37 @@ static void write_overhead(FILE *f)
                        "slower than the baseline's." : "");
 }
 
+/* What one syscall costs on this VM (it differs between VMs of one kind,
+ * 0.2-1 us, and every wake-up a pool makes pays it): the median of 5 runs
+ * of 20,000 calls. futex: a FUTEX_WAKE of a word nobody waits on, what a
+ * needless wake-up costs its caller at least. */
+static double syscall_cost_ns(int futex)
+{
+    double v[5];
+    static unsigned word;
+    for (int r = 0; r < 5; r++) {
+        uint64_t t0 = bench_now_ns();
+        for (int i = 0; i < 20000; i++) {
+            if (futex)
+                syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+            else
+                syscall(SYS_getppid);
+        }
+        v[r] = (double)(bench_now_ns() - t0) / 20000.0;
+    }
+    for (int i = 1; i < 5; i++) /* insertion sort */
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return v[2];
+}
+
 struct info {
     char host[256], date[32], load0[64], load1[64];
     double elapsed, steal;
+    double syscall_ns, futex_ns;   /* this VM's syscall cost */
     const char *sys_list;
 };
 
@@ -1320,6 +1364,8 @@ static int write_report(const char *path, const struct info *in, const char *png
     fprintf(f, "| evexec source | %s |\n", v);
     fprintf(f, "| load average | %s at the start, %s at the end |\n", in->load0, in->load1);
     fprintf(f, "| host steal time | %.1f %% of CPU time during the run |\n", in->steal);
+    fprintf(f, "| syscall cost | %.0f ns (getppid(), median of 5 × 20,000 calls, at the start); "
+               "a futex wake with no waiter: %.0f ns |\n", in->syscall_ns, in->futex_ns);
     fprintf(f, "| W7 counted with | %s |\n\n",
             tool == TOOL_PERF ? "perf stat (syscalls tracepoints, context-switches)"
             : tool == TOOL_STRACE ? "strace -c -f (context switches from getrusage)"
@@ -1443,6 +1489,9 @@ int bench_suite_main(int argc, char **argv, const char *self)
 
     struct cpu_times t0 = cpu_times();
     char load0[64], load1[64];
+    double syscall_ns = syscall_cost_ns(0), futex_ns = syscall_cost_ns(1);
+    fprintf(stderr, "  syscall cost:          %.0f ns (futex wake, no waiter: %.0f ns)\n",
+            syscall_ns, futex_ns);
     loadavg(load0, sizeof load0);
     uint64_t start = bench_now_ns();
 
@@ -1461,7 +1510,8 @@ int bench_suite_main(int argc, char **argv, const char *self)
                 const struct meas *m = &ms[nms - 1];
                 char a[48];
                 double v;
-                const char *key = !strcmp(wl, "W1") || !strcmp(wl, "W4") ? "rate"
+                const char *key = !strcmp(wl, "W1") || !strcmp(wl, "W4") || !strcmp(wl, "W8")
+                                      ? "rate"
                                 : !strncmp(wl, "W2", 2) ? "p50_us"
                                 : !strcmp(wl, "W3") ? "time_ms"
                                 : !strcmp(wl, "W5") ? "late_p99_us"
@@ -1530,6 +1580,8 @@ int bench_suite_main(int argc, char **argv, const char *self)
     snprintf(in.load0, sizeof in.load0, "%s", load0);
     snprintf(in.load1, sizeof in.load1, "%s", load1);
     in.elapsed = elapsed;
+    in.syscall_ns = syscall_ns;
+    in.futex_ns = futex_ns;
     in.steal = t1.total > t0.total
                    ? 100.0 * (double)(t1.steal - t0.steal) / (double)(t1.total - t0.total)
                    : 0;

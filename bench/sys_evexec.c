@@ -4,7 +4,8 @@
  * event_base (no evthread_use_pthreads()), default options except the pool
  * size and the queue bound the workload needs. "evexec-spin" is the same
  * with worker spinning on, where this evexec has the option; "evexec-nice"
- * (W5 only) with the workers at nice 19.
+ * (W5 only) with the workers at nice 19; "evexec-batch" (W1-W5) with the
+ * workers in SCHED_BATCH (EVEXEC_POOL_SCHED_BATCH).
  *
  * The "overhead" benchmark's variants (bench_evexec_variants[]): the same
  * system with one of the executor features (issue 7) in use on every job (or on the pool), to
@@ -50,6 +51,7 @@ struct bench_sys {
     struct evexec_job_opts opts;
     evexec_group *group;
     unsigned members;
+    int shared_pool;     /* W8: the pool belongs to every loop, not to this one */
 };
 
 static void *work(evexec_job *job, void *arg)
@@ -129,6 +131,19 @@ static int sys_init_spin(struct bench_sys **out, const struct bench_cfg *cfg)
 static int sys_init_nice(struct bench_sys **out, const struct bench_cfg *cfg)
 {
     return init_common(out, cfg, 0, 19);
+}
+
+/* Workers in SCHED_BATCH (EVEXEC_POOL_SCHED_BATCH): what it buys in W1 and
+ * W4 (no worker preempting the loop mid-burst) and costs in W2, W3, W5. */
+static int sys_init_batch(struct bench_sys **out, const struct bench_cfg *cfg)
+{
+#ifdef EVEXEC_POOL_SCHED_BATCH
+    return init_variant(out, cfg, 0, 0, EVEXEC_POOL_SCHED_BATCH, 0);
+#else
+    (void)out;
+    (void)cfg;
+    return -ENOTSUP; /* an evexec without the option */
+#endif
 }
 
 static int sys_submit(struct bench_sys *s, struct bench_job *job)
@@ -238,7 +253,8 @@ static void sys_fini(struct bench_sys *s)
 {
     if (s->timer)
         event_free(s->timer);
-    evexec_pool_free(s->pool);
+    if (!s->shared_pool)
+        evexec_pool_free(s->pool);
     evexec_port_free(s->port);
     event_base_free(s->base);
     free(s);
@@ -262,6 +278,56 @@ const struct bench_ops bench_sys_evexec_spin = {
 const struct bench_ops bench_sys_evexec_nice = {
     "evexec-nice", "evexec, workers at nice 19",
     sys_init_nice, sys_submit, sys_run, sys_stop, sys_timer, sys_threads, sys_fini, sys_version,
+};
+
+/* --- W8: one pool, a port per loop -------------------------------------- */
+
+static int multi_shared_new(void **shared, const struct bench_cfg *cfg)
+{
+    struct evexec_pool_opts po = EVEXEC_POOL_OPTS_INIT;
+    evexec_pool *pool;
+    po.max_threads = cfg->threads;
+    po.max_queued = cfg->max_queued;
+    int rc = evexec_pool_new(&pool, &po);
+    if (rc == 0)
+        *shared = pool;
+    return rc;
+}
+
+static int multi_init(struct bench_sys **out, const struct bench_cfg *cfg, void *shared)
+{
+    struct bench_sys *s = calloc(1, sizeof *s);
+    int rc;
+    if (!s)
+        return -ENOMEM;
+    s->threads = cfg->threads;
+    s->pool = shared;
+    s->shared_pool = 1;
+    if (!(s->base = event_base_new())) {
+        free(s);
+        return -ENOMEM;
+    }
+    if ((rc = evexec_port_new(&s->port, s->base, NULL)) < 0) {
+        event_base_free(s->base);
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+static void multi_shared_free(void *shared)
+{
+    evexec_pool_free(shared);
+}
+
+const struct bench_multi bench_multi_evexec = {
+    "evexec", &bench_sys_evexec, multi_shared_new, multi_init, multi_shared_free,
+};
+
+const struct bench_ops bench_sys_evexec_batch = {
+    "evexec-batch", "evexec, workers in SCHED_BATCH",
+    sys_init_batch, sys_submit, sys_run, sys_stop, sys_timer, sys_threads, sys_fini, sys_version,
 };
 
 #define VARIANT(name, label, init, submit) \

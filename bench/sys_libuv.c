@@ -48,16 +48,13 @@ static void after_work(uv_work_t *w, int status)
     bench_done(job);
 }
 
-static int sys_init(struct bench_sys **out, const struct bench_cfg *cfg)
+static int loop_new(struct bench_sys **out, const struct bench_cfg *cfg)
 {
-    char n[16];
     struct bench_sys *s = calloc(1, sizeof *s);
     int rc;
 
     if (!s)
         return -ENOMEM;
-    snprintf(n, sizeof n, "%u", cfg->threads);
-    setenv("UV_THREADPOOL_SIZE", n, 1);
     s->threads = cfg->threads;
     if ((rc = uv_loop_init(&s->loop)) < 0) {
         free(s);
@@ -65,6 +62,14 @@ static int sys_init(struct bench_sys **out, const struct bench_cfg *cfg)
     }
     *out = s;
     return 0;
+}
+
+static int sys_init(struct bench_sys **out, const struct bench_cfg *cfg)
+{
+    char n[16];
+    snprintf(n, sizeof n, "%u", cfg->threads);
+    setenv("UV_THREADPOOL_SIZE", n, 1);
+    return loop_new(out, cfg);
 }
 
 static int sys_submit(struct bench_sys *s, struct bench_job *job)
@@ -133,4 +138,30 @@ static void sys_version(char *buf, size_t n)
 const struct bench_ops bench_sys_libuv = {
     "libuv", "libuv uv_queue_work",
     sys_init, sys_submit, sys_run, sys_stop, sys_timer, sys_threads, sys_fini, sys_version,
+};
+
+/* W8: libuv's pool is the process's: its size is all the loops share. Each
+ * loop thread makes its own uv_loop_t with sys_init(). */
+static int multi_shared_new(void **shared, const struct bench_cfg *cfg)
+{
+    char n[16];
+    snprintf(n, sizeof n, "%u", cfg->threads);
+    setenv("UV_THREADPOOL_SIZE", n, 1);
+    *shared = NULL;
+    return 0;
+}
+
+static int multi_init(struct bench_sys **out, const struct bench_cfg *cfg, void *shared)
+{
+    (void)shared;
+    return loop_new(out, cfg);
+}
+
+static void multi_shared_free(void *shared)
+{
+    (void)shared;
+}
+
+const struct bench_multi bench_multi_libuv = {
+    "libuv", &bench_sys_libuv, multi_shared_new, multi_init, multi_shared_free,
 };

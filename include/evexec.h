@@ -80,13 +80,22 @@
  *
  * fork()
  * ------
- * evexec keeps no global state: a child of fork() may create and use new
- * pools and ports, on a new event_base or on the inherited one after
- * event_reinit(). It must not use or free a pool or port inherited from the
+ * evexec keeps no global configuration: a child of fork() may create and
+ * use new pools and ports, on a new event_base or on the inherited one
+ * after event_reinit(). It must not use or free a pool or port inherited from the
  * parent: the child has only the thread that called fork(), none of the
  * parent's workers; a lock of an inherited pool may have been held at the
  * fork; an inherited port's wake fd is shared with the parent. Leave them
  * alone: exec() or exit ends them. evexec's fds are close-on-exec.
+ *
+ * An inherited port stays inert in a child that dispatches the inherited
+ * base: it never reads the wake fd it shares with the parent (the
+ * parent's wake-ups stay the parent's) and never runs a callback of the
+ * parent's jobs; the first time one of its events fires in the child, it
+ * takes its events off the base. Until then they count as events of the
+ * base, so end such a dispatch with event_base_loopexit() or
+ * event_base_loopbreak() rather than by running out of events. (evexec
+ * learns of forks with pthread_atfork().)
  */
 #ifndef EVEXEC_H
 #define EVEXEC_H
@@ -214,6 +223,17 @@ typedef void (*evexec_worker_fini_fn)(void *state, void *worker_arg);
 /** evexec_pool_opts.flags: keep histograms of queue wait and run time (see
  *  evexec_pool_histograms()). Costs two clock reads per job. */
 #define EVEXEC_POOL_HISTOGRAMS 0x1u
+/** evexec_pool_opts.flags: run the workers in SCHED_BATCH (Linux; ignored
+ *  elsewhere). Same CPU share, but a worker that wakes up does not preempt
+ *  the thread running on its CPU: the loop thread keeps its CPU through a
+ *  burst of submits (200,000 no-op submits: the loop switched out a few
+ *  dozen times instead of thousands, and 0.001 instead of 0.05 futex calls
+ *  per job). The price is latency whenever the CPUs are busy: a worker
+ *  woken from a sleep or a blocking call waits for the running thread's
+ *  time slice, up to a few milliseconds (on a loaded 2-CPU VM, W3's 2,000
+ *  jobs of usleep(1000) on 16 workers took 2.5-3 times as long). Off by
+ *  default; for bursts of short CPU-bound jobs. */
+#define EVEXEC_POOL_SCHED_BATCH 0x2u
 
 /**
  * Options for evexec_pool_new(). Start from ::EVEXEC_POOL_OPTS_INIT so that
@@ -243,14 +263,14 @@ struct evexec_pool_opts {
     /** Worker stack size in bytes; 0 means the system default. Otherwise at
      * least 16 KiB and at most 1 GiB; rounded up to a page. */
     size_t stack_size;
-    /** Spinning, 0..10000 µs; 0 (the default) means off. A worker that
+    /** Spinning, 0..10000 µs; 0 (the default) means 50 µs. A worker that
      * finds no job keeps polling for this long before it sleeps, so a job
      * submitted meanwhile starts without waking a sleeping thread (which
-     * costs tens of microseconds on a virtual machine). Trades CPU time for
-     * latency: worth it for request/response traffic with a job in flight
-     * at a time. At most one worker spins at a time, and none that may run
-     * only on the CPU its submitters last ran on (it would only delay
-     * them). */
+     * costs the submitter a syscall and the job tens of microseconds on a
+     * virtual machine). A longer spin trades CPU time for latency: worth it
+     * for request/response traffic with a job in flight at a time. At most
+     * one worker spins at a time, and none on the CPU its submitters last
+     * ran on (it would only delay them). */
     unsigned spin_us;
     /** Added to the workers' nice value, 0..19 (Linux, where nice is per
      * thread; ignored elsewhere). Default 0. With CPU-bound jobs on few
@@ -277,7 +297,8 @@ struct evexec_pool_opts {
     unsigned max_running_normal;
     /** Most jobs of ::EVEXEC_PRIO_LOW running at once; as max_running_high. */
     unsigned max_running_low;
-    /** ::EVEXEC_POOL_HISTOGRAMS or 0 (the default); other bits: -EINVAL. */
+    /** ::EVEXEC_POOL_HISTOGRAMS, ::EVEXEC_POOL_SCHED_BATCH, or 0 (the
+     * default); other bits: -EINVAL. */
     unsigned flags;
     /** Called on each worker thread when it starts, before it takes a job;
      * NULL for none. It may set *state, which the thread's work functions
@@ -309,15 +330,19 @@ struct evexec_pool_opts {
  * Creates a pool.
  *
  * Starts min_threads workers at once; the others start when work arrives
- * and no worker is idle.
+ * and no worker is idle. Each minimum worker is started once: one whose
+ * worker_init fails exits and is not replaced by this call, which still
+ * returns 0 (see evexec_pool_stats() worker_init_failed).
  *
  * @param[out] out  receives the pool; untouched on error.
  * @param opts      options, or NULL for all defaults. Only read during the call.
  * @return 0, or
  *   - -EINVAL: @p out NULL, opts->size smaller than the first version of the
- *     struct, or a field out of its documented range;
- *   - -E2BIG: opts->size larger than this library knows, with non-zero bytes
- *     in the part it does not know (a newer option it cannot honour);
+ *     struct or larger than 4096, or a field out of its documented range;
+ *   - -E2BIG: opts->size larger than this library knows (up to 4096), with
+ *     non-zero bytes in the part it does not know (a newer option it
+ *     cannot honour); a part it does not know that is all zero is accepted
+ *     and ignored;
  *   - -ENOMEM: out of memory;
  *   - -EAGAIN (or another error of pthread_create()): a min_threads worker
  *     could not be started.
@@ -364,8 +389,9 @@ EVEXEC_EXPORT int evexec_pool_shutdown(evexec_pool *pool, int how);
  * After it returns 0 the handle must not be used.
  *
  * @param pool  the pool, or NULL.
- * @return 0, or -EDEADLK when called from one of this pool's own workers
- *   (nothing is done). NULL is a no-op returning 0.
+ * @return 0, or -EDEADLK when called from one of this pool's own workers,
+ *   or -EPERM for a port's default pool (evexec_port_default_pool(): its
+ *   port frees it); nothing is done then. NULL is a no-op returning 0.
  *
  * Thread: any thread but the pool's own workers.
  */
@@ -458,7 +484,9 @@ EVEXEC_EXPORT int evexec_pool_histograms(evexec_pool *pool, struct evexec_pool_h
  * Changes a live pool's thread and queue limits.
  *
  * Growing max_threads starts threads at once for jobs waiting in the queue;
- * growing min_threads starts threads up to it. Shrinking never interrupts a
+ * growing min_threads starts threads up to it. Each missing thread is
+ * started once: one whose worker_init fails is not replaced by this call,
+ * and a shutdown meanwhile stops it (-ESHUTDOWN). Shrinking never interrupts a
  * running job: threads above the new max_threads exit when they finish
  * their current job (idle ones at once), and threads above min_threads are
  * reaped by the idle timeout again. A max_queued below the number of jobs
@@ -471,9 +499,10 @@ EVEXEC_EXPORT int evexec_pool_histograms(evexec_pool *pool, struct evexec_pool_h
  * @param max_threads  1..::EVEXEC_MAX_THREADS.
  * @param max_queued   1..::EVEXEC_MAX_QUEUED.
  * @return 0, or -EINVAL (NULL pool or a value out of range; nothing
- *   changes), -ESHUTDOWN (the pool was shut down), or the error of
- *   pthread_create() when a thread min_threads asks for could not start
- *   (the limits are set all the same).
+ *   changes), -ESHUTDOWN (the pool was shut down: before the call, and
+ *   nothing changes, or while it started threads, and the limits are set),
+ *   or the error of pthread_create() when a thread min_threads asks for
+ *   could not start (the limits are set all the same).
  *
  * Thread: any thread, including the pool's own workers.
  */
@@ -612,8 +641,8 @@ EVEXEC_EXPORT int evexec_port_stats(evexec_port *port, struct evexec_port_stats 
  * arrives, threads named "evexec-def-<n>", and every other option at its
  * default. It belongs to the port: evexec_port_free() releases it once the
  * port's jobs are all delivered (blocking only if other ports still have
- * work running on it), so do not free it yourself; for a pool that must
- * outlive the port, make your own.
+ * work running on it): evexec_pool_free() refuses it (-EPERM). For a pool
+ * that must outlive the port, make your own.
  *
  * @param port      the port.
  * @param[out] out  receives the pool; untouched on error.
@@ -802,7 +831,8 @@ EVEXEC_EXPORT int evexec_submit_ex(evexec_port *port, evexec_pool *pool, evexec_
  * @return 0 (@p done will run exactly once, on the loop thread), or, with
  *   no callback ever:
  *   - -EINVAL: @p port or @p work NULL; bad opts (as evexec_submit_ex()),
- *     a timeout_ms or group set, or a wait_ms below ::EVEXEC_WAIT_FOREVER;
+ *     a timeout_ms, cleanup or group set, or a wait_ms below
+ *     ::EVEXEC_WAIT_FOREVER;
  *   - -EDEADLK: a non-zero wait_ms on the port's own loop thread or on a
  *     worker of @p pool (either would wait on itself);
  *   - -EAGAIN: the queue is full (and wait_ms is 0), or no worker could
@@ -832,8 +862,9 @@ EVEXEC_EXPORT int evexec_submit_threadsafe(evexec_port *port, evexec_pool *pool,
  * @return 0 (cancelled), or
  *   - -EBUSY: the job is running or has run; its stop flag is now set;
  *   - -EALREADY: the job was already cancelled and awaits its callback;
- *   - -ENOENT: no such job: 0, an id of another port, or a job whose
- *     callback has already run;
+ *   - -ENOENT: no such job: 0, an id of another port (a freed one
+ *     included, even when this port was made at its address), or a job
+ *     whose callback has already run;
  *   - -EINVAL: @p port is NULL;
  *   - -EPERM: not called on the port's loop thread.
  *
@@ -1135,10 +1166,13 @@ struct evexec_loop_opts {
  *   - -EINVAL: @p out NULL, opts->size smaller than the first version of
  *     the struct, or a field out of range;
  *   - -E2BIG: see evexec_pool_new();
- *   - -ENOMEM: out of memory, or event_base_new() failed (which it also
- *     does when no fd is left for its backend);
+ *   - -ENOMEM: out of memory, or event_base_new() failed;
  *   - -EAGAIN (or another error of pthread_create()): no thread;
- *   - -EMFILE, -ENFILE: no fd for the wake fd;
+ *   - -EMFILE, -ENFILE: fewer than the 4 fds the loop needs are free (its
+ *     base's backend and signal pipe, its wake fd). libevent ends the
+ *     process when it cannot make the signal pipe, so this is checked
+ *     first; only another thread taking the last fds at that very moment
+ *     can still defeat the check;
  *   - the error init returned: the loop thread has then cancelled the
  *     calls init posted (they complete as -ECANCELED, never run), freed the
  *     base and ended, and fini was not run.
@@ -1197,7 +1231,9 @@ EVEXEC_EXPORT int evexec_loop_start(evexec_loop **out, const struct evexec_loop_
  *   - -EINPROGRESS: called on the loop thread; the stop (or its
  *     escalation) has begun;
  *   - -EALREADY: already stopped, or being stopped, with this mode or a
- *     stronger one (from another thread, once the thread has ended);
+ *     stronger one; or the loop thread has already ended, whatever the
+ *     mode (::EVEXEC_CANCEL after a completed ::EVEXEC_DRAIN: nothing is
+ *     left to cancel); from another thread, once the thread has ended;
  *   - -EINVAL: @p loop NULL or @p how not a mode.
  *
  * Thread: any thread. Blocks, except on the loop thread.
@@ -1555,20 +1591,24 @@ EVEXEC_EXPORT int evexec_pool_call(evexec_pool *pool, evexec_work_fn work, void 
 /**
  * Describes an error code returned by evexec.
  *
- * @param err  a negative errno as returned by an evexec function (a positive
- *   one is accepted too).
- * @return a static, constant English sentence; "unknown error" for codes
- *   evexec does not use. Never NULL.
+ * @param err  a negative errno as returned by an evexec function, or any
+ *   errno a future or promise carries (-ECONNREFUSED, -EIO...); a positive
+ *   one is accepted too.
+ * @return a static, constant English sentence: evexec's own for the codes
+ *   it returns, the C library's for every other errno (never a buffer
+ *   that another call rewrites); "unknown error" for a number that is not
+ *   an errno. Never NULL.
  *
  * Thread: any thread.
  */
 EVEXEC_EXPORT const char *evexec_strerror(int err);
 
 /**
- * Names an error code: "EINVAL" for -EINVAL, "OK" for 0.
+ * Names an error code: "EINVAL" for -EINVAL, "ECONNREFUSED" for
+ * -ECONNREFUSED, "OK" for 0.
  *
  * @param err  a negative errno (a positive one is accepted too).
- * @return a static string; "UNKNOWN" for codes evexec does not use.
+ * @return a static string; "UNKNOWN" for a number that is not an errno.
  *
  * Thread: any thread.
  */

@@ -55,6 +55,8 @@ static inline int evexec__deadline_is_set(const struct evexec__deadline_entry *e
 /* Takes out and returns the earliest entry due by now, or NULL. */
 struct evexec__deadline_entry *evexec__deadlines_pop_due(struct evexec__deadlines *d,
                                                          uint64_t now);
+/* Takes the timer off its base for good (a forked child's copy). */
+void evexec__deadlines_detach(struct evexec__deadlines *d);
 /* Arms the timer for the earliest entry left, if any. */
 void evexec__deadlines_arm(struct evexec__deadlines *d);
 

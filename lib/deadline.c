@@ -86,6 +86,12 @@ void evexec__deadlines_fini(struct evexec__deadlines *d)
     d->len = d->cap = 0;
 }
 
+void evexec__deadlines_detach(struct evexec__deadlines *d)
+{
+    if (d->ev)
+        event_del(d->ev);
+}
+
 void evexec__deadlines_remove(struct evexec__deadlines *d, struct evexec__deadline_entry *e)
 {
     size_t i = e->index;

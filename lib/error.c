@@ -52,8 +52,88 @@
     X(EFAULT, "EFAULT", "the work function is not in the fork server's image (loaded " \
                         "after the pool was made)")
 
+/*
+ * Every other errno: futures and promises carry whatever a call failed with
+ * (-ECONNREFUSED, -EIO...). Both answers must be static strings, safe from
+ * any thread: glibc 2.32 has strerrordesc_np() and strerrorname_np(), which
+ * return its constant tables (strerror() may format into a buffer that the
+ * next call rewrites). Elsewhere, the errnos POSIX names, from a table of
+ * our own.
+ */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32)) && \
+    !defined(EVEXEC_NO_ERRNO_TABLES) /* (to test the fallback) */
+#define HAVE_ERRNO_TABLES 1
+#endif
+
+#ifndef HAVE_ERRNO_TABLES
+#define POSIX_ERRNOS(X)                                                                       \
+    X(EPERM, "Operation not permitted") X(ENOENT, "No such file or directory")               \
+    X(ESRCH, "No such process") X(EINTR, "Interrupted system call") X(EIO, "I/O error")      \
+    X(ENXIO, "No such device or address") X(E2BIG, "Argument list too long")                 \
+    X(ENOEXEC, "Exec format error") X(EBADF, "Bad file descriptor")                          \
+    X(ECHILD, "No child processes") X(EAGAIN, "Resource temporarily unavailable")            \
+    X(ENOMEM, "Cannot allocate memory") X(EACCES, "Permission denied")                       \
+    X(EFAULT, "Bad address") X(EBUSY, "Device or resource busy") X(EEXIST, "File exists")    \
+    X(EXDEV, "Invalid cross-device link") X(ENODEV, "No such device")                        \
+    X(ENOTDIR, "Not a directory") X(EISDIR, "Is a directory") X(EINVAL, "Invalid argument")  \
+    X(ENFILE, "Too many open files in system") X(EMFILE, "Too many open files")              \
+    X(ENOTTY, "Inappropriate ioctl for device") X(ETXTBSY, "Text file busy")                 \
+    X(EFBIG, "File too large") X(ENOSPC, "No space left on device")                          \
+    X(ESPIPE, "Illegal seek") X(EROFS, "Read-only file system") X(EMLINK, "Too many links")  \
+    X(EPIPE, "Broken pipe") X(EDOM, "Numerical argument out of domain")                      \
+    X(ERANGE, "Numerical result out of range") X(EDEADLK, "Resource deadlock avoided")       \
+    X(ENAMETOOLONG, "File name too long") X(ENOLCK, "No locks available")                    \
+    X(ENOSYS, "Function not implemented") X(ENOTEMPTY, "Directory not empty")                \
+    X(ELOOP, "Too many levels of symbolic links") X(ENOMSG, "No message of desired type")    \
+    X(EIDRM, "Identifier removed") X(ENOLINK, "Link has been severed")                       \
+    X(EPROTO, "Protocol error") X(EMULTIHOP, "Multihop attempted")                           \
+    X(EBADMSG, "Bad message") X(EOVERFLOW, "Value too large for defined data type")          \
+    X(EILSEQ, "Invalid or incomplete multibyte or wide character")                           \
+    X(ENOTSOCK, "Socket operation on non-socket") X(EDESTADDRREQ, "Destination address required") \
+    X(EMSGSIZE, "Message too long") X(EPROTOTYPE, "Protocol wrong type for socket")          \
+    X(ENOPROTOOPT, "Protocol not available") X(EPROTONOSUPPORT, "Protocol not supported")    \
+    X(ENOTSUP, "Operation not supported") X(EAFNOSUPPORT, "Address family not supported by protocol") \
+    X(EADDRINUSE, "Address already in use") X(EADDRNOTAVAIL, "Cannot assign requested address") \
+    X(ENETDOWN, "Network is down") X(ENETUNREACH, "Network is unreachable")                  \
+    X(ENETRESET, "Network dropped connection on reset")                                      \
+    X(ECONNABORTED, "Software caused connection abort")                                      \
+    X(ECONNRESET, "Connection reset by peer") X(ENOBUFS, "No buffer space available")        \
+    X(EISCONN, "Transport endpoint is already connected")                                    \
+    X(ENOTCONN, "Transport endpoint is not connected") X(ETIMEDOUT, "Connection timed out")  \
+    X(ECONNREFUSED, "Connection refused") X(EHOSTUNREACH, "No route to host")                \
+    X(EALREADY, "Operation already in progress") X(EINPROGRESS, "Operation now in progress") \
+    X(ESTALE, "Stale file handle") X(EDQUOT, "Disk quota exceeded")                          \
+    X(ECANCELED, "Operation canceled") X(EOWNERDEAD, "Owner died")                           \
+    X(ENOTRECOVERABLE, "State not recoverable")
+#endif
+
+static const char *errno_text(int err)
+{
+#ifdef HAVE_ERRNO_TABLES
+    return strerrordesc_np(err); /* NULL if not an errno */
+#else
+#define X(code, text) if (err == (code)) return text;
+    POSIX_ERRNOS(X)
+#undef X
+    return NULL;
+#endif
+}
+
+static const char *errno_name(int err)
+{
+#ifdef HAVE_ERRNO_TABLES
+    return strerrorname_np(err);
+#else
+#define X(code, text) if (err == (code)) return #code;
+    POSIX_ERRNOS(X)
+#undef X
+    return NULL;
+#endif
+}
+
 const char *evexec_strerror(int err)
 {
+    const char *text;
     if (err < 0)
         err = err == INT_MIN ? INT_MAX : -err; /* -INT_MIN overflows */
 #define X(code, name, text) \
@@ -61,11 +141,12 @@ const char *evexec_strerror(int err)
         return text;
     EVEXEC_ERRORS(X)
 #undef X
-    return "unknown error";
+    return (text = errno_text(err)) != NULL ? text : "unknown error";
 }
 
 const char *evexec_errname(int err)
 {
+    const char *name;
     if (err < 0)
         err = err == INT_MIN ? INT_MAX : -err; /* -INT_MIN overflows */
 #define X(code, name, text) \
@@ -73,7 +154,7 @@ const char *evexec_errname(int err)
         return name;
     EVEXEC_ERRORS(X)
 #undef X
-    return "UNKNOWN";
+    return (name = errno_name(err)) != NULL ? name : "UNKNOWN";
 }
 
 unsigned evexec_version(void)

@@ -344,7 +344,9 @@ int evexec_promise_on_stop(evexec_promise *p, evexec_promise_fn fn, void *arg)
     if (rc < 0)
         return rc;
     struct loop_call *c = (struct loop_call *)p;
-    if (c->loop->applied >= 0)
+    /* Asked for counts too: a stop begun on the loop thread (-EINPROGRESS)
+     * is applied only on the loop's next turn. */
+    if (c->loop->applied >= 0 || evexec_loop_stopping(c->loop))
         return -ESHUTDOWN;
     c->on_stop = fn;
     c->stop_arg = arg;

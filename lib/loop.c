@@ -32,10 +32,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -185,13 +187,48 @@ static void set_phase(struct evexec_loop *loop, int phase, int rc)
     pthread_mutex_unlock(&loop->mu);
 }
 
+/*
+ * libevent treats a failure to make its signal pipe inside event_base_new()
+ * as fatal: it calls exit(1) (event_sock_err()), which would end the
+ * program that asked for a loop. The base needs 3 fds (the epoll fd, which
+ * it can do without, and that pipe) and the loop a 4th (its wake fd): make
+ * sure 4 can be had first, and answer -EMFILE (-ENFILE) if not.
+ *
+ * libevent offers no sound way out of the exit: event_set_fatal_callback()
+ * is process-wide (it would replace the program's own, with no way to
+ * restore it) and its callback must not return, so leaving it means a
+ * longjmp out of a half-built base, leaking it and any lock libevent
+ * holds. The check leaves one window: another thread that takes the last
+ * fds between it and event_base_new() still makes libevent exit.
+ */
+static int fds_available(void)
+{
+    int fd[4], n, rc = 0;
+
+    /* /dev/null: no pipe or eventfd of its own to make, close-on-exec at
+     * once. If it cannot be opened for another reason (a chroot without
+     * it), the check is skipped. */
+    for (n = 0; n < 4; n++)
+        if ((fd[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                rc = -errno;
+            break;
+        }
+    while (n > 0)
+        close(fd[--n]);
+    return rc;
+}
+
 static void *loop_main(void *arg)
 {
     struct evexec_loop *loop = arg;
-    int rc = -ENOMEM;
+    int rc;
 
     current_loop = loop;
     evexec__thread_name(loop->name);
+    if ((rc = fds_available()) < 0)
+        goto fail;
+    rc = -ENOMEM;
     if (!(loop->base = event_base_new()))
         goto fail;
     if (!(loop->resume_ev = evtimer_new(loop->base, evexec__loop_on_resume, loop)))

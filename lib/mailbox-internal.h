@@ -44,6 +44,9 @@ int evexec__mailbox_open(struct evexec__mailbox *mb, struct event_base *base,
                          void (*cb)(int, short, void *), void *arg, int priority);
 /* Loop thread: removes the event and closes the fd. */
 void evexec__mailbox_close(struct evexec__mailbox *mb);
+/* Takes the event off its base, leaving the fd alone (a forked child's
+ * copy of its parent's mailbox must never read the parent's wake fd). */
+void evexec__mailbox_detach(struct evexec__mailbox *mb);
 /* Any thread: posts a node. */
 void evexec__mailbox_post(struct evexec__mailbox *mb, struct evexec__node *node);
 /* Loop thread: empties the wake fd, then takes every node posted so far,

@@ -175,6 +175,12 @@ void evexec__mailbox_close(struct evexec__mailbox *mb)
     evexec__wakefd_close(&mb->wake);
 }
 
+void evexec__mailbox_detach(struct evexec__mailbox *mb)
+{
+    if (mb->ev)
+        event_del(mb->ev);
+}
+
 void evexec__mailbox_post(struct evexec__mailbox *mb, struct evexec__node *node)
 {
     struct evexec__node *old = atomic_load_explicit(&mb->head, memory_order_relaxed);

@@ -77,12 +77,15 @@ struct evexec_pool {
     unsigned max_threads, min_threads, idle_ms, spin_us, nice;
     int overflow;                  /* EVEXEC_OVERFLOW_* */
     int hist;                      /* EVEXEC_POOL_HISTOGRAMS */
+    int sched_batch;               /* EVEXEC_POOL_SCHED_BATCH */
     int enqueue_prep;              /* spin_us or hist: a submit has more to do */
     evexec_worker_init_fn worker_init;
     evexec_worker_fini_fn worker_fini;
     void *worker_arg;
-    unsigned nspinning;            /* workers spinning (guarded by mu) */
-    _Atomic int submit_cpu;        /* CPU of the last submit, with spin_us */
+    unsigned nsearching;           /* idle workers awake or woken, looking (mu) */
+    _Atomic int submit_cpu;        /* CPU of the last submit (a hint) */
+    int port_owned;                /* a port's default pool: only the port
+                                      frees it (evexec__pool_free_owned()) */
     size_t max_queued;
     pthread_attr_t attr;
     char name[64];
@@ -95,16 +98,23 @@ struct worker {
 #else
     pthread_cond_t cv;             /* parked: waits here, with mu */
 #endif
-    /* Given by a submitter while idle. Written under mu; read without it
-     * only by the worker's own spin, as a hint. */
+    /* Given by a submitter while idle. Written under mu (release); read by
+     * a searching worker without mu (acquire), who then owns the job. */
     _Atomic(struct evexec_job *) handoff;
     struct evexec_job *current;    /* running; for EVEXEC_CANCEL */
+    uint64_t completed;            /* jobs this struct's threads ran (mu): kept
+                                      here, not in the pool, so that workers
+                                      write no line the submitter writes */
     struct worker *idle_next, *idle_prev;
     struct worker *all_next;
     unsigned number;
     int idle;                      /* on pool->idle */
     int parked;                    /* idle and asleep: needs a wake-up */
     int alive;
+    int searching;                 /* idle, awake, polling handoff: counted
+                                      in pool->nsearching, head of pool->idle */
+    int inflight;                  /* woken to work, not yet back under mu:
+                                      counted in pool->nsearching */
     int last_cpu;                  /* the CPU it went idle on (Linux) */
     void *state;                   /* set by worker_init */
     /* EVEXEC_POOL_HISTOGRAMS: written by this worker only, summed by
@@ -148,14 +158,16 @@ static inline void queue_unlink(struct evexec_pool *pool, struct evexec_job *job
 {
     struct job_queue *q = &pool->q[job_class(job)];
     struct evexec_job *next = job_next(job);
-    if (job->u.prev)
-        job_set_next(job->u.prev, next);
+    /* The head's prev is stale (queue_pop() leaves it): never read. */
+    struct evexec_job *prev = q->head == job ? NULL : job->u.prev;
+    if (prev)
+        job_set_next(prev, next);
     else
         q->head = next;
     if (next)
-        next->u.prev = job->u.prev;
+        next->u.prev = prev;
     else
-        q->tail = job->u.prev;
+        q->tail = prev;
     pool->nqueued--;
     if (job_class(job) != EVEXEC__CLASS_NORMAL && --q->n == 0 && !pool->q[0].n && !pool->q[2].n)
         pool->slow &= ~SLOW_CLASSES;
@@ -180,9 +192,9 @@ static inline struct evexec_job *queue_pop(struct evexec_pool *pool)
     if (EVEXEC_UNLIKELY(pool->slow & (SLOW_CLASSES | SLOW_LIMITED | SLOW_WAITERS)))
         return evexec__queue_pop_classes(pool);
     job = q->head;
-    if ((q->head = job_next(job)) != NULL)
-        q->head->u.prev = NULL;
-    else
+    /* The new head's prev is left stale, not cleared: that would be one
+     * more cache line (the next job's) under the lock. */
+    if ((q->head = job_next(job)) == NULL)
         q->tail = NULL;
     pool->nqueued--;
     return job;
@@ -220,22 +232,32 @@ static inline void idle_remove(struct evexec_pool *pool, struct worker *w)
     pool->nidle--;
 }
 
-/* With mu held and several workers idle: among the eight most recently idle
- * ones, the one that went idle on the submitter's CPU, else the most recent.
- * The scheduler tends to wake a thread where it last ran; a worker that
- * ran beside the loop would be woken across CPUs, which costs tens of
- * microseconds on a VM, where one on the loop's CPU simply runs when the
- * loop goes back to waiting (W2 unpinned: 46 -> 6 us per round trip). */
-static inline struct worker *pick_idle(struct worker *first)
+/* With mu held and several workers idle, all parked: among the eight most
+ * recently idle ones, the one that went idle on the waker's CPU, else the
+ * most recent. The scheduler tends to wake a thread where it last ran; a
+ * worker that ran beside the loop would be woken across CPUs, which costs
+ * tens of microseconds on a VM, where one on the loop's CPU simply runs when
+ * the loop goes back to waiting (W2 unpinned: 46 -> 6 us per round trip). */
+static inline struct worker *pick_idle(struct worker *first, int cpu)
 {
 #ifdef __linux__
-    int cpu = sched_getcpu();
     unsigned n = 0;
     for (struct worker *w = first; w && n < 8; w = w->idle_next, n++)
         if (w->last_cpu == cpu)
             return w;
+#else
+    EVEXEC_UNUSED(cpu);
 #endif
     return first;
+}
+
+static inline int this_cpu(void)
+{
+#ifdef __linux__
+    return sched_getcpu(); /* rseq or vDSO: no syscall */
+#else
+    return -1;
+#endif
 }
 
 /* Marks w to be woken; the caller calls evexec__worker_unpark() after
@@ -259,24 +281,42 @@ static inline void evexec__worker_unpark(struct worker *w)
 #endif
 }
 
-/* With mu held: hands the job to an idle worker (first is the most recent
- * one; it is taken off the idle list). Returns the worker if it sleeps and
- * must be unparked (after mu is dropped, or before: both are safe). */
-static inline struct worker *evexec__worker_hand_off(struct evexec_pool *pool, struct worker *w,
-                                                     struct evexec_job *job)
+/* With mu held and a parked worker on pool->idle: takes one off the list
+ * and marks it in flight (counted as searching until it is back under mu).
+ * The caller wakes it with evexec__worker_unpark() once mu is dropped. */
+static inline struct worker *evexec__worker_kick(struct evexec_pool *pool, int cpu)
 {
+    struct worker *w = pool->idle;
     if (w->idle_next)
-        w = pick_idle(w);
+        w = pick_idle(w, cpu);
     idle_remove(pool, w);
+    w->inflight = 1;
+    pool->nsearching++;
+    unpark_mark(w);
+    return w;
+}
+
+/* With mu held: hands the job to an idle worker, the searching one if there
+ * is one (always the head of pool->idle), else a parked one, which is then
+ * in flight. Returns the worker if it sleeps and must be unparked (after mu
+ * is dropped, or before: both are safe). */
+static inline struct worker *evexec__worker_hand_off(struct evexec_pool *pool,
+                                                     struct evexec_job *job, int cpu)
+{
+    struct worker *w = pool->idle, *wake = NULL;
+    if (w->searching) {
+        w->searching = 0; /* it stops searching as it takes the job */
+        pool->nsearching--;
+        idle_remove(pool, w);
+    } else {
+        w = wake = evexec__worker_kick(pool, cpu);
+    }
     if (EVEXEC_UNLIKELY(pool->slow & SLOW_LIMITED))
         pool->running_c[job_class(job)]++;
     evexec__job_set_state(job, JOB_RUNNING);
-    atomic_store_explicit(&w->handoff, job, memory_order_relaxed);
     w->current = job; /* running from now on, for EVEXEC_CANCEL */
-    if (!w->parked)
-        return NULL; /* spinning: it will see the job */
-    unpark_mark(w);
-    return w;
+    atomic_store_explicit(&w->handoff, job, memory_order_release);
+    return wake;
 }
 
 #endif /* EVEXEC_POOL_INTERNAL_H */

@@ -3,15 +3,15 @@
  * DESIGN: the pool's worker threads (the queue and the public calls are in
  * pool.c, the shared layout in pool-internal.h).
  *
- * - A worker is woken only if one is idle: idle workers sleep on a word of
+ * - Wake-ups stay off the loop thread, which has at most one in flight:
+ *   see "Who wakes whom" above worker_main(). Idle workers sleep on a word of
  *   their own (a futex; a condition variable where there is none), on a
- *   most-recent-first list, and a submitter hands the job straight to one
- *   of them (preferring one that went idle on the submitter's CPU), waking
- *   it only if it sleeps (it may still be spinning, with spin_us). Surplus
- *   workers at the cold end of that list time out and exit.
+ *   most-recent-first list. Surplus workers at the cold end of that list
+ *   time out and exit.
  * - A worker pushes a finished job on its port only after it has picked its
  *   next job, so each job costs one lock round trip.
- * - A worker only goes idle when no queued job may start. A job held back
+ * - A worker only goes idle when no queued job may start (jobs wait while
+ *   idle workers sleep only while a woken one is on its way). A job held back
  *   by its class limit becomes startable only when a job of its class
  *   finishes; that worker hands what may now start to idle workers
  *   (evexec__worker_dispatch_idle()) before it looks for its own next job.
@@ -45,19 +45,32 @@
 
 #include "pool-internal.h"
 
+/* How long an idle worker searches (polls for a hand-off) before it parks,
+ * unless spin_us says otherwise: about what a park and a wake-up cost the
+ * two threads together on a VM, so searching never costs more than twice
+ * what it saves. */
+#define SEARCH_US 50u
+
 /* The worker the calling thread is: evexec_pool_free() refuses to be called
  * from its own pool; evexec_worker_state(). */
 static _Thread_local struct worker *current_worker;
 
 /* --- idle list ----------------------------------------------------------- */
 
+/* Most recent first, but a searching worker stays at the head, where a
+ * submitter looks for it. */
 static void idle_push(struct evexec_pool *pool, struct worker *w)
 {
-    w->idle_prev = NULL;
-    w->idle_next = pool->idle;
-    if (pool->idle)
-        pool->idle->idle_prev = w;
-    pool->idle = w;
+    struct worker *after = pool->idle && pool->idle->searching ? pool->idle : NULL;
+    struct worker *next = after ? after->idle_next : pool->idle;
+    w->idle_prev = after;
+    w->idle_next = next;
+    if (next)
+        next->idle_prev = w;
+    if (after)
+        after->idle_next = w;
+    else
+        pool->idle = w;
     w->idle = 1;
     pool->nidle++;
 }
@@ -74,14 +87,7 @@ static void name_thread(struct worker *w)
 
 static int has_handoff(const struct worker *w)
 {
-    return atomic_load_explicit(&w->handoff, memory_order_relaxed) != NULL;
-}
-
-static double now_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+    return atomic_load_explicit(&w->handoff, memory_order_acquire) != NULL;
 }
 
 /* Bucket of a duration: 0 below 2 ns, else floor(log2(ns)), capped. */
@@ -108,37 +114,32 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Spinning only pays when the submitter runs on another CPU: not when this
- * worker may run on one CPU only, the one its submitters last ran on (a
- * worker pinned apart from its loop thread still spins). */
-static int may_run_beside_submitter(const struct evexec_pool *pool)
+/* Searching only pays on another CPU than the submitter's: on its CPU the
+ * spin would only delay it (every thread pinned to one CPU, or a worker the
+ * scheduler placed beside the loop). sched_getcpu() costs no syscall; where
+ * the CPU is unknown (-1), a worker searches. */
+static int may_search(const struct evexec_pool *pool, int cpu)
 {
-#ifdef __linux__
-    cpu_set_t cpus;
-    if (sched_getaffinity(0, sizeof cpus, &cpus) != 0 || CPU_COUNT(&cpus) > 1)
-        return 1;
-    int cpu = atomic_load_explicit(&pool->submit_cpu, memory_order_relaxed);
-    return cpu < 0 || !CPU_ISSET(cpu, &cpus);
-#else
-    EVEXEC_UNUSED(pool);
-    return 1;
-#endif
+    return !pool->closed && !pool->nsearching &&
+           (cpu < 0 || cpu != atomic_load_explicit(&pool->submit_cpu, memory_order_relaxed));
 }
 
-/* Without mu: polls for a hand-off for up to spin_us. A submitter that finds
- * this worker idle but not parked hands it the job without a wake-up. */
-static void spin(struct evexec_pool *pool, struct worker *w)
+/* Without mu: polls for a hand-off for up to us microseconds; 1 if one came.
+ * The default search is shorter than a park and a wake-up cost together;
+ * only a longer spin_us yields the CPU now and then, to anything else
+ * runnable here (a syscall, which the default idle path never makes). */
+static int search(struct worker *w, unsigned us)
 {
-    double deadline = now_us() + pool->spin_us;
+    uint64_t deadline = evexec__now_ns() + (uint64_t)us * 1000u;
     for (unsigned i = 1;; i++) {
         if (has_handoff(w))
-            return;
+            return 1;
         cpu_relax();
         if (i % 32 == 0) {
-            if (now_us() >= deadline)
-                return;
-            if (i % 1024 == 0)
-                sched_yield(); /* let anything else runnable here go first */
+            if (evexec__now_ns() >= deadline)
+                return 0;
+            if (i % 1024 == 0 && us > SEARCH_US)
+                sched_yield();
         }
     }
 }
@@ -196,26 +197,32 @@ static int park(struct evexec_pool *pool, struct worker *w, const struct timespe
 }
 #endif
 
-/* With mu held: waits idle for a job. Returns 0 if this surplus thread has
- * been idle for the whole timeout and should exit. */
+enum { IDLE_EXIT, IDLE_LOOK, IDLE_GOT };
+
+/* With mu held: waits idle for a job. Returns IDLE_GOT with mu dropped if a
+ * submitter handed this worker a job while it searched (w->handoff);
+ * otherwise with mu held: IDLE_LOOK to look at the pool again, IDLE_EXIT if
+ * this surplus thread has been idle for the whole timeout. */
 static int idle_wait(struct evexec_pool *pool, struct worker *w)
 {
     struct timespec deadline;
     int timed = 0, timedout = 0;
 
-#ifdef __linux__
-    w->last_cpu = sched_getcpu();
-#endif
+    w->last_cpu = this_cpu();
     idle_push(pool, w);
-    /* One spinner at a time: more would only take CPU from the submitter. */
-    if (pool->spin_us && !pool->closed && !pool->nspinning && may_run_beside_submitter(pool)) {
-        pool->nspinning++;
+    if (may_search(pool, w->last_cpu)) {
+        w->searching = 1;
+        pool->nsearching++;
         pthread_mutex_unlock(&pool->mu);
-        spin(pool, w);
+        if (search(w, pool->spin_us ? pool->spin_us : SEARCH_US))
+            return IDLE_GOT; /* the submitter took us off the list and the count */
         pthread_mutex_lock(&pool->mu);
-        pool->nspinning--;
+        if (!w->searching) /* handed a job between the last poll and the lock */
+            return IDLE_LOOK;
+        w->searching = 0;
+        pool->nsearching--;
     }
-    while (!has_handoff(w) && !pool->closed && !timedout && pool->nthreads <= pool->max_threads) {
+    while (w->idle && !pool->closed && !timedout && pool->nthreads <= pool->max_threads) {
         /* Surplus now (evexec_pool_resize() may have lowered min_threads
          * while we slept): the idle timeout starts. */
         if (!timed && pool->idle_ms != EVEXEC_IDLE_FOREVER && pool->nthreads > pool->min_threads) {
@@ -226,18 +233,24 @@ static int idle_wait(struct evexec_pool *pool, struct worker *w)
         timedout = park(pool, w, timed ? &deadline : NULL);
         w->parked = 0;
     }
-    if (w->idle) /* a submitter that hands us a job takes us off the list */
+    if (w->inflight) { /* back under mu: whoever wakes next needs no help */
+        w->inflight = 0;
+        pool->nsearching--;
+    }
+    if (w->idle)
         idle_remove(pool, w);
+    else
+        timedout = 0; /* taken off the list: handed a job, or kicked to look */
     if (has_handoff(w) || pool->closed || !timedout)
-        return 1;
-    return !(pool->nthreads > pool->min_threads && !pool->nqueued);
+        return IDLE_LOOK;
+    return pool->nthreads > pool->min_threads && !pool->nqueued ? IDLE_EXIT : IDLE_LOOK;
 }
 
 /* With mu held: the worker's next job, or NULL. */
 static struct evexec_job *next_job(struct evexec_pool *pool, struct worker *w)
 {
     struct evexec_job *job = atomic_load_explicit(&w->handoff, memory_order_relaxed);
-    if (job) {
+    if (job) { /* set under mu */
         atomic_store_explicit(&w->handoff, NULL, memory_order_relaxed);
     } else if ((job = queue_pop(pool)) != NULL) {
         if (EVEXEC_UNLIKELY(pool->slow & SLOW_LIMITED))
@@ -278,10 +291,68 @@ void evexec__worker_dispatch_idle(struct evexec_pool *pool)
     struct evexec_job *job;
     struct worker *w;
     while (pool->idle && (job = queue_pop(pool)) != NULL)
-        if ((w = evexec__worker_hand_off(pool, pool->idle, job)) != NULL)
+        if ((w = evexec__worker_hand_off(pool, job, this_cpu())) != NULL)
             evexec__worker_unpark(w);
 }
 
+/*
+ * Who wakes whom. A wake-up costs its caller a syscall (about 1 us on some
+ * VMs) and the woken thread tens of microseconds before it runs on another
+ * CPU; the loop thread, which must never stall, used to pay one for nearly
+ * every job of a burst, as the woken workers emptied the queue and parked
+ * again before the next submit. Like Go's scheduler (one spinning thread,
+ * and a thread that stops spinning because it found work wakes the next)
+ * and Tokio's (wake a parked worker only when none is searching), evexec
+ * keeps the count of workers already looking for work, pool->nsearching:
+ *
+ * - searching: an idle worker that found nothing polls its own handoff
+ *   word for SEARCH_US (or spin_us if set) before it parks. At most one
+ *   searches, none on the CPU the submits come from (it would only delay
+ *   them: every thread pinned to one CPU), and it stays at the head of the
+ *   idle list, where a submitter finds it.
+ * - in flight: a parked worker that someone woke, until it is back under
+ *   mu. Whoever wakes it takes it off the idle list and counts it.
+ *
+ * A submit (mu held) then does exactly one of these:
+ *   1. a worker searches: hand it the job (no syscall; the searcher takes
+ *      it without the lock and stops searching);
+ *   2. none searches, none is in flight, workers are parked: hand the job
+ *      to one (preferring one that last ran on this CPU) and wake it, now
+ *      in flight -- the only wake-up a loop thread makes;
+ *   3. otherwise queue it: a worker in flight or busy takes it (the queue
+ *      at its bound with workers idle: 2., so a full queue never refuses
+ *      a job an idle worker could take).
+ * A worker that takes a job (mu held) and sees more jobs queued than
+ *   workers in flight, and workers parked, wakes one or two (after
+ *   unlocking), which do the same in turn: a backlog wakes n workers in
+ *   about log2(n) steps, every wake-up made by a worker, none by the loop.
+ *
+ * Why no wake-up is lost: a job is queued only (a) when no worker is idle,
+ * and every busy worker looks at the queue under mu before it goes idle;
+ * or (b) when a worker is in flight: it looks at the queue under mu before
+ * it could go idle, and the last one back (nsearching then 0) wakes more
+ * if jobs remain after its own. A searcher is never
+ * passed over: while it searches it is the head of the idle list and case
+ * 1 applies, and jobs that class limits hold back are handed to idle
+ * workers by the worker whose job frees the limit, as before. The searcher
+ * stops under mu: a hand-off that lands between its last poll and the lock
+ * has already taken it off the list and the count, and it finds the job.
+ * A parked worker sleeps only while its word is 0 and whoever wakes it sets
+ * the word before the syscall, so a wake-up between its unlock and its
+ * futex wait is not lost (the condition variable build waits with mu held).
+ *
+ * Lock order: mu only; the futex wake and the cond signal happen after mu
+ * is dropped (worker structs outlive every submitter). A worker's hand-off
+ * word is written under mu with release order and read by its searching
+ * owner with acquire order, the only access to it without mu.
+ *
+ * With EVEXEC_POOL_SCHED_BATCH, a worker that wakes up does not preempt
+ * the thread running on its CPU, often the loop thread (the scheduler tends
+ * to wake a thread on its waker's CPU), so a burst's submits run on; woken,
+ * it stays in flight until that CPU is free or the tick, and meanwhile the
+ * searcher or a busy worker takes what is queued. Not the default: every
+ * wake-up from a blocking call would then wait for a busy CPU's tick.
+ */
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -291,6 +362,15 @@ static void *worker_main(void *arg)
 
     current_worker = w;
     name_thread(w);
+#if defined(__linux__) && defined(SCHED_BATCH)
+    /* EVEXEC_POOL_SCHED_BATCH: same CPU share, but no preempting the loop
+     * thread when a worker wakes (see "Who wakes whom"); a failure leaves
+     * the policy as it was. */
+    if (pool->sched_batch) {
+        struct sched_param sp = {0};
+        pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    }
+#endif
 #ifdef __linux__
     /* Linux's nice value is per thread: only the workers are niced. */
     if (pool->nice) {
@@ -310,6 +390,8 @@ static void *worker_main(void *arg)
         goto out;
     }
     for (;;) {
+        struct worker *kick[2];
+        unsigned nkick = 0;
         job = next_job(pool, w);
         if (!job) {
             if (finished) {
@@ -325,11 +407,25 @@ static void *worker_main(void *arg)
              * evexec_pool_resize(). */
             if (pool->closed || pool->nthreads > pool->max_threads)
                 break;
-            if (!idle_wait(pool, w))
+            int r = idle_wait(pool, w);
+            if (r == IDLE_EXIT)
                 break;
-            continue;
+            if (r == IDLE_LOOK)
+                continue;
+            /* IDLE_GOT: handed a job while searching, mu not held. */
+            job = atomic_load_explicit(&w->handoff, memory_order_relaxed);
+            atomic_store_explicit(&w->handoff, NULL, memory_order_relaxed);
+        } else {
+            /* More work waits than workers on their way to it, and parked
+             * workers could take it: wake one or two, who do the same in
+             * turn, so a backlog wakes n workers in log2(n) steps. */
+            while (EVEXEC_UNLIKELY(pool->nqueued > pool->nsearching) && nkick < 2 &&
+                   pool->idle && !pool->idle->searching)
+                kick[nkick++] = evexec__worker_kick(pool, this_cpu());
+            pthread_mutex_unlock(&pool->mu);
+            for (unsigned i = 0; i < nkick; i++)
+                evexec__worker_unpark(kick[i]);
         }
-        pthread_mutex_unlock(&pool->mu);
 
         if (finished)
             evexec__job_complete(finished);
@@ -337,7 +433,7 @@ static void *worker_main(void *arg)
         finished = job;
 
         pthread_mutex_lock(&pool->mu);
-        pool->completed++;
+        w->completed++;
         w->current = NULL;
         if (EVEXEC_UNLIKELY(pool->slow & (SLOW_LIMITED | SLOW_SHRINK))) {
             /* A limited class has room again: if this worker takes a job
@@ -409,6 +505,8 @@ int evexec__worker_spawn(struct evexec_pool *pool)
     atomic_store_explicit(&w->handoff, NULL, memory_order_relaxed);
     w->current = NULL;
     w->parked = 0;
+    w->searching = 0;
+    w->inflight = 0;
     w->number = ++pool->next_number;
     pool->nthreads++;
     pool->nstarting++;

@@ -202,6 +202,15 @@ void evexec__pool_complete_all(struct evexec_job *list)
     }
 }
 
+/* Where submits come from, for idle workers deciding whether to search
+ * (pool-worker.c). Written only when it changes: with several loops on one pool
+ * the line would otherwise bounce between their CPUs on every submit. */
+static inline void note_submit_cpu(struct evexec_pool *pool, int cpu)
+{
+    if (atomic_load_explicit(&pool->submit_cpu, memory_order_relaxed) != cpu)
+        atomic_store_explicit(&pool->submit_cpu, cpu, memory_order_relaxed);
+}
+
 int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int wait_ms)
 {
     struct evexec_job *dropped = NULL;
@@ -210,11 +219,8 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
     unsigned c = job_class(job);
     int rc;
 
+    int cpu = this_cpu();
     if (EVEXEC_UNLIKELY(pool->enqueue_prep | wait_ms)) {
-#ifdef __linux__
-        if (pool->spin_us) /* for may_run_beside_submitter() */
-            atomic_store_explicit(&pool->submit_cpu, sched_getcpu(), memory_order_relaxed);
-#endif
         if (pool->hist)
             job_set_enqueued(job, evexec__now_ns());
         if (wait_ms > 0)
@@ -228,11 +234,16 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
             rc = -ESHUTDOWN;
             goto reject;
         }
+        /* An idle worker takes the job at once if one searches; if all
+         * sleep, one is woken, unless one is already on its way (it wakes
+         * the next if work remains): see pool-worker.c. */
         if ((w = pool->idle) != NULL &&
+            (w->searching || !pool->nsearching || pool->nqueued >= pool->max_queued) &&
             (EVEXEC_LIKELY(!(pool->slow & SLOW_LIMITED)) || pool->running_c[c] < pool->class_max[c])) {
             pool->submitted++;
             atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
-            struct worker *taker = evexec__worker_hand_off(pool, w, job);
+            note_submit_cpu(pool, cpu);
+            struct worker *taker = evexec__worker_hand_off(pool, job, cpu);
             pthread_mutex_unlock(&pool->mu);
             if (taker)
                 evexec__worker_unpark(taker); /* it outlives this: see DESIGN */
@@ -247,9 +258,13 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
     }
     pool->submitted++;
     atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
+    note_submit_cpu(pool, cpu);
     evexec__job_set_state(job, JOB_QUEUED);
     queue_append(pool, job);
-    if (pool->nthreads < pool->max_threads && pool->nqueued > pool->nstarting &&
+    /* A thread more if the queued jobs outnumber the threads that will take
+     * them: starting, or idle (woken one after the other). A worker on its
+     * way may already hold a job of its own: not counted. */
+    if (pool->nthreads < pool->max_threads && pool->nqueued > pool->nstarting + pool->nidle &&
         (EVEXEC_LIKELY(!(pool->slow & SLOW_LIMITED)) || pool->running_c[c] < pool->class_max[c])) {
         rc = evexec__worker_spawn(pool);
         /* With no thread at all, no queued job would ever run. Our own job
@@ -332,7 +347,8 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
         (o.stack_size && (o.stack_size < MIN_STACK || o.stack_size > MAX_STACK)) ||
         (o.overflow != EVEXEC_OVERFLOW_REJECT && o.overflow != EVEXEC_OVERFLOW_DROP_OLDEST) ||
         o.max_running_high > EVEXEC_MAX_THREADS || o.max_running_normal > EVEXEC_MAX_THREADS ||
-        o.max_running_low > EVEXEC_MAX_THREADS || (o.flags & ~EVEXEC_POOL_HISTOGRAMS))
+        o.max_running_low > EVEXEC_MAX_THREADS ||
+        (o.flags & ~(EVEXEC_POOL_HISTOGRAMS | EVEXEC_POOL_SCHED_BATCH)))
         return -EINVAL;
 
     if (!(pool = calloc(1, sizeof *pool)))
@@ -348,6 +364,7 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
     pool->hist = (o.flags & EVEXEC_POOL_HISTOGRAMS) != 0;
     if (pool->hist)
         pool->runner.flags = RUNNER_WANTS_EXT;
+    pool->sched_batch = (o.flags & EVEXEC_POOL_SCHED_BATCH) != 0;
     pool->worker_init = o.worker_init;
     pool->worker_fini = o.worker_fini;
     pool->worker_arg = o.worker_arg;
@@ -356,7 +373,7 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
     pool->class_max[2] = o.max_running_low ? o.max_running_low : UINT_MAX;
     if (o.max_running_high || o.max_running_normal || o.max_running_low)
         pool->slow = SLOW_LIMITED;
-    pool->enqueue_prep = pool->spin_us || pool->hist;
+    pool->enqueue_prep = pool->hist;
     strcpy(pool->name, o.name);
     atomic_init(&pool->refs, 1);
     atomic_init(&pool->submit_cpu, -1);
@@ -385,8 +402,11 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
             goto fail_attr;
     }
 
+    /* Each minimum thread is started once: one whose worker_init fails
+     * exits at once and is not replaced here (waiting for the count to
+     * reach min_threads would then start threads for ever). */
     pthread_mutex_lock(&pool->mu);
-    while (pool->nthreads < pool->min_threads) {
+    for (unsigned i = 0; i < pool->min_threads; i++) {
         if ((rc = evexec__worker_spawn(pool)) < 0) {
             pthread_mutex_unlock(&pool->mu);
             evexec_pool_free(pool);
@@ -441,6 +461,8 @@ int evexec_pool_free(evexec_pool *pool)
 {
     if (!pool)
         return 0;
+    if (pool->port_owned)
+        return -EPERM; /* its port frees it */
     if (evexec__pool_current() == pool)
         return -EDEADLK;
     evexec_pool_shutdown(pool, EVEXEC_DRAIN); /* -EALREADY is fine */
@@ -486,6 +508,8 @@ int evexec_pool_stats(evexec_pool *pool, struct evexec_pool_stats *out)
     s.queued = pool->nqueued;
     s.submitted = pool->submitted;
     s.completed = pool->completed;
+    for (const struct worker *w = pool->all; w; w = w->all_next)
+        s.completed += w->completed;
     s.cancelled = pool->cancelled;
     s.rejected = pool->rejected;
     s.threads_started = pool->threads_started;
@@ -528,17 +552,25 @@ int evexec_pool_histograms(evexec_pool *pool, struct evexec_pool_histograms *out
 
 /* With mu held: starts what the limits and the queue call for, and hands
  * queued jobs that may now start to idle workers. Returns the first error
- * of spawn(), or 0. */
+ * of spawn(), -ESHUTDOWN if the pool was shut down meanwhile, or 0.
+ *
+ * Each loop makes at most as many starts as were missing when it began:
+ * a new thread may exit at once (its worker_init failed, or the pool was
+ * shut down while mu was dropped for pthread_create()), and a loop that
+ * waited for the count to come up would then start threads for ever. */
 static int pool_rebalance(struct evexec_pool *pool)
 {
     struct worker *w;
+    unsigned n;
     int rc = 0;
 
     evexec__worker_dispatch_idle(pool);
-    while (!rc && pool->nthreads < pool->min_threads)
-        rc = evexec__worker_spawn(pool);
-    while (!rc && pool->nthreads < pool->max_threads && pool->nqueued > pool->nstarting)
-        rc = evexec__worker_spawn(pool);
+    n = pool->nthreads < pool->min_threads ? pool->min_threads - pool->nthreads : 0;
+    while (!rc && n-- && pool->nthreads < pool->min_threads)
+        rc = pool->closed ? -ESHUTDOWN : evexec__worker_spawn(pool);
+    n = pool->nthreads < pool->max_threads ? pool->max_threads - pool->nthreads : 0;
+    while (!rc && n-- && pool->nthreads < pool->max_threads && pool->nqueued > pool->nstarting)
+        rc = pool->closed ? -ESHUTDOWN : evexec__worker_spawn(pool);
     /* Surplus idle threads leave now (busy ones after their job), or start
      * their idle timeout. */
     if (pool->nthreads > pool->min_threads)
@@ -585,7 +617,7 @@ int evexec_pool_set_class_limit(evexec_pool *pool, int priority, unsigned max_ru
         pool->slow |= SLOW_LIMITED;
     int rc = pool->closed ? 0 : pool_rebalance(pool);
     pthread_mutex_unlock(&pool->mu);
-    return rc;
+    return rc == -ESHUTDOWN ? 0 : rc; /* shut down meanwhile: no thread needed */
 }
 
 /* --- the runner's ops ---------------------------------------------------- */
@@ -614,3 +646,15 @@ static const struct evexec__runner_ops pool_ops = {
     .timed_out = pool_timed_out,
     .release = pool_release,
 };
+
+void evexec__pool_set_port_owned(struct evexec_pool *pool)
+{
+    pool->port_owned = 1;
+}
+
+int evexec__pool_free_owned(struct evexec_pool *pool)
+{
+    if (pool)
+        pool->port_owned = 0;
+    return evexec_pool_free(pool);
+}

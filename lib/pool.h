@@ -24,5 +24,10 @@ static inline struct evexec__runner *evexec__pool_runner(struct evexec_pool *poo
 int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int wait_ms);
 /* The pool whose worker the calling thread is, or NULL. */
 struct evexec_pool *evexec__pool_current(void);
+/* A port's default pool: evexec_pool_free() refuses it (-EPERM) from now
+ * on; its port frees it with evexec__pool_free_owned(). Before the pool is
+ * shared with any other thread. */
+void evexec__pool_set_port_owned(struct evexec_pool *pool);
+int evexec__pool_free_owned(struct evexec_pool *pool);
 
 #endif /* EVEXEC_POOL_H */

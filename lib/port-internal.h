@@ -30,6 +30,7 @@ struct evexec_port {
     int closing;                   /* evexec_port_free() was called */
     int refusing;                  /* evexec_submit() answers -ESHUTDOWN */
     int in_run;                    /* delivering: release must wait */
+    unsigned forks;                /* forks seen when it was made (port.c) */
 
     struct evexec__jobs jobs;      /* the port's own jobs (loop thread) */
 

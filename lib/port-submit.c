@@ -182,7 +182,7 @@ int evexec_submit_threadsafe(evexec_port *port, evexec_pool *pool, evexec_work_f
         return -EINVAL;
     if ((rc = read_job_opts(opts, &o)) < 0)
         return rc;
-    if (o.timeout_ms || o.group)
+    if (o.timeout_ms || o.group || o.cleanup)
         return -EINVAL; /* loop-thread features */
     if (!pool && !(pool = evexec__remote_default_pool(&port->remote, &rc)))
         return rc;

@@ -40,6 +40,42 @@
 
 #define MIN_PORT_OPTS_SIZE (offsetof(struct evexec_port_opts, priority) + sizeof(int))
 
+/* Ports made by this process: part of each port's id salt (see
+ * evexec_port_new()). The library's only counter shared by every port. */
+static _Atomic uint32_t ports_made;
+
+/* fork(): a child that reinitialises an inherited base (event_reinit())
+ * and dispatches it would run the inherited ports' events: read the wake
+ * fd it shares with the parent (stealing the parent's wake-ups, so the
+ * parent's port stalls) and run done callbacks of the parent's jobs. A
+ * count of forks, bumped in every child, tells a port that it was made
+ * before the fork of the process it now runs in: it then does nothing but
+ * take its events off the base. */
+static _Atomic unsigned forks_seen;
+static pthread_once_t fork_watch_once = PTHREAD_ONCE_INIT;
+
+static void count_fork(void)
+{
+    atomic_fetch_add_explicit(&forks_seen, 1, memory_order_relaxed);
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, count_fork);
+}
+
+/* 1 in a child of fork() for a port made before that fork: its wake fd
+ * and its jobs are the parent's. Its events are then taken off the base. */
+static int port_inherited(struct evexec_port *port)
+{
+    if (EVEXEC_LIKELY(port->forks == atomic_load_explicit(&forks_seen, memory_order_relaxed)))
+        return 0;
+    evexec__mailbox_detach(&port->mb);
+    event_del(port->resume_ev);
+    evexec__deadlines_detach(&port->deadlines);
+    return 1;
+}
+
 static void port_release(struct evexec_port *port);
 
 /* --- home: taking finished jobs ------------------------------------------ */
@@ -263,6 +299,8 @@ static void port_run(struct evexec_port *port)
     unsigned n = 0;
     struct evexec_job *job;
 
+    if (EVEXEC_UNLIKELY(port_inherited(port)))
+        return; /* the parent's: see forks_seen */
     port->batches++;
     port->in_run++;
     if (EVEXEC_UNLIKELY(evexec__groups_have_due(&port->groups)))
@@ -327,6 +365,8 @@ static void on_deadlines(void *arg)
 {
     struct evexec_port *port = arg;
     struct evexec__deadline_entry *e;
+    if (EVEXEC_UNLIKELY(port_inherited(port)))
+        return; /* a forked child's copy of its parent's port */
     uint64_t now = evexec__now_ns();
 
     port->in_run++;
@@ -435,6 +475,8 @@ int evexec_port_new(evexec_port **out, struct event_base *base, const struct eve
     memset(port, 0, sizeof *port);
     port->base = base;
     port->owner = pthread_self();
+    pthread_once(&fork_watch_once, watch_forks);
+    port->forks = atomic_load_explicit(&forks_seen, memory_order_relaxed);
     port->max_batch = o.max_batch ? o.max_batch : EVEXEC__DEFAULT_MAX_BATCH;
     port->ev_priority = o.priority;
     evexec__mailbox_init(&port->mb);
@@ -442,9 +484,15 @@ int evexec_port_new(evexec_port **out, struct event_base *base, const struct eve
      * numbers at a point derived from its address keeps two live ports'
      * ids apart, so an id given to the wrong port is recognised (-ENOENT)
      * rather than naming one of its jobs; they would meet only after
-     * billions of submissions. */
+     * billions of submissions. The address alone is not enough: malloc
+     * often gives a freed port's memory to the next port, whose ids would
+     * then be the old one's. A count of the ports made in this process,
+     * spread by the golden ratio, moves each port's start far from that of
+     * the port before it at the same address. */
+    uint32_t made = atomic_fetch_add_explicit(&ports_made, 1, memory_order_relaxed);
     evexec__jobs_init(&port->jobs, &port->mb,
-                      (uint32_t)(((uintptr_t)port >> 6) * 0x9E3779B97F4A7C15ull >> 32));
+                      (uint32_t)(((uintptr_t)port >> 6) * 0x9E3779B97F4A7C15ull >> 32) +
+                          made * 0x9E3779B9u);
     evexec__deadlines_init(&port->deadlines, base, o.priority, on_deadlines, port);
     evexec__groups_init(&port->groups, port->owner, kick, cancel_member, port);
     if ((rc = evexec__remote_init(&port->remote, &port->mb)) < 0) {

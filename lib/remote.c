@@ -60,7 +60,7 @@ void evexec__remote_fini(struct evexec__remote *r)
     pthread_mutex_destroy(&r->mu);
     /* Its jobs from this port are all delivered; its threads exit at once
      * unless other ports' work still runs on it. */
-    evexec_pool_free(dflt);
+    evexec__pool_free_owned(dflt);
 }
 
 /* With mu held: a record back on the free list. */
@@ -165,8 +165,10 @@ struct evexec_pool *evexec__remote_default_pool(struct evexec__remote *r, int *r
         o.name = "evexec-def";
         if (r->closed)
             *rc = -ESHUTDOWN;
-        else if ((*rc = evexec_pool_new(&pool, &o)) == 0)
+        else if ((*rc = evexec_pool_new(&pool, &o)) == 0) {
+            evexec__pool_set_port_owned(pool); /* before anyone can see it */
             atomic_store_explicit(&r->default_pool, pool, memory_order_release);
+        }
     }
     pthread_mutex_unlock(&r->mu);
     return pool;

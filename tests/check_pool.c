@@ -269,6 +269,40 @@ START_TEST(nice_applies_to_workers_only)
 }
 END_TEST
 
+static void *report_policy(evexec_job *job, void *arg)
+{
+    (void)job;
+    (void)arg;
+    return (void *)(intptr_t)sched_getscheduler(0);
+}
+
+/* Workers keep the loop thread's policy by default; with
+ * EVEXEC_POOL_SCHED_BATCH they run in SCHED_BATCH (Linux), the loop thread
+ * keeping its own. */
+START_TEST(workers_batch_only_when_asked)
+{
+    struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
+    struct tally t;
+    evexec_pool *pool;
+    int before = sched_getscheduler(0);
+
+    for (int batch = 0; batch < 2; batch++) {
+        o.flags = batch ? EVEXEC_POOL_SCHED_BATCH : 0;
+        ck_assert_int_eq(evexec_pool_new(&pool, &o), 0);
+        tally_init(&t);
+        ck_assert_int_eq(evexec_submit(fx.port, pool, report_policy, tally_done, &t, NULL), 0);
+        run_until(fx.base, &t.calls, 1);
+#if defined(__linux__) && defined(SCHED_BATCH)
+        ck_assert_int_eq((int)(intptr_t)t.last_result, batch ? SCHED_BATCH : before);
+#else
+        ck_assert_int_eq((int)(intptr_t)t.last_result, before);
+#endif
+        ck_assert_int_eq(sched_getscheduler(0), before);
+        ck_assert_int_eq(evexec_pool_free(pool), 0);
+    }
+}
+END_TEST
+
 static int idle_pool(void *arg)
 {
     struct evexec_pool_stats s = pool_stats(arg);
@@ -1437,6 +1471,7 @@ static Suite *pool_suite(void)
     tcase_add_test(tc, an_idle_worker_is_reused_not_a_new_thread_started);
     tcase_add_test(tc, spinning_workers_take_handoffs_without_losing_any);
     tcase_add_test(tc, nice_applies_to_workers_only);
+    tcase_add_test(tc, workers_batch_only_when_asked);
     tcase_add_test(tc, min_threads_start_at_once_and_stay);
     tcase_add_test(tc, idle_threads_are_reaped_down_to_min);
     tcase_add_test(tc, workers_carry_their_names);

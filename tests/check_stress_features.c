@@ -897,7 +897,9 @@ static int cond_all_delivered(void)
 static int cond_pool_idle(void)
 {
     struct evexec_pool_stats s = pool_stats(RD.pool);
-    if (s.running == 0 && s.queued == 0)
+    /* Every thread idle too: one still starting may be between its
+     * worker_init and the pool's count of it. */
+    if (s.running == 0 && s.queued == 0 && s.threads == s.idle)
         return 1;
     sleep_us(1000);
     return 0;
@@ -1198,11 +1200,259 @@ START_TEST(test_features_stress)
 }
 END_TEST
 
+/* --- hostile mode --------------------------------------------------------- */
+/*
+ * The executor used the way the header warns about, from several threads at
+ * once: a pool whose worker_init fails always, never, every other time or
+ * at random, resized to large minimums from one thread while others submit
+ * futures and cancel them and a third shuts the pool down at a random
+ * moment; meanwhile the test thread frees ports and makes new ones (often
+ * at the same address) and cancels the old ports' ids on the new ones.
+ * Every call must return (the tcase timeout fails one that loops), every
+ * accepted job's future must complete, a job never runs in a pool whose
+ * every worker_init fails, and a stale id is always -ENOENT.
+ * EVEXEC_STRESS_HOSTILE_SECONDS (default 2; 1..600).
+ */
+#define HOSTILE_FUTURES 256
+
+struct hostile {
+    evexec_pool *pool;
+    int init_mode;              /* 0 never fails, 1 always, 2 every other, 3 random */
+    _Atomic unsigned inits;
+    _Atomic int stop;           /* the shutdown came: submitters end */
+    unsigned seed;
+    pthread_mutex_t mu;
+    evexec_future *futures[HOSTILE_FUTURES];
+    int nfutures;
+    char bad[160];
+};
+
+__attribute__((format(printf, 2, 3))) static void hostile_bad(struct hostile *h,
+                                                              const char *fmt, ...);
+static void hostile_bad(struct hostile *h, const char *fmt, ...)
+{
+    va_list ap;
+    pthread_mutex_lock(&h->mu);
+    if (!h->bad[0]) {
+        va_start(ap, fmt);
+        vsnprintf(h->bad, sizeof h->bad, fmt, ap);
+        va_end(ap);
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+static int hostile_init(void *arg, void **state)
+{
+    struct hostile *h = arg;
+    unsigned n = atomic_fetch_add(&h->inits, 1);
+    (void)state;
+    switch (h->init_mode) {
+    case 0:
+        return 0;
+    case 1:
+        return -1;
+    case 2:
+        return (int)(n & 1);
+    default:
+        return (int)((n * 2654435761u) >> 31);
+    }
+}
+
+static void *hostile_work(evexec_job *job, void *arg)
+{
+    struct hostile *h = arg;
+    (void)job;
+    if (h->init_mode == 1)
+        hostile_bad(h, "a job ran in a pool whose every worker_init fails");
+    return arg;
+}
+
+static void *hostile_resizer(void *arg)
+{
+    struct hostile *h = arg;
+    unsigned seed = h->seed ^ 0x51u;
+    for (int i = 0; i < 40; i++) {
+        /* Now and then near the most threads a pool may have: the more
+         * threads a call must start, the likelier that they exit as fast
+         * as they start. */
+        unsigned big = under_valgrind() ? 64 : 1000; /* valgrind: 500 threads at most */
+        unsigned max = rnd(&seed, 4) ? 1 + rnd(&seed, 64) : big;
+        unsigned min = max == big ? big : rnd(&seed, max + 1);
+        int rc = evexec_pool_resize(h->pool, min, max, 1 + rnd(&seed, 512));
+        if (rc == -ESHUTDOWN)
+            break;
+        if (rc != 0 && rc != -EAGAIN)
+            hostile_bad(h, "pool_resize(%u, %u) = %d", min, max, rc);
+    }
+    return NULL;
+}
+
+static void *hostile_caller(void *arg)
+{
+    struct hostile *h = arg;
+    unsigned seed = h->seed ^ (unsigned)(uintptr_t)pthread_self();
+    while (!atomic_load(&h->stop)) {
+        evexec_future *f;
+        int rc = evexec_pool_call(h->pool, hostile_work, h, &f);
+        if (rc == -ESHUTDOWN)
+            break;
+        if (rc == -EAGAIN)
+            continue;
+        if (rc != 0) {
+            hostile_bad(h, "pool_call = %d", rc);
+            break;
+        }
+        if (rnd(&seed, 4) == 0) {
+            rc = evexec_future_cancel(f);
+            if (rc != 0 && rc != -EALREADY && rc != -EBUSY)
+                hostile_bad(h, "future_cancel = %d", rc);
+        }
+        pthread_mutex_lock(&h->mu);
+        int full = h->nfutures == HOSTILE_FUTURES;
+        if (!full)
+            h->futures[h->nfutures++] = f;
+        pthread_mutex_unlock(&h->mu);
+        if (full) {
+            evexec_future_free(f); /* cancels it if pending */
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void *hostile_shutter(void *arg)
+{
+    struct hostile *h = arg;
+    unsigned seed = h->seed ^ 0x5eu;
+    for (unsigned i = rnd(&seed, 2000); i > 0; i--)
+        sched_yield(); /* a random moment, not an ordering */
+    int rc = evexec_pool_shutdown(h->pool, (int)rnd(&seed, 2));
+    if (rc != 0)
+        hostile_bad(h, "pool_shutdown = %d", rc);
+    atomic_store(&h->stop, 1);
+    return NULL;
+}
+
+static void hostile_pool_round(unsigned seed)
+{
+    struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
+    struct hostile *h = calloc(1, sizeof *h);
+    pthread_t t[4];
+    int rc;
+
+    ck_assert_ptr_nonnull(h);
+    h->seed = seed;
+    h->init_mode = (int)(seed % 4);
+    pthread_mutex_init(&h->mu, NULL);
+    o.max_threads = under_valgrind() ? 64 : 1000;
+    o.min_threads = rnd(&seed, 8) ? rnd(&seed, 65) : o.max_threads;
+    o.stack_size = 64 * 1024;
+    o.max_queued = 1 + rnd(&seed, 256);
+    o.worker_init = hostile_init;
+    o.worker_arg = h;
+    rc = evexec_pool_new(&h->pool, &o);
+    ck_assert_msg(rc == 0 || rc == -EAGAIN, "pool_new(min %u) = %d", o.min_threads, rc);
+    if (rc == 0) {
+        /* Each minimum thread started once, even when they exit at once
+         * (a loop that waited for the count started thousands). */
+        uint64_t started = pool_stats(h->pool).threads_started;
+        ck_assert_msg(started <= o.min_threads, "pool_new(min %u) started %" PRIu64 " threads",
+                      o.min_threads, started);
+        ck_assert_int_eq(pthread_create(&t[0], NULL, hostile_resizer, h), 0);
+        ck_assert_int_eq(pthread_create(&t[1], NULL, hostile_caller, h), 0);
+        ck_assert_int_eq(pthread_create(&t[2], NULL, hostile_caller, h), 0);
+        ck_assert_int_eq(pthread_create(&t[3], NULL, hostile_shutter, h), 0);
+        for (int i = 0; i < 4; i++)
+            ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+        /* Every accepted job completes: run, cancelled, or stranded jobs
+         * delivered -ECANCELED when no thread is left. */
+        for (int i = 0; i < h->nfutures; i++) {
+            void *r;
+            rc = evexec_future_wait(h->futures[i], 10000);
+            ck_assert_msg(rc == 0, "a future of a shut-down pool still pending after 10 s");
+            rc = evexec_future_result(h->futures[i], &r);
+            ck_assert_msg((rc == 0 && r == h) || (rc == -ECANCELED && !r), "future: %d", rc);
+            evexec_future_free(h->futures[i]);
+        }
+        ck_assert_int_eq(evexec_pool_free(h->pool), 0);
+        ck_assert_msg(!h->bad[0], "%s", h->bad);
+    }
+    pthread_mutex_destroy(&h->mu);
+    free(h);
+}
+
+static void hostile_count_done(int status, void *result, void *arg)
+{
+    (void)status;
+    (void)result;
+    ++*(int *)arg;
+}
+
+/* Ports freed and made again on one base: old ids never name new jobs. */
+static void hostile_ports_round(unsigned seed, evexec_pool *pool)
+{
+    struct event_base *base = event_base_new();
+    evexec_job_id old[4], id;
+    evexec_port *port;
+    int calls = 0, want = 0;
+
+    ck_assert_ptr_nonnull(base);
+    ck_assert_int_eq(evexec_port_new(&port, base, NULL), 0);
+    for (int k = 0; k < 8; k++) {
+        unsigned n = 1 + rnd(&seed, 4);
+        for (unsigned i = 0; i < n; i++) {
+            ck_assert_int_eq(evexec_submit(port, pool, echo_work, hostile_count_done, &calls,
+                                           &old[i]), 0);
+            want++;
+        }
+        if (rnd(&seed, 2))
+            run_until(base, &calls, want);
+        ck_assert_int_eq(evexec_port_free(port), 0);
+        ck_assert_int_eq(evexec_port_new(&port, base, NULL), 0);
+        ck_assert_int_eq(evexec_submit(port, pool, echo_work, hostile_count_done, &calls, &id), 0);
+        want++;
+        for (unsigned i = 0; i < n; i++)
+            ck_assert_int_eq(evexec_cancel(port, old[i]), -ENOENT);
+    }
+    run_until(base, &calls, want);
+    ck_assert_int_eq(evexec_port_free(port), 0);
+    while (event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED) > 0)
+        event_base_loop(base, EVLOOP_ONCE);
+    event_base_free(base);
+}
+
+START_TEST(test_hostile_stress)
+{
+    unsigned seed = stress_seed();
+    unsigned long secs = env_knob("EVEXEC_STRESS_HOSTILE_SECONDS", 2, 2, 1, 600);
+    evexec_pool *pool;
+    unsigned long rounds = 0;
+
+    printf("check_stress_features: hostile seed=%u seconds=%lu\n", seed, secs);
+    fflush(stdout);
+    ck_assert_int_eq(evexec_pool_new(&pool, NULL), 0);
+    uint64_t end = now_ns() + (uint64_t)secs * 1000000000u;
+    do {
+        unsigned s = seed + (unsigned)rounds * 0x9E3779B9u;
+        hostile_pool_round(s);
+        hostile_ports_round(s, pool);
+        rounds++;
+    } while (now_ns() < end);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+    printf("check_stress_features: hostile: %lu rounds in %lu s\n", rounds, secs);
+    fflush(stdout);
+}
+END_TEST
+
 static Suite *features_suite(void)
 {
     Suite *s = suite_create("stress_features");
     TCase *tc = add_tcase(s, "features", 900, FX_FDS);
     tcase_add_test(tc, test_features_stress);
+    /* A timeout fails a call that loops for ever. */
+    tc = add_tcase(s, "hostile",
+                   (double)env_knob("EVEXEC_STRESS_HOSTILE_SECONDS", 2, 2, 1, 600) + 60, FX_FDS);
+    tcase_add_test(tc, test_hostile_stress);
     return s;
 }
 

@@ -6,7 +6,8 @@
 #   asan      ./configure CC=clang --enable-asan --enable-debug: the whole suite under
 #             AddressSanitizer + UndefinedBehaviorSanitizer (leaks included).
 #   tsan      ./configure CC=clang --enable-tsan --enable-debug: the whole suite under
-#             ThreadSanitizer (suppressions: tests/tsan.supp).
+#             ThreadSanitizer (suppressions: tests/tsan.supp), with the
+#             hostile stress mode for 30 s (EVEXEC_TSAN_HOSTILE_SECONDS).
 #   valgrind  a plain -O1 build; every Check program run with CK_FORK=no
 #             under valgrind --leak-check=full --error-exitcode=1
 #             --track-fds=yes, which must also report no fd left open.
@@ -98,6 +99,12 @@ run_tsan() {
     make -C "$dir" -j2 >/dev/null
     # die_after_fork=0: check_hygiene forks a child that starts threads, on
     # purpose (fork safety); the child uses only objects it made itself.
+    # EVEXEC_STRESS_HOSTILE_SECONDS: check_stress_features' hostile mode
+    # (failing worker_init, large minimums, resize racing shutdown, ports
+    # remade) runs longer here than in a plain make check, where it takes
+    # 2 s: the thread-start races it looks for are likelier under TSan's
+    # slower threads. EVEXEC_TSAN_HOSTILE_SECONDS changes it.
+    EVEXEC_STRESS_HOSTILE_SECONDS=${EVEXEC_TSAN_HOSTILE_SECONDS:-30} \
     TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 die_after_fork=0 suppressions=$srcdir/tests/tsan.supp" \
         make -C "$dir" -j2 check || { cat "$dir"/test-suite.log; return 1; }
     collect_figures tsan "$dir"

@@ -33,6 +33,12 @@
  * histograms; the default pool (NULL pool). Callbacks, cleanups and group
  * callbacks must run on the loop thread, never inside an evexec call.
  *
+ * Opcode bytes 0xfc..0xff (taken from the top of that range) run
+ * self-contained hostile ops: ports freed and made again (stale ids,
+ * the default pool's free), resize racing a shutdown with failing
+ * worker_init, loops with calls of every kind and their futures, and
+ * loop_start/port_new with few fds left (see "Hostile use" below).
+ *
  * Built two ways: with clang -fsanitize=fuzzer (./configure --enable-fuzz,
  * tests/fuzz/run.sh), and as tests/fuzz/evexec_fuzz_replay (replay.c), which
  * runs the corpus in tests/fuzz/corpus under any compiler, in `make check`.
@@ -50,6 +56,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <evexec.h>
@@ -593,7 +602,7 @@ static void op_pool_new(struct input *in, int ext)
         o->overflow = ov == 0 ? EVEXEC_OVERFLOW_REJECT
                       : ov == 1 ? EVEXEC_OVERFLOW_DROP_OLDEST
                       : ov == 2 ? 2 : -1;
-        o->flags = fl == 0 ? 0u : fl == 1 ? EVEXEC_POOL_HISTOGRAMS : fl == 2 ? 2u : 0x80000001u;
+        o->flags = fl == 0 ? 0u : fl == 1 ? EVEXEC_POOL_HISTOGRAMS : fl == 2 ? 4u : 0x80000001u;
         o->max_running_high = mr[0];
         o->max_running_normal = mr[1];
         o->max_running_low = mr[2];
@@ -1495,6 +1504,438 @@ static void op_default_pool(struct input *in)
            st.max_queued, fp->max_queued);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Hostile use, loops and futures (opcode bytes 0xfc..0xff)                 */
+/*
+ * Each of these ops is self-contained: it makes its own pools, ports and
+ * loops and frees them before it returns, so the model above is untouched.
+ * What they check is that every call returns (a call that loops for ever
+ * is a libFuzzer timeout) with an answer the header allows:
+ *  - a port freed and made again: old ids are -ENOENT on the new port, its
+ *    default pool refuses evexec_pool_free() (-EPERM);
+ *  - evexec_pool_resize() with a large min_threads racing
+ *    evexec_pool_shutdown() from another thread, optionally with a
+ *    worker_init that always fails; evexec_pool_new() with such an init;
+ *  - a loop with calls that resolve, fail with any errno, stay unsettled
+ *    (with or without a stop hook), stop the loop from inside, offload to
+ *    a pool; futures waited on, polled, cancelled, freed early; the loop
+ *    stopped from another thread with either mode, or escalated;
+ *  - evexec_loop_start() and evexec_port_new() with 0..7 fds free.
+ */
+static int hostile_init_fail(void *arg, void **state)
+{
+    (void)arg;
+    (void)state;
+    return 1;
+}
+
+static void *hostile_echo(evexec_job *job, void *arg)
+{
+    (void)job;
+    return arg;
+}
+
+static void hostile_count(int status, void *result, void *arg)
+{
+    (void)status;
+    (void)result;
+    ++*(int *)arg;
+}
+
+static void hostile_drain(struct event_base *base, const int *count, int want)
+{
+    for (int n = 0; *count < want; n++) {
+        EXPECT(n < 200000, "hostile: %d of %d callbacks", *count, want);
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        if (n > 100) {
+            struct timespec ts = {0, 50000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+static void hostile_release(struct event_base *base)
+{
+    /* Freed ports leave the base once their last wake-up is read. */
+    for (int n = 0; event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED) > 0; n++) {
+        EXPECT(n < 200000, "hostile: a freed port never released itself");
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        if (n > 100) {
+            struct timespec ts = {0, 50000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+static void op_port_remade(struct input *in)
+{
+    unsigned n = 1 + u8(in) % 3, use_default = u8(in) & 1;
+    struct event_base *base = event_base_new();
+    evexec_pool *pool = NULL, *dflt;
+    evexec_port *port;
+    evexec_job_id old[3], now;
+    int calls = 0, rc;
+
+    EXPECT(base != NULL, "event_base_new");
+    if (!use_default)
+        EXPECT(evexec_pool_new(&pool, NULL) == 0, "hostile pool_new");
+    EXPECT(evexec_port_new(&port, base, NULL) == 0, "hostile port_new");
+    for (unsigned i = 0; i < n; i++)
+        EXPECT(evexec_submit(port, pool, hostile_echo, hostile_count, &calls, &old[i]) == 0,
+               "hostile submit");
+    hostile_drain(base, &calls, (int)n);
+    if (use_default) {
+        EXPECT(evexec_port_default_pool(port, &dflt) == 0, "default pool");
+        rc = evexec_pool_free(dflt);
+        EXPECT(rc == -EPERM, "pool_free of a port's default pool = %d", rc);
+    }
+    EXPECT(evexec_port_free(port) == 0, "hostile port_free");
+    hostile_release(base);
+    /* A new port, at the same address or not: the old ids name nothing. */
+    EXPECT(evexec_port_new(&port, base, NULL) == 0, "hostile port_new again");
+    for (unsigned i = 0; i < n; i++)
+        EXPECT(evexec_submit(port, pool, hostile_echo, hostile_count, &calls, &now) == 0,
+               "hostile submit again");
+    for (unsigned i = 0; i < n; i++) {
+        rc = evexec_cancel(port, old[i]);
+        EXPECT(rc == -ENOENT, "cancel of a freed port's id on its successor = %d", rc);
+    }
+    hostile_drain(base, &calls, 2 * (int)n);
+    EXPECT(evexec_port_free(port) == 0, "hostile port_free again");
+    hostile_release(base);
+    EXPECT(evexec_pool_free(pool) == 0, "hostile pool_free");
+    event_base_free(base);
+}
+
+static void *hostile_shutdown(void *arg)
+{
+    int rc = evexec_pool_shutdown(arg, (int)(uintptr_t)0);
+    return (void *)(intptr_t)rc;
+}
+
+static void op_resize_race(struct input *in)
+{
+    unsigned a = u8(in), min = u8(in) % 65;
+    struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
+    evexec_pool *pool;
+    evexec_future *f = NULL;
+    pthread_t t;
+    void *r;
+    int rc;
+
+    o.max_threads = 64;
+    if (a & 1)
+        o.worker_init = hostile_init_fail;
+    if (a & 2)
+        o.min_threads = min;
+    rc = evexec_pool_new(&pool, &o);
+    EXPECT(rc == 0 || rc == -EAGAIN, "pool_new(min %u, init %s) = %d", o.min_threads,
+           (a & 1) ? "failing" : "none", rc);
+    if (rc != 0)
+        return;
+    if (a & 4) {
+        rc = evexec_pool_call(pool, hostile_echo, pool, &f);
+        EXPECT(rc == 0 || rc == -EAGAIN, "pool_call = %d", rc);
+    }
+    int racing = (a & 8) != 0;
+    if (racing)
+        EXPECT(pthread_create(&t, NULL, hostile_shutdown, pool) == 0, "pthread_create");
+    rc = evexec_pool_resize(pool, min, 64, 100);
+    EXPECT(rc == 0 || rc == -EAGAIN || (racing && rc == -ESHUTDOWN), "pool_resize(%u) = %d", min,
+           rc);
+    if (racing) {
+        pthread_join(t, &r);
+        EXPECT((intptr_t)r == 0, "pool_shutdown = %d", (int)(intptr_t)r);
+    }
+    if (f) {
+        EXPECT(evexec_future_wait(f, EVEXEC_WAIT_FOREVER) == 0, "future_wait");
+        rc = evexec_future_result(f, &r);
+        EXPECT(rc == 0 ? r == pool : rc == -ECANCELED && r == NULL, "pool future = %d", rc);
+        EXPECT(!(a & 1) || rc == -ECANCELED, "a job ran with every worker_init failing");
+        evexec_future_free(f);
+    }
+    EXPECT(evexec_pool_free(pool) == 0, "pool_free after resize");
+}
+
+/* --- loop and futures ---------------------------------------------------- */
+
+enum { LC_RESOLVE, LC_FAIL, LC_HOLD_STOP, LC_HOLD, LC_STOP_INSIDE, LC_OFFLOAD, LC_N };
+
+struct lcall {
+    int kind, err;
+    evexec_future *f;
+    evexec_promise *p;      /* held */
+    int settled;            /* by us: the promise is gone */
+    int on_stop_rc, stop_rc;
+    evexec_pool *pool;
+};
+
+static void lc_settle_on_stop(evexec_promise *p, void *arg)
+{
+    struct lcall *c = arg;
+    EXPECT(p == c->p && !c->settled, "stop hook of another promise");
+    c->settled = 1;
+    int rc = evexec_promise_resolve(p, c);
+    EXPECT(rc == 0 || rc == -ECANCELED, "resolve from the stop hook = %d", rc);
+}
+
+static void lc_on_cancel(evexec_promise *p, void *arg)
+{
+    struct lcall *c = arg;
+    EXPECT(p == c->p, "cancel hook of another promise");
+    if (!c->settled) {
+        c->settled = 1;
+        int rc = evexec_promise_fail(p, -ECANCELED);
+        EXPECT(rc == -ECANCELED, "fail after a cancel = %d", rc);
+    }
+}
+
+static void lc_offload_done(int status, void *result, void *arg)
+{
+    struct lcall *c = arg;
+    EXPECT(status == 0 || status == -ECANCELED, "offloaded job status %d", status);
+    if (!c->settled) {
+        c->settled = 1;
+        int rc = status ? evexec_promise_fail(c->p, status) : evexec_promise_resolve(c->p, result);
+        EXPECT(rc == 0 || rc == -ECANCELED, "settle from a done callback = %d", rc);
+    }
+}
+
+static void lc_run(evexec_loop *loop, evexec_promise *p, void *arg)
+{
+    struct lcall *c = arg;
+    evexec_port *port;
+    int rc;
+
+    c->p = p;
+    switch (c->kind) {
+    case LC_RESOLVE:
+        c->settled = 1;
+        rc = evexec_promise_resolve(p, c);
+        EXPECT(rc == 0 || rc == -ECANCELED, "resolve = %d", rc);
+        break;
+    case LC_FAIL:
+        c->settled = 1;
+        rc = evexec_promise_fail(p, c->err);
+        EXPECT(rc == 0 || rc == -ECANCELED, "fail(%d) = %d", c->err, rc);
+        break;
+    case LC_HOLD_STOP:
+        rc = evexec_promise_on_stop(p, lc_settle_on_stop, c);
+        EXPECT(rc == 0 || rc == -ESHUTDOWN, "on_stop = %d", rc);
+        if (rc == -ESHUTDOWN) {
+            c->settled = 1;
+            evexec_promise_resolve(p, c);
+            break;
+        }
+        EXPECT(evexec_promise_on_cancel(p, lc_on_cancel, c) == 0 || evexec_promise_cancelled(p),
+               "on_cancel");
+        break;
+    case LC_HOLD: /* settled only by its cancel hook: a drain waits for it */
+        rc = evexec_promise_on_cancel(p, lc_on_cancel, c);
+        if (rc == -ECANCELED) {
+            c->settled = 1;
+            EXPECT(evexec_promise_fail(p, -ECANCELED) == -ECANCELED, "fail after cancel");
+        } else {
+            EXPECT(rc == 0, "on_cancel = %d", rc);
+        }
+        break;
+    case LC_STOP_INSIDE:
+        c->stop_rc = evexec_loop_stop(loop, EVEXEC_DRAIN);
+        EXPECT(c->stop_rc == -EINPROGRESS || c->stop_rc == -EALREADY, "stop on the loop = %d",
+               c->stop_rc);
+        rc = evexec_promise_on_stop(p, lc_settle_on_stop, c);
+        EXPECT(rc == -ESHUTDOWN, "on_stop once a stop has begun = %d", rc);
+        c->settled = 1;
+        evexec_promise_resolve(p, NULL);
+        break;
+    default: /* LC_OFFLOAD */
+        rc = evexec_loop_port(loop, &port);
+        EXPECT(rc == 0, "loop_port = %d", rc);
+        rc = evexec_submit(port, c->pool, hostile_echo, lc_offload_done, c, NULL);
+        EXPECT(rc == 0 || rc == -ESHUTDOWN || rc == -EAGAIN, "submit through a loop's port = %d",
+               rc);
+        if (rc != 0) {
+            c->settled = 1;
+            evexec_promise_fail(p, rc);
+        }
+        break;
+    }
+}
+
+struct lstop {
+    evexec_loop *loop;
+    int how, rc;
+};
+
+static void *lc_stopper(void *arg)
+{
+    struct lstop *s = arg;
+    s->rc = evexec_loop_stop(s->loop, s->how);
+    return NULL;
+}
+
+static int lc_init_err;
+static int lc_init(evexec_loop *loop, void *arg)
+{
+    (void)loop;
+    (void)arg;
+    return lc_init_err;
+}
+
+#define NLCALLS 12
+static void op_loop(struct input *in)
+{
+    struct evexec_loop_opts o = EVEXEC_LOOP_OPTS_INIT;
+    struct lcall calls[NLCALLS];
+    evexec_loop *loop;
+    evexec_pool *pool;
+    unsigned a = u8(in), n = u8(in) % (NLCALLS + 1);
+    int holds = 0, rc;
+
+    memset(calls, 0, sizeof calls);
+    if (a % 8 == 7) { /* init fails with some errno: start returns it */
+        lc_init_err = -(int)(1 + u8(in) % 133);
+        o.init = lc_init;
+        loop = NULL;
+        rc = evexec_loop_start(&loop, &o);
+        EXPECT(rc == lc_init_err && loop == NULL, "loop_start with init %d = %d", lc_init_err,
+               rc);
+        return;
+    }
+    o.max_batch = a & 8 ? 1 : 0;
+    EXPECT(evexec_pool_new(&pool, NULL) == 0, "pool_new for a loop");
+    rc = evexec_loop_start(&loop, &o);
+    EXPECT(rc == 0, "loop_start = %d", rc);
+    for (unsigned i = 0; i < n; i++) {
+        struct lcall *c = &calls[i];
+        unsigned k = u8(in);
+        c->kind = (int)(k % LC_N);
+        c->err = -(int)(1 + (k >> 3) % 133);
+        if (c->err == -EINPROGRESS)
+            c->err = -EIO;
+        c->pool = pool;
+        holds += c->kind == LC_HOLD;
+        rc = evexec_loop_call(loop, lc_run, c, (k & 0x80) && c->kind != LC_HOLD ? NULL : &c->f);
+        EXPECT(rc == 0 || rc == -ESHUTDOWN, "loop_call = %d", rc);
+        if (rc != 0)
+            c->f = NULL;
+        if (c->f && (k & 0x40)) {
+            rc = evexec_future_wait(c->f, 0);
+            EXPECT(rc == 0 || rc == -ETIMEDOUT, "future_wait(0) = %d", rc);
+        }
+        if (c->f && (k & 0x20)) {
+            rc = evexec_future_cancel(c->f);
+            EXPECT(rc == 0 || rc == -EALREADY, "future_cancel = %d", rc);
+        }
+    }
+    /* The stop: a drain cannot end while a held call waits for a cancel. */
+    unsigned s = u8(in);
+    int how = holds || (s & 1) ? EVEXEC_CANCEL : EVEXEC_DRAIN;
+    if (s & 2) { /* a drain from one thread, escalated from another */
+        struct lstop st = {loop, EVEXEC_DRAIN, 1};
+        pthread_t t;
+        if (!holds) {
+            EXPECT(pthread_create(&t, NULL, lc_stopper, &st) == 0, "pthread_create");
+            rc = evexec_loop_stop(loop, how);
+            pthread_join(t, NULL);
+            EXPECT(st.rc == 0 || st.rc == -EALREADY, "stop(DRAIN) = %d", st.rc);
+        } else {
+            rc = evexec_loop_stop(loop, how);
+        }
+    } else {
+        rc = evexec_loop_stop(loop, how);
+    }
+    EXPECT(rc == 0 || rc == -EALREADY, "loop_stop(%d) = %d", how, rc);
+    rc = evexec_loop_stop(loop, EVEXEC_CANCEL);
+    EXPECT(rc == -EALREADY, "loop_stop once ended = %d", rc);
+    for (unsigned i = 0; i < n; i++) {
+        struct lcall *c = &calls[i];
+        if (!c->f)
+            continue;
+        void *r;
+        rc = evexec_future_result(c->f, &r);
+        EXPECT(rc != -EINPROGRESS, "a future still pending once its loop has stopped");
+        if (rc == 0)
+            EXPECT(c->kind != LC_FAIL, "a failed call resolved");
+        else if (c->kind == LC_FAIL && rc != -ECANCELED)
+            EXPECT(rc == c->err && strcmp(evexec_errname(rc), "UNKNOWN") != 0,
+                   "call failed with %d, future says %d (%s)", c->err, rc, evexec_errname(rc));
+        evexec_future_free(c->f);
+    }
+    EXPECT(evexec_loop_free(loop) == 0, "loop_free");
+    EXPECT(evexec_pool_free(pool) == 0, "pool_free after a loop");
+}
+
+/* --- fd exhaustion ------------------------------------------------------- */
+
+static void op_fds(struct input *in)
+{
+    unsigned spare = u8(in) % 8;
+    struct rlimit old, lim;
+    int top = -1, fd, nheld = 0, *held;
+    struct event_base *base = event_base_new(); /* made while fds are left */
+
+    EXPECT(base != NULL, "event_base_new");
+
+    /* The highest fd open now; the limit goes just above it plus 32. */
+    for (fd = 0; fd < 1024; fd++)
+        if (fcntl(fd, F_GETFD) >= 0)
+            top = fd;
+    if (getrlimit(RLIMIT_NOFILE, &old) != 0 || (rlim_t)top + 33 > old.rlim_cur) {
+        event_base_free(base);
+        return;
+    }
+    lim = old;
+    lim.rlim_cur = (rlim_t)top + 33;
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0) { /* valgrind keeps it */
+        event_base_free(base);
+        return;
+    }
+    held = malloc(((size_t)top + 33) * sizeof *held);
+    EXPECT(held != NULL, "malloc");
+    while (nheld < top + 33 && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+        held[nheld++] = fd;
+    for (unsigned i = 0; i < spare && nheld; i++)
+        close(held[--nheld]);
+    evexec_loop *loop = NULL;
+    int rc = evexec_loop_start(&loop, NULL);
+    EXPECT(rc == 0 || rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM,
+           "loop_start with %u fds free = %d", spare, rc);
+    EXPECT(rc != 0 || spare >= 4, "loop_start with %u fds free", spare);
+    if (rc == 0)
+        EXPECT(evexec_loop_free(loop) == 0, "loop_free");
+    evexec_port *port = NULL;
+    rc = evexec_port_new(&port, base, NULL);
+    EXPECT(rc == 0 || rc == -EMFILE || rc == -ENFILE, "port_new with %u fds free = %d", spare, rc);
+    if (rc == 0) {
+        EXPECT(evexec_port_free(port) == 0, "port_free");
+        hostile_release(base);
+    }
+    while (nheld)
+        close(held[--nheld]);
+    free(held);
+    setrlimit(RLIMIT_NOFILE, &old);
+    event_base_free(base);
+}
+
+static void op_hostile(unsigned op, struct input *in)
+{
+    switch (op & 3) {
+    case 0:
+        op_port_remade(in);
+        break;
+    case 1:
+        op_resize_race(in);
+        break;
+    case 2:
+        op_loop(in);
+        break;
+    default:
+        op_fds(in);
+        break;
+    }
+}
+
 static void run_once(void)
 {
     event_base_loop(S.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
@@ -1536,6 +1977,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     while (in.p < in.end) {
         unsigned op = u8(&in);
+        if (op >= 0xfc) { /* hostile use, loops and futures (see there) */
+            op_hostile(op, &in);
+            continue;
+        }
         if (op >= 0xd0) {
             /* The issue-7 API: bytes 0xd0.. (bytes below keep the meaning
              * they had before it, for the corpus). */
