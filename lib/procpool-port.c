@@ -32,7 +32,7 @@
 #include "error-internal.h"
 #include "job-internal.h"
 #include "port-internal.h"
-#include "proc-internal.h"
+#include "procpool-internal.h"
 #include "thread-internal.h"
 
 /* The port job's done. */
@@ -102,7 +102,7 @@ int evexec__procport_stop_requested(const struct proc_rec *rec)
 void evexec__procport_complete(struct proc_rec *rec)
 {
     if (!rec->job) {
-        evexec__procfuture_complete(rec);
+        rec->fcomplete(rec); /* a future's (future-procpool.c) */
         return;
     }
     rec->job->u.result = rec;

@@ -33,13 +33,6 @@ int evexec_procpool_submit(evexec_port *port, evexec_procpool *pool, evexec_proc
     return -ENOTSUP;
 }
 
-int evexec_procpool_call(evexec_procpool *pool, evexec_proc_work_fn work, const void *in,
-                         size_t in_len, evexec_future **out)
-{
-    (void)pool, (void)work, (void)in, (void)in_len, (void)out;
-    return -ENOTSUP;
-}
-
 int evexec_procpool_shutdown(evexec_procpool *pool, int how)
 {
     (void)pool, (void)how;

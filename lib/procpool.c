@@ -50,7 +50,7 @@
 #include "base.h"
 #include "error-internal.h"
 #include "job-internal.h"
-#include "proc-internal.h"
+#include "procpool-internal.h"
 #include "thread-internal.h"
 
 #define TICK_MS 10

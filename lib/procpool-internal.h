@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * DESIGN: the private parts of process pools, shared by the fork server
- * and its workers (procserver.c), the supervisor (procpool.c) and the glue
+ * and its workers (procpool-server.c), the supervisor (procpool.c) and the glue
  * with ports (procpool-port.c). Never installed.
  *
  * Processes: the daemon's supervisor thread forks one fork server when the
@@ -127,6 +127,8 @@ struct proc_rec {
     struct evexec_job *job;        /* the port job carrying it home, or NULL
                                       for a future's (fut) */
     struct evexec_future *fut;     /* evexec_procpool_call()'s */
+    void (*fcomplete)(struct proc_rec *rec); /* completes fut (set by
+                                      future-procpool.c; supervisor) */
     _Atomic int fstop;             /* a future's cancel: kill it */
     int queued;                    /* in the pool's queue (under mu) */
     uint64_t seq;
@@ -166,9 +168,6 @@ void evexec__procpool_stop(struct evexec_procpool *pp);
 void evexec__procpool_release(struct evexec_procpool *pp, unsigned long n);
 /* A job's port deadline passed (for the counters). */
 void evexec__procpool_count_timeout(struct evexec_procpool *pp, struct proc_rec *rec);
-
-/* procpool-future.c: a future's record is complete. Supervisor. */
-void evexec__procfuture_complete(struct proc_rec *rec);
 
 /* procpool-port.c: the only file that knows ports. */
 /* Supervisor: 1 if evexec_cancel(), a deadline or evexec_port_free() asked

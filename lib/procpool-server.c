@@ -9,7 +9,7 @@
  * daemon is gone"). It is single-threaded and runs only this file: a poll
  * over its channel and a signalfd for SIGCHLD. On SPAWN it forks a worker;
  * on a worker's exit it reports the wait status with waitid(WNOWAIT) and
- * keeps the zombie until the daemon's REAP (see proc-internal.h). When its
+ * keeps the zombie until the daemon's REAP (see procpool-internal.h). When its
  * channel hangs up it kills every worker's process group, reaps them and
  * exits.
  *
@@ -55,7 +55,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "proc-internal.h"
+#include "procpool-internal.h"
 
 #define PROC_MEM_SLACK ((uint64_t)2 << 20)
 #define SERVER_MAX_CHILDREN (2 * PROC_MAX_PROCS + 8)

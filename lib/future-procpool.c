@@ -4,7 +4,7 @@
  * with a future instead of a port (evexec_pool_call()'s counterpart).
  *
  * The record has no port job: the supervisor completes the future itself
- * (evexec__procfuture_complete()), with the record's outcome as the status
+ * (through the record's fcomplete, future_complete() here), with the record's outcome as the status
  * and a pointer to its struct evexec_proc_result as the result, valid
  * until the future is freed. References: the holder's handle and the
  * pool's side (dropped once the supervisor has completed the record); the
@@ -16,13 +16,15 @@
  */
 #include "config.h"
 
+#ifdef EVEXEC_HAVE_PROCPOOL
+
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
 #include "base.h"
 #include "future-internal.h"
-#include "proc-internal.h"
+#include "procpool-internal.h"
 
 struct proc_future {
     struct evexec_future head;     /* first */
@@ -35,7 +37,7 @@ static struct proc_future *of(const struct evexec_future *f)
     return (struct proc_future *)(void *)f;
 }
 
-void evexec__procfuture_complete(struct proc_rec *rec)
+static void future_complete(struct proc_rec *rec)
 {
     struct evexec_future *f = rec->fut;
     evexec__future_settle(f, rec->status, &rec->res);
@@ -98,6 +100,7 @@ int evexec_procpool_call(evexec_procpool *pp, evexec_proc_work_fn work, const vo
     pf->rec = rec;
     pf->pp = pp;
     rec->fut = &pf->head;
+    rec->fcomplete = future_complete;
     rec->cls = 1; /* normal */
     if ((rc = evexec__procpool_enqueue(pp, rec)) < 0) {
         pf->pp = NULL;
@@ -109,3 +112,22 @@ int evexec_procpool_call(evexec_procpool *pp, evexec_proc_work_fn work, const vo
     *out = &pf->head;
     return 0;
 }
+
+#else /* no process pools here: lib/procpool-stub.c answers the rest */
+
+#include <errno.h>
+
+#include "base.h"
+
+int evexec_procpool_call(evexec_procpool *pool, evexec_proc_work_fn work, const void *in,
+                         size_t in_len, evexec_future **out)
+{
+    EVEXEC_UNUSED(pool);
+    EVEXEC_UNUSED(work);
+    EVEXEC_UNUSED(in);
+    EVEXEC_UNUSED(in_len);
+    EVEXEC_UNUSED(out);
+    return -ENOTSUP;
+}
+
+#endif /* EVEXEC_HAVE_PROCPOOL */
