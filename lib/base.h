@@ -7,10 +7,11 @@
  * The layers of lib/ (each includes only the ones below it):
  *
  *   mirror    loop.c loop-call.c  (loop-internal.h)   the loop thread
- *             future.c            (future-internal.h) futures, pool calls
+ *             future.c future-procpool.c (future-internal.h) futures
  *   executor  port-submit.c port.c (port-internal.h) submit, delivery
  *             remote.c deadline.c group.c             the port's features
  *             pool.c pool-worker.c (pool-internal.h)  the thread pool
+ *             procpool*.c (procpool-internal.h)       the process pool
  *             job.c               (job-internal.h)    the job, its store,
  *                                                     states and runners
  *   base      mailbox.c thread.c error.c, base.h
