@@ -34,31 +34,8 @@ ex=$top_builddir/examples
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-run=()
-case " ${CC:-cc} " in
-*-fsanitize=*) ;;
-*) if command -v valgrind >/dev/null 2>&1; then
-       # libtool's wrapper script runs the real program: valgrind that.
-       run=("$top_builddir/libtool" --mode=execute valgrind -q --leak-check=full
-            --show-leak-kinds=all --errors-for-leak-kinds=all --error-exitcode=99
-            --log-file="$tmp/valgrind.%p")
-   fi ;;
-esac
-
-# valgrind_probe PROGRAM ARGS...: keeps valgrind only if it can read this
-# build's debug information (Debian 12's valgrind cannot read the DWARF 5
-# that clang writes by default, and gives up).
-valgrind_probe() {
-    [ ${#run[@]} -gt 0 ] || return 0
-    local vlog
-    vlog=$(mktemp)
-    "${run[@]:0:$((${#run[@]} - 1))}" --log-file="$vlog" "$@" >/dev/null 2>&1 || true
-    if grep -q "debuginfo reader\|can't recover" "$vlog"; then
-        say "valgrind cannot read this build's debug information (clang's DWARF 5?): running without it"
-        run=()
-    fi
-    rm -f "$vlog"
-}
+. "$top_srcdir/tests/valgrind.sh"
+valgrind_setup libtool
 valgrind_probe "$ex/readfiles"
 [ ${#run[@]} -eq 0 ] || say "the examples run under valgrind"
 

@@ -59,32 +59,8 @@ awk -v dir="$tmp" '
 blocks=$(cd "$tmp" && ls block-*.c 2>/dev/null | sort -t- -k2 -n) || true
 [ -n "$blocks" ] || fail "README.md has no \`\`\`c block"
 
-run=()
-case " $CC " in
-*-fsanitize=*) ;;
-*) if command -v valgrind >/dev/null 2>&1; then
-       run=(valgrind -q --leak-check=full --show-leak-kinds=all
-            --errors-for-leak-kinds=all --error-exitcode=99
-            --log-file="$tmp/valgrind.%p")
-   else
-       say "valgrind not found: running the programs without it"
-   fi ;;
-esac
-
-# valgrind_probe PROGRAM ARGS...: keeps valgrind only if it can read this
-# build's debug information (Debian 12's valgrind cannot read the DWARF 5
-# that clang writes by default, and gives up).
-valgrind_probe() {
-    [ ${#run[@]} -gt 0 ] || return 0
-    local vlog
-    vlog=$(mktemp)
-    "${run[@]:0:$((${#run[@]} - 1))}" --log-file="$vlog" "$@" >/dev/null 2>&1 || true
-    if grep -q "debuginfo reader\|can't recover" "$vlog"; then
-        say "valgrind cannot read this build's debug information (clang's DWARF 5?): running without it"
-        run=()
-    fi
-    rm -f "$vlog"
-}
+. "$top_srcdir/tests/valgrind.sh"
+valgrind_setup
 
 # valgrind's verdict on one run: no error (exit status) and every block freed.
 check_valgrind() {
