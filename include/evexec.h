@@ -1650,7 +1650,7 @@ EVEXEC_EXPORT const char *evexec_version_string(void);
  * never matter to a child. Each worker keeps only its own channel to the
  * daemon (no other fd of the daemon's: no listening socket), default
  * signal dispositions with no signal blocked, its own process group, and
- * the name "<name>-<n>" (in ps, top and /proc/<pid>/comm). Workers and the
+ * the name "<name>-<n>" (in ps, top and `/proc/<pid>/comm`). Workers and the
  * server die with the daemon. A *supervisor* thread of the pool hands jobs
  * to idle workers, kills workers whose job passed its deadline or was
  * cancelled (with every process they started: the whole process group),
@@ -1759,16 +1759,24 @@ struct evexec_procpool_opts {
     /** A worker above min_procs idle this long exits; 0 means 10000 ms,
      * ::EVEXEC_IDLE_FOREVER never. */
     unsigned idle_timeout_ms;
-    /** Run in each worker: see evexec_proc_init_fn and evexec_proc_fini_fn. */
+    /** Run in each worker before its first job (see evexec_proc_init_fn);
+     * NULL for none. */
     evexec_proc_init_fn init;
+    /** Run in a worker that exits in order (see evexec_proc_fini_fn); NULL
+     * for none. */
     evexec_proc_fini_fn fini;
     /** Passed to init and fini (a copy of the pointer in each worker). */
     void *hook_arg;
-    /** Recycling, checked between jobs: a worker that has run this many
-     * jobs, has lived this long, or whose resident set exceeds this many
-     * bytes exits in order and is replaced. 0: no such limit. */
+    /** Recycling, checked after each job: a worker that has run this many
+     * jobs exits in order and is replaced. 0: no such limit. */
     uint64_t recycle_jobs;
+    /** Recycling, checked after each job: a worker ready for this many
+     * milliseconds or more exits in order and is replaced. 0: no such
+     * limit. */
     unsigned recycle_age_ms;
+    /** Recycling, checked after each job: a worker whose resident set
+     * exceeds this many bytes exits in order and is replaced. 0: no such
+     * limit. */
     uint64_t recycle_rss;
     /** Hard limit on the memory jobs may add to a worker's address space
      * beyond what it had once ready, in bytes (at least 4 MiB); 0 means
@@ -1818,6 +1826,7 @@ struct evexec_proc_result {
     /** The output bytes (valid during the done callback only; NULL when
      * out_len is 0). Set for status 0 and -EREMOTEIO. */
     const void *out;
+    /** The number of output bytes at @c out (0 for other statuses). */
     size_t out_len;
     /** The work function's or init hook's non-zero return value. */
     int work_error;
