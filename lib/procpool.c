@@ -769,8 +769,13 @@ static void *supervisor(void *arg)
             struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 1};
             struct epoll_event ew = {.events = EPOLLIN, .data.u64 = 0};
             if (epoll_ctl(pp->epfd, EPOLL_CTL_ADD, pp->srv_fd, &ev) < 0 ||
-                epoll_ctl(pp->epfd, EPOLL_CTL_ADD, pp->wake_fd, &ew) < 0)
+                epoll_ctl(pp->epfd, EPOLL_CTL_ADD, pp->wake_fd, &ew) < 0) {
                 rc = -errno;
+                /* The server ends when its channel closes: reap it. */
+                close(pp->srv_fd);
+                pp->srv_fd = -1;
+                waitpid(pp->srv_pid, NULL, 0);
+            }
         }
     }
     pthread_mutex_lock(&pp->mu);
@@ -922,7 +927,12 @@ int evexec_procpool_new(evexec_procpool **out, const struct evexec_procpool_opts
         rc = -ENOMEM;
         goto fail;
     }
-    dl_iterate_phdr(note_object, pp);
+    /* An incomplete list would refuse work functions of the objects left
+     * out (-EFAULT): fail now instead. */
+    if (dl_iterate_phdr(note_object, pp) != 0) {
+        rc = -ENOMEM;
+        goto fail;
+    }
     if ((pp->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
         (pp->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
         rc = -errno;
