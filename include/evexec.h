@@ -1686,6 +1686,10 @@ EVEXEC_EXPORT const char *evexec_version_string(void);
  *
  * Threads: as for thread pools; the supervisor is a thread of the pool
  * and never runs user code. Hooks and work functions run in the workers.
+ *
+ * Elsewhere than on Linux the functions of this section exist but do
+ * nothing: each returns -ENOTSUP (evexec_proc_output() NULL, and
+ * evexec_procpool_free() nothing).
  */
 /**@{*/
 
@@ -1716,9 +1720,12 @@ typedef int (*evexec_proc_work_fn)(const void *in, size_t in_len, evexec_proc_ou
  * it writes there reach the done callback. A later call replaces the
  * output (the earlier buffer is then invalid).
  *
+ * @param out  the work function's @c out argument.
+ * @param len  the size of the output in bytes, 0..max_payload.
  * @return the buffer (writable until the work function returns), or NULL
- *   when @p len exceeds the pool's max_payload or memory is short. A @p len
- *   of 0 returns a non-NULL pointer to no bytes.
+ *   when @p out is NULL, @p len exceeds the pool's max_payload (the earlier
+ *   output, if any, stays), or memory is short (the job then has no
+ *   output). A @p len of 0 returns a non-NULL pointer to no bytes.
  *
  * Thread: worker process, inside the work function owning @p out.
  */
@@ -1814,7 +1821,8 @@ struct evexec_procpool_opts {
  *   - -EINVAL: @p out NULL, a bad opts->size or a field out of range;
  *   - -E2BIG: see evexec_pool_new();
  *   - -ENOMEM, -EMFILE, -ENFILE, -EAGAIN: out of memory, fds, processes or
- *     threads.
+ *     threads;
+ *   - -ENOTSUP: not Linux (see "Process pools").
  *
  * Thread: any thread (best: early, before the program starts others).
  */
@@ -1911,8 +1919,8 @@ EVEXEC_EXPORT int evexec_procpool_submit(evexec_port *port, evexec_procpool *poo
  * @param pool, work, in, in_len  as evexec_procpool_submit().
  * @param[out] out  receives the future; untouched on error.
  * @return 0, or -EINVAL (a NULL @p pool, @p work or @p out, or @p in NULL
- *   with a length), -EFAULT, -EMSGSIZE, -EAGAIN, -ESHUTDOWN, -ENOMEM (as
- *   evexec_procpool_submit()).
+ *   with a length), -EFAULT, -EMSGSIZE, -EAGAIN, -ESHUTDOWN, -ENOMEM,
+ *   -EMFILE (as evexec_procpool_submit()).
  *
  * Thread: any thread.
  */
@@ -1926,6 +1934,8 @@ EVEXEC_EXPORT int evexec_procpool_call(evexec_procpool *pool, evexec_proc_work_f
  * -ECANCELED (a process can be stopped, unlike a thread). A DRAIN may be
  * followed by a CANCEL. Never blocks and never runs a callback.
  *
+ * @param pool  the process pool.
+ * @param how   ::EVEXEC_DRAIN or ::EVEXEC_CANCEL.
  * @return 0, -EINVAL (NULL pool or bad @p how) or -EALREADY (already shut
  *   down this way or more strongly).
  *
@@ -1939,9 +1949,12 @@ EVEXEC_EXPORT int evexec_procpool_shutdown(evexec_procpool *pool, int how);
  * server (all reaped: no zombie, no orphan) and the supervisor, and
  * releases the handle. Done callbacks run afterwards from their ports'
  * loops, as usual. Blocks while jobs run: shut down with ::EVEXEC_CANCEL
- * first to wait for nothing.
+ * first to wait for nothing. After it returns the handle must not be
+ * used; futures of evexec_procpool_call() stay valid until freed.
  *
- * Thread: any thread. NULL is a no-op.
+ * @param pool  the process pool, or NULL (a no-op).
+ *
+ * Thread: any thread.
  */
 EVEXEC_EXPORT void evexec_procpool_free(evexec_procpool *pool);
 
@@ -1974,7 +1987,10 @@ struct evexec_procpool_stats {
 /**
  * Fills @p out with a snapshot of the pool's counters (out->size bytes).
  *
- * @return 0, or -EINVAL (NULL pointer or out->size too small).
+ * @param pool         the process pool.
+ * @param[in,out] out  the snapshot; out->size set by the caller.
+ * @return 0, or -EINVAL (NULL pointer, or out->size smaller than the first
+ *   version of the struct).
  *
  * Thread: any thread.
  */
