@@ -230,9 +230,10 @@ typedef void (*evexec_worker_fini_fn)(void *state, void *worker_arg);
  *  dozen times instead of thousands, and 0.001 instead of 0.05 futex calls
  *  per job). The price is latency whenever the CPUs are busy: a worker
  *  woken from a sleep or a blocking call waits for the running thread's
- *  time slice, up to a few milliseconds (on a loaded 2-CPU VM, W3's 2,000
- *  jobs of usleep(1000) on 16 workers took 2.5-3 times as long). Off by
- *  default; for bursts of short CPU-bound jobs. */
+ *  time slice, up to a few milliseconds (on a loaded 2-CPU VM, benchmark
+ *  W3's 2,000 jobs of usleep(1000) on 16 workers, see bench/README.md,
+ *  took 2.5-3 times as long). Off by default; for bursts of short
+ *  CPU-bound jobs. */
 #define EVEXEC_POOL_SCHED_BATCH 0x2u
 
 /**
@@ -513,7 +514,8 @@ EVEXEC_EXPORT int evexec_pool_resize(evexec_pool *pool, unsigned min_threads,
  * Sets the most jobs of one priority class that may run at once (see
  * evexec_pool_opts.max_running_high), 0 meaning no limit but max_threads.
  * Lowering it below the number running interrupts nothing: jobs of the
- * class simply start again once fewer run.
+ * class simply start again once fewer run. On a pool already shut down the
+ * limit is set and no thread is started (0).
  *
  * @param pool      the pool.
  * @param priority  ::EVEXEC_PRIO_HIGH, ::EVEXEC_PRIO_NORMAL or
