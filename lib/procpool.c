@@ -763,7 +763,7 @@ static void *supervisor(void *arg)
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
         rc = -errno;
     } else {
-        pid_t pid = evexec__procserver_fork(&pp->conf, sv[1], -1);
+        pid_t pid = evexec__procserver_fork(&pp->conf, sv[1]);
         close(sv[1]);
         if (pid < 0) {
             rc = pid;
