@@ -230,9 +230,10 @@ typedef void (*evexec_worker_fini_fn)(void *state, void *worker_arg);
  *  dozen times instead of thousands, and 0.001 instead of 0.05 futex calls
  *  per job). The price is latency whenever the CPUs are busy: a worker
  *  woken from a sleep or a blocking call waits for the running thread's
- *  time slice, up to a few milliseconds (on a loaded 2-CPU VM, W3's 2,000
- *  jobs of usleep(1000) on 16 workers took 2.5-3 times as long). Off by
- *  default; for bursts of short CPU-bound jobs. */
+ *  time slice, up to a few milliseconds (on a loaded 2-CPU VM, benchmark
+ *  W3's 2,000 jobs of usleep(1000) on 16 workers, see bench/README.md,
+ *  took 2.5-3 times as long). Off by default; for bursts of short
+ *  CPU-bound jobs. */
 #define EVEXEC_POOL_SCHED_BATCH 0x2u
 
 /**
@@ -513,7 +514,8 @@ EVEXEC_EXPORT int evexec_pool_resize(evexec_pool *pool, unsigned min_threads,
  * Sets the most jobs of one priority class that may run at once (see
  * evexec_pool_opts.max_running_high), 0 meaning no limit but max_threads.
  * Lowering it below the number running interrupts nothing: jobs of the
- * class simply start again once fewer run.
+ * class simply start again once fewer run. On a pool already shut down the
+ * limit is set and no thread is started (0).
  *
  * @param pool      the pool.
  * @param priority  ::EVEXEC_PRIO_HIGH, ::EVEXEC_PRIO_NORMAL or
@@ -1650,7 +1652,7 @@ EVEXEC_EXPORT const char *evexec_version_string(void);
  * never matter to a child. Each worker keeps only its own channel to the
  * daemon (no other fd of the daemon's: no listening socket), default
  * signal dispositions with no signal blocked, its own process group, and
- * the name "<name>-<n>" (in ps, top and /proc/PID/comm). Workers and the
+ * the name "<name>-<n>" (in ps, top and `/proc/<pid>/comm`). Workers and the
  * server die with the daemon. A *supervisor* thread of the pool hands jobs
  * to idle workers, kills workers whose job passed its deadline or was
  * cancelled (with every process they started: the whole process group),
@@ -1686,6 +1688,10 @@ EVEXEC_EXPORT const char *evexec_version_string(void);
  *
  * Threads: as for thread pools; the supervisor is a thread of the pool
  * and never runs user code. Hooks and work functions run in the workers.
+ *
+ * Elsewhere than on Linux the functions of this section exist but do
+ * nothing: each returns -ENOTSUP (evexec_proc_output() NULL, and
+ * evexec_procpool_free() nothing).
  */
 /**@{*/
 
@@ -1716,9 +1722,12 @@ typedef int (*evexec_proc_work_fn)(const void *in, size_t in_len, evexec_proc_ou
  * it writes there reach the done callback. A later call replaces the
  * output (the earlier buffer is then invalid).
  *
+ * @param out  the work function's @c out argument.
+ * @param len  the size of the output in bytes, 0..max_payload.
  * @return the buffer (writable until the work function returns), or NULL
- *   when @p len exceeds the pool's max_payload or memory is short. A @p len
- *   of 0 returns a non-NULL pointer to no bytes.
+ *   when @p out is NULL, @p len exceeds the pool's max_payload (the earlier
+ *   output, if any, stays), or memory is short (the job then has no
+ *   output). A @p len of 0 returns a non-NULL pointer to no bytes.
  *
  * Thread: worker process, inside the work function owning @p out.
  */
@@ -1759,22 +1768,23 @@ struct evexec_procpool_opts {
     /** A worker above min_procs idle this long exits; 0 means 10000 ms,
      * ::EVEXEC_IDLE_FOREVER never. */
     unsigned idle_timeout_ms;
-    /** Run in each worker before its first job: see evexec_proc_init_fn;
+    /** Run in each worker before its first job (see evexec_proc_init_fn);
      * NULL for none. */
     evexec_proc_init_fn init;
-    /** Run in each worker that exits in order: see evexec_proc_fini_fn;
-     * NULL for none. */
+    /** Run in a worker that exits in order (see evexec_proc_fini_fn); NULL
+     * for none. */
     evexec_proc_fini_fn fini;
     /** Passed to init and fini (a copy of the pointer in each worker). */
     void *hook_arg;
-    /** Recycling, checked between jobs: a worker that has run this many
+    /** Recycling, checked after each job: a worker that has run this many
      * jobs exits in order and is replaced. 0: no such limit. */
     uint64_t recycle_jobs;
-    /** Recycling: a worker that has lived this many ms (checked between
-     * jobs) exits in order and is replaced. 0: no such limit. */
+    /** Recycling, checked after each job: a worker ready for this many
+     * milliseconds or more exits in order and is replaced. 0: no such
+     * limit. */
     unsigned recycle_age_ms;
-    /** Recycling: a worker whose resident set exceeds this many bytes
-     * (checked between jobs) exits in order and is replaced. 0: no such
+    /** Recycling, checked after each job: a worker whose resident set
+     * exceeds this many bytes exits in order and is replaced. 0: no such
      * limit. */
     uint64_t recycle_rss;
     /** Hard limit on the memory jobs may add to a worker's address space
@@ -1813,7 +1823,8 @@ struct evexec_procpool_opts {
  *   - -EINVAL: @p out NULL, a bad opts->size or a field out of range;
  *   - -E2BIG: see evexec_pool_new();
  *   - -ENOMEM, -EMFILE, -ENFILE, -EAGAIN: out of memory, fds, processes or
- *     threads.
+ *     threads;
+ *   - -ENOTSUP: not Linux (see "Process pools").
  *
  * Thread: any thread (best: early, before the program starts others).
  */
@@ -1825,7 +1836,7 @@ struct evexec_proc_result {
     /** The output bytes (valid during the done callback only; NULL when
      * out_len is 0). Set for status 0 and -EREMOTEIO. */
     const void *out;
-    /** The number of output bytes at @c out. */
+    /** The number of output bytes at @c out (0 for other statuses). */
     size_t out_len;
     /** The work function's or init hook's non-zero return value. */
     int work_error;
@@ -1910,8 +1921,8 @@ EVEXEC_EXPORT int evexec_procpool_submit(evexec_port *port, evexec_procpool *poo
  * @param pool, work, in, in_len  as evexec_procpool_submit().
  * @param[out] out  receives the future; untouched on error.
  * @return 0, or -EINVAL (a NULL @p pool, @p work or @p out, or @p in NULL
- *   with a length), -EFAULT, -EMSGSIZE, -EAGAIN, -ESHUTDOWN, -ENOMEM (as
- *   evexec_procpool_submit()).
+ *   with a length), -EFAULT, -EMSGSIZE, -EAGAIN, -ESHUTDOWN, -ENOMEM,
+ *   -EMFILE (as evexec_procpool_submit()).
  *
  * Thread: any thread.
  */
@@ -1925,6 +1936,8 @@ EVEXEC_EXPORT int evexec_procpool_call(evexec_procpool *pool, evexec_proc_work_f
  * -ECANCELED (a process can be stopped, unlike a thread). A DRAIN may be
  * followed by a CANCEL. Never blocks and never runs a callback.
  *
+ * @param pool  the process pool.
+ * @param how   ::EVEXEC_DRAIN or ::EVEXEC_CANCEL.
  * @return 0, -EINVAL (NULL pool or bad @p how) or -EALREADY (already shut
  *   down this way or more strongly).
  *
@@ -1938,9 +1951,12 @@ EVEXEC_EXPORT int evexec_procpool_shutdown(evexec_procpool *pool, int how);
  * server (all reaped: no zombie, no orphan) and the supervisor, and
  * releases the handle. Done callbacks run afterwards from their ports'
  * loops, as usual. Blocks while jobs run: shut down with ::EVEXEC_CANCEL
- * first to wait for nothing.
+ * first to wait for nothing. After it returns the handle must not be
+ * used; futures of evexec_procpool_call() stay valid until freed.
  *
- * Thread: any thread. NULL is a no-op.
+ * @param pool  the process pool, or NULL (a no-op).
+ *
+ * Thread: any thread.
  */
 EVEXEC_EXPORT void evexec_procpool_free(evexec_procpool *pool);
 
@@ -1973,7 +1989,10 @@ struct evexec_procpool_stats {
 /**
  * Fills @p out with a snapshot of the pool's counters (out->size bytes).
  *
- * @return 0, or -EINVAL (NULL pointer or out->size too small).
+ * @param pool         the process pool.
+ * @param[in,out] out  the snapshot; out->size set by the caller.
+ * @return 0, or -EINVAL (NULL pointer, or out->size smaller than the first
+ *   version of the struct).
  *
  * Thread: any thread.
  */

@@ -80,7 +80,7 @@ struct proc_conf {
 /* Supervisor thread: forks the fork server, which runs until its channel
  * (chan, the server's end; closed in the caller on return) hangs up.
  * Returns the server's pid, or -errno. */
-pid_t evexec__procserver_fork(const struct proc_conf *conf, int chan, int keep_fd);
+pid_t evexec__procserver_fork(const struct proc_conf *conf, int chan);
 
 /* Sends a frame with len payload bytes (inline), or, with passfd >= 0, the
  * fd instead. 0 or -errno (-EAGAIN: a non-blocking socket is full). */

@@ -686,9 +686,8 @@ static void server_main(const struct proc_conf *conf, int chan)
     _exit(0);
 }
 
-pid_t evexec__procserver_fork(const struct proc_conf *conf, int chan, int keep_fd)
+pid_t evexec__procserver_fork(const struct proc_conf *conf, int chan)
 {
-    (void)keep_fd;
     pid_t me = getpid();
     pid_t pid = fork();
     if (pid < 0)

@@ -65,6 +65,11 @@
 #define MAX_PAYLOAD ((uint64_t)1 << 40)
 #define NCLASSES 3
 
+/* An executable segment loaded when the pool was made: [lo, hi). */
+struct proc_range {
+    uintptr_t lo, hi;
+};
+
 enum wstate { W_FREE = 0, W_SPAWNING, W_STARTING, W_IDLE, W_BUSY, W_EXITING };
 
 struct proc_worker {
@@ -104,8 +109,8 @@ struct evexec_procpool {
     unsigned max_procs, min_procs, idle_ms, recycle_age_ms;
     uint64_t recycle_jobs, recycle_rss;
     size_t max_queued;
-    void **objects;                /* load addresses of the server's image */
-    size_t nobjects;
+    struct proc_range *code;       /* executable segments of the server's image */
+    size_t ncode;
     int wake_fd;
 
     /* Supervisor thread only: */
@@ -758,7 +763,7 @@ static void *supervisor(void *arg)
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
         rc = -errno;
     } else {
-        pid_t pid = evexec__procserver_fork(&pp->conf, sv[1], -1);
+        pid_t pid = evexec__procserver_fork(&pp->conf, sv[1]);
         close(sv[1]);
         if (pid < 0) {
             rc = pid;
@@ -769,8 +774,13 @@ static void *supervisor(void *arg)
             struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 1};
             struct epoll_event ew = {.events = EPOLLIN, .data.u64 = 0};
             if (epoll_ctl(pp->epfd, EPOLL_CTL_ADD, pp->srv_fd, &ev) < 0 ||
-                epoll_ctl(pp->epfd, EPOLL_CTL_ADD, pp->wake_fd, &ew) < 0)
+                epoll_ctl(pp->epfd, EPOLL_CTL_ADD, pp->wake_fd, &ew) < 0) {
                 rc = -errno;
+                /* The server ends when its channel closes: reap it. */
+                close(pp->srv_fd);
+                pp->srv_fd = -1;
+                waitpid(pp->srv_pid, NULL, 0);
+            }
         }
     }
     pthread_mutex_lock(&pp->mu);
@@ -816,29 +826,37 @@ static void *supervisor(void *arg)
 
 /* --- public -------------------------------------------------------------- */
 
+/* Notes the executable segments of every object loaded now: what the fork
+ * server's image holds. (Segments, not the objects' base addresses: a
+ * program built without PIE has a load bias of 0, which dladdr()'s base
+ * address never matches.) */
 static int note_object(struct dl_phdr_info *info, size_t size, void *arg)
 {
     struct evexec_procpool *pp = arg;
     EVEXEC_UNUSED(size);
-    void **grown = realloc(pp->objects, (pp->nobjects + 1) * sizeof *grown);
-    if (!grown)
-        return 1;
-    pp->objects = grown;
-    pp->objects[pp->nobjects++] = (void *)(uintptr_t)info->dlpi_addr;
+    for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
+            continue;
+        struct proc_range *grown = realloc(pp->code, (pp->ncode + 1) * sizeof *grown);
+        if (!grown)
+            return 1;
+        pp->code = grown;
+        pp->code[pp->ncode].lo = (uintptr_t)(info->dlpi_addr + ph->p_vaddr);
+        pp->code[pp->ncode].hi = pp->code[pp->ncode].lo + (uintptr_t)ph->p_memsz;
+        pp->ncode++;
+    }
     return 0;
 }
 
 static int in_image(const struct evexec_procpool *pp, evexec_proc_work_fn work)
 {
     Dl_info di;
-    if (!dladdr((void *)(uintptr_t)work, &di))
+    uintptr_t a = (uintptr_t)work;
+    if (!dladdr((void *)a, &di))
         return 1; /* not in any object we can name: cannot tell */
-    for (size_t i = 0; i < pp->nobjects; i++)
-        if (pp->objects[i] == di.dli_fbase)
-            return 1;
-    /* The main program's dlpi_addr is its load bias, 0 when not PIE. */
-    for (size_t i = 0; i < pp->nobjects; i++)
-        if (pp->objects[i] == NULL && di.dli_fname && !strchr(di.dli_fname, '/'))
+    for (size_t i = 0; i < pp->ncode; i++)
+        if (a >= pp->code[i].lo && a < pp->code[i].hi)
             return 1;
     return 0;
 }
@@ -851,7 +869,7 @@ static void pool_destroy(struct evexec_procpool *pp)
         close(pp->wake_fd);
     pthread_cond_destroy(&pp->cv);
     pthread_mutex_destroy(&pp->mu);
-    free(pp->objects);
+    free(pp->code);
     free(pp->rxbuf);
     free(pp);
 }
@@ -922,7 +940,12 @@ int evexec_procpool_new(evexec_procpool **out, const struct evexec_procpool_opts
         rc = -ENOMEM;
         goto fail;
     }
-    dl_iterate_phdr(note_object, pp);
+    /* An incomplete list would refuse work functions of the objects left
+     * out (-EFAULT): fail now instead. */
+    if (dl_iterate_phdr(note_object, pp) != 0) {
+        rc = -ENOMEM;
+        goto fail;
+    }
     if ((pp->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
         (pp->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
         rc = -errno;

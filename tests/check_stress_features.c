@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Randomized race/stress of the executor features of 0.2 (issue 7), all at
- * once, proving invariant 1 (exactly one done callback per accepted job, on
- * the loop thread; none for a rejected submit) while everything races:
+ * Randomized race/stress of the executor features of 0.2 (priorities,
+ * deadlines, groups, thread-safe submits, resizes), all at once, proving
+ * invariant 1 (exactly one done callback per accepted job, on the loop
+ * thread; none for a rejected submit) while everything races:
  *
  * - the loop thread submits with evexec_submit_ex(): random priorities,
  *   random deadlines (none, or 1..20 ms), random groups (ALL, FIRST,
