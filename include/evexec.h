@@ -225,15 +225,12 @@ typedef void (*evexec_worker_fini_fn)(void *state, void *worker_arg);
 #define EVEXEC_POOL_HISTOGRAMS 0x1u
 /** evexec_pool_opts.flags: run the workers in SCHED_BATCH (Linux; ignored
  *  elsewhere). Same CPU share, but a worker that wakes up does not preempt
- *  the thread running on its CPU: the loop thread keeps its CPU through a
- *  burst of submits (200,000 no-op submits: the loop switched out a few
- *  dozen times instead of thousands, and 0.001 instead of 0.05 futex calls
- *  per job). The price is latency whenever the CPUs are busy: a worker
- *  woken from a sleep or a blocking call waits for the running thread's
- *  time slice, up to a few milliseconds (on a loaded 2-CPU VM, benchmark
- *  W3's 2,000 jobs of usleep(1000) on 16 workers, see bench/README.md,
- *  took 2.5-3 times as long). Off by default; for bursts of short
- *  CPU-bound jobs. */
+ *  the thread running on its CPU, so the loop thread keeps its CPU through
+ *  a burst of submits (far fewer context switches and futex calls). The
+ *  price is latency whenever the CPUs are busy: a worker woken from a sleep
+ *  or a blocking call waits for the running thread's time slice, up to a
+ *  few milliseconds. Off by default; for bursts of short CPU-bound jobs.
+ *  bench/README.md has the measurements (W1, W3, W5). */
 #define EVEXEC_POOL_SCHED_BATCH 0x2u
 
 /**
@@ -819,7 +816,11 @@ EVEXEC_EXPORT int evexec_submit_ex(evexec_port *port, evexec_pool *pool, evexec_
  * stopping the loop; a thread that cannot know when the loop stops should
  * post with evexec_loop_call() instead, whose futures keep what they need
  * alive). Between evexec_port_free() and the port's release, submits
- * return -ESHUTDOWN. A work function may always submit follow-up work
+ * return -ESHUTDOWN; a submit already waiting for room (wait_ms) when the
+ * port is freed goes on waiting until room comes, its wait_ms passes or the
+ * pool is shut down, and keeps the port from being released meanwhile (its
+ * job, if accepted, is delivered as usual). A work function may always
+ * submit follow-up work
  * through the port of its own job: the port cannot go while that job is
  * outstanding.
  *

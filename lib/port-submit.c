@@ -184,10 +184,12 @@ int evexec_submit_threadsafe(evexec_port *port, evexec_pool *pool, evexec_work_f
         return rc;
     if (o.timeout_ms || o.group || o.cleanup)
         return -EINVAL; /* loop-thread features */
+    if (o.wait_ms && port_check_thread(port) == 0)
+        return -EDEADLK; /* the loop thread never waits */
     if (!pool && !(pool = evexec__remote_default_pool(&port->remote, &rc)))
         return rc;
-    if (o.wait_ms && (port_check_thread(port) == 0 || evexec__pool_current() == pool))
-        return -EDEADLK;
+    if (o.wait_ms && evexec__pool_current() == pool)
+        return -EDEADLK; /* it would wait for room that only it can make */
     return evexec__remote_submit(&port->remote, pool, work, done, arg, o.priority, o.wait_ms);
 }
 
