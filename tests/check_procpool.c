@@ -107,6 +107,10 @@ static int w_note_and_hang(const void *in, size_t len, evexec_proc_out *out, voi
         pause();
 }
 
+/* Where w_hog's blocks escape to: a compiler may otherwise drop a malloc()
+ * whose memory nothing reads (clang -O2 does), and the loop never ends. */
+static void *volatile hog_sink;
+
 /* Allocates 1 MiB at a time, touching it, until an allocation fails; then
  * returns 5, or with input "crash", dereferences the NULL. */
 __attribute__((unused)) static int w_hog(const void *in, size_t len, evexec_proc_out *out, void *state)
@@ -114,6 +118,7 @@ __attribute__((unused)) static int w_hog(const void *in, size_t len, evexec_proc
     (void)out, (void)state;
     for (;;) {
         char *p = malloc(1 << 20);
+        hog_sink = p;
         if (!p) {
             if (len && ((const char *)in)[0] == 'c')
                 *(volatile char *)p = 1;
