@@ -225,6 +225,9 @@ static int checked_pool_free(int p)
     int did = 0;
     pthread_rwlock_wrlock(&mp->rw);
     if (!mp->freed) {
+        /* evexec_pool_free() begins with a shutdown(DRAIN) of its own: a
+         * worker's shutdown racing it may find the pool shut down. */
+        atomic_fetch_add(&mp->drain_begun, 1);
         int rc = evexec_pool_free(mp->h);
         if (rc != 0)
             model_error("pool %d: pool_free: %s", p, name(rc));
