@@ -351,6 +351,17 @@ int __wrap_pipe2(int fds[2], int flags)
     return __real_pipe2(fds, flags);
 }
 #endif
+#if !defined(EVEXEC_USE_EVENTFD) && defined(EVEXEC_HAVE_PROCPOOL)
+/* Where ports wake through pipes, the process pool's supervisor still wakes
+ * through an eventfd of its own: passed through, not failed (this program
+ * injects failures into ports and pools, not process pools). */
+int __real_eventfd(unsigned int initval, int flags);
+int __wrap_eventfd(unsigned int initval, int flags);
+int __wrap_eventfd(unsigned int initval, int flags)
+{
+    return __real_eventfd(initval, flags);
+}
+#endif
 
 /* ========================================================================= */
 /* Helpers                                                                   */
