@@ -64,6 +64,7 @@
 #define DEFAULT_MAX_PAYLOAD ((uint64_t)64 << 20)
 #define MAX_PAYLOAD ((uint64_t)1 << 40)
 #define NCLASSES 3
+#define PROC_INBUF_CACHE 4
 
 enum wstate { W_FREE = 0, W_SPAWNING, W_STARTING, W_IDLE, W_BUSY, W_EXITING };
 
@@ -98,6 +99,10 @@ struct evexec_procpool {
     int scan_owed;                 /* a running job was asked to stop */
     uint64_t next_seq;
     struct evexec_procpool_stats st;
+    /* Input buffers no job holds (the biggest kept), for the next big
+     * inputs: a submit copies into warm pages instead of new ones. */
+    struct proc_inbuf { int fd; void *map; size_t cap; } inbufs[PROC_INBUF_CACHE];
+    unsigned ninbufs;
 
     /* Set at creation, then read only: */
     struct proc_conf conf;
@@ -130,8 +135,10 @@ void evexec__procrec_free(struct proc_rec *rec)
 {
     if (!rec)
         return;
-    if (rec->in_fd >= 0)
+    if (rec->in_fd >= 0) {
+        munmap(rec->in_map, rec->in_cap);
         close(rec->in_fd);
+    }
     if (rec->out_map)
         munmap(rec->out_map, rec->out_map_len);
     free(rec->out_heap);
@@ -152,8 +159,30 @@ static void wake(struct evexec_procpool *pp)
 /* Ends a record: the one place, so exactly once. Supervisor, no lock. */
 static void finish(struct evexec_procpool *pp, struct proc_rec *rec, int status)
 {
+    struct proc_inbuf drop = {.fd = -1};
     rec->status = status;
     pthread_mutex_lock(&pp->mu);
+    if (rec->in_fd >= 0) {
+        /* Its worker has replied or is dead (or never had it): the buffer
+         * serves the next big input; when the cache is full, the smallest
+         * buffer goes. */
+        struct proc_inbuf b = {rec->in_fd, rec->in_map, rec->in_cap};
+        rec->in_fd = -1;
+        rec->in_map = NULL;
+        if (pp->ninbufs < PROC_INBUF_CACHE) {
+            pp->inbufs[pp->ninbufs++] = b;
+        } else {
+            unsigned small = 0;
+            for (unsigned i = 1; i < pp->ninbufs; i++)
+                if (pp->inbufs[i].cap < pp->inbufs[small].cap)
+                    small = i;
+            drop = b;
+            if (pp->inbufs[small].cap < b.cap) {
+                drop = pp->inbufs[small];
+                pp->inbufs[small] = b;
+            }
+        }
+    }
     switch (status) {
     case 0:
     case -EREMOTEIO: pp->st.completed++; break;
@@ -171,6 +200,10 @@ static void finish(struct evexec_procpool *pp, struct proc_rec *rec, int status)
     default: break;
     }
     pthread_mutex_unlock(&pp->mu);
+    if (drop.fd >= 0) {
+        munmap(drop.map, drop.cap);
+        close(drop.fd);
+    }
     evexec__procport_complete(rec);
 }
 
@@ -346,7 +379,7 @@ static void on_result(struct evexec_procpool *pp, struct proc_worker *w, struct 
     }
     if (fd >= 0) {
         const void *map;
-        int rc = evexec__proc_memfd_map(fd, (size_t)f->len, &map);
+        int rc = evexec__proc_memfd_map(fd, (size_t)f->len, 1, &map);
         close(fd);
         if (rc < 0) {
             kill_worker(w, -EOWNERDEAD);
@@ -853,6 +886,10 @@ static void pool_destroy(struct evexec_procpool *pp)
     pthread_mutex_destroy(&pp->mu);
     free(pp->objects);
     free(pp->rxbuf);
+    for (unsigned i = 0; i < pp->ninbufs; i++) {
+        munmap(pp->inbufs[i].map, pp->inbufs[i].cap);
+        close(pp->inbufs[i].fd);
+    }
     free(pp);
 }
 
@@ -971,21 +1008,37 @@ struct proc_rec *evexec__procrec_new(struct evexec_procpool *pp, evexec_proc_wor
     rec->arg = arg;
     rec->in_len = in_len;
     if (big) {
-        /* One copy, into a memfd the worker maps: no copy through the
-         * socket. */
-        void *map;
-        int fd = evexec__proc_memfd(in_len, &map);
+        /* One copy, into an input buffer the worker maps read-only: a
+         * kept one when one is big enough (the smallest such), its pages
+         * already there. */
+        int fd = -1;
+        void *map = NULL;
+        size_t cap = 0;
+        unsigned best = PROC_INBUF_CACHE;
+        pthread_mutex_lock(&pp->mu);
+        for (unsigned i = 0; i < pp->ninbufs; i++)
+            if (pp->inbufs[i].cap >= in_len &&
+                (best == PROC_INBUF_CACHE || pp->inbufs[i].cap < pp->inbufs[best].cap))
+                best = i;
+        if (best < PROC_INBUF_CACHE) {
+            fd = pp->inbufs[best].fd;
+            map = pp->inbufs[best].map;
+            cap = pp->inbufs[best].cap;
+            pp->inbufs[best] = pp->inbufs[--pp->ninbufs];
+        }
+        pthread_mutex_unlock(&pp->mu);
+        if (fd < 0) {
+            cap = in_len;
+            fd = evexec__proc_inbuf_new(cap, &map);
+        }
         if (fd < 0) {
             free(rec);
             *rc = fd;
             return NULL;
         }
         memcpy(map, in, in_len);
-        if ((*rc = evexec__proc_memfd_seal(fd, map, in_len)) < 0) {
-            close(fd);
-            free(rec);
-            return NULL;
-        }
+        rec->in_map = map;
+        rec->in_cap = cap;
         rec->in_fd = fd;
     } else if (in_len) {
         memcpy(rec->in, in, in_len);

@@ -18,9 +18,11 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -585,6 +587,75 @@ START_TEST(test_big_payload_bytes)
 }
 END_TEST
 
+/* Input buffers are kept and reused: every job of a mix of sizes, several
+ * in flight on two workers, gets its own bytes, never an earlier job's. */
+struct patterned {
+    struct env *e;
+    size_t len;
+    unsigned seed;
+};
+
+static void on_done_pattern(int status, const struct evexec_proc_result *res, void *arg)
+{
+    struct patterned *pt = arg;
+    ck_assert_int_eq(status, 0);
+    ck_assert_uint_eq(res->out_len, pt->len);
+    const unsigned char *p = res->out;
+    for (size_t i = 0; i < res->out_len; i++)
+        if (p[i] != (unsigned char)(i * 31 + pt->seed))
+            ck_abort_msg("job %u: byte %zu differs", pt->seed, i);
+    pt->e->done++;
+}
+
+START_TEST(test_big_payload_reuse)
+{
+    struct env e;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    size_t sizes[] = {(size_t)2 << 20, (size_t)1 << 20, 64 * 1024 + 1, (size_t)3 << 20,
+                      (size_t)2 << 20 | 5};
+    enum { ROUNDS = 3, N = sizeof sizes / sizeof sizes[0] };
+    struct patterned pt[N];
+    o.max_procs = 2;
+    env_open(&e, &o);
+    unsigned char *buf = malloc((size_t)3 << 20);
+    for (unsigned r = 0; r < ROUNDS; r++) {
+        for (unsigned k = 0; k < N; k++) {
+            pt[k] = (struct patterned){&e, sizes[k], r * N + k + 1};
+            for (size_t i = 0; i < sizes[k]; i++)
+                buf[i] = (unsigned char)(i * 31 + pt[k].seed);
+            ck_assert_int_eq(evexec_procpool_submit(e.port, e.pool, w_echo, buf, sizes[k],
+                                                    on_done_pattern, &pt[k], NULL, NULL),
+                             0);
+        }
+        run_until(e.base, &e.done, (int)((r + 1) * N));
+    }
+    free(buf);
+    env_close(&e);
+}
+END_TEST
+
+/* A worker cannot make its input writable (it is sealed against new
+ * writable mappings): 0 when mprotect() is refused. */
+static int w_write_input(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    (void)len, (void)out, (void)state;
+    return mprotect((void *)(uintptr_t)in, 4096, PROT_READ | PROT_WRITE) == 0 ? 1 : 0;
+}
+
+START_TEST(test_big_input_read_only)
+{
+    struct env e;
+    struct outcome oc;
+    size_t n = (size_t)1 << 20;
+    char *buf = calloc(1, n);
+    env_open(&e, NULL);
+    ck_assert_int_eq(run_one(&e, w_write_input, buf, n, NULL, &oc), 0);
+    ck_assert_int_eq(run_one(&e, w_write_input, buf, n, NULL, &oc), 0); /* a kept buffer */
+    free(buf);
+    env_close(&e);
+}
+END_TEST
+
 /* --- hygiene ------------------------------------------------------------- */
 
 START_TEST(test_no_daemon_fds_in_workers)
@@ -956,6 +1027,8 @@ static Suite *procpool_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_big_payloads);
     tcase_add_test(tc, test_big_payload_bytes);
+    tcase_add_test(tc, test_big_payload_reuse);
+    tcase_add_test(tc, test_big_input_read_only);
     suite_add_tcase(s, tc);
     tc = tcase_create("lifecycle");
     tcase_set_timeout(tc, 60);
