@@ -65,6 +65,7 @@
 #define MAX_PAYLOAD ((uint64_t)1 << 40)
 #define NCLASSES 3
 #define PROC_INBUF_CACHE 4
+#define INBUF_KEEP_MS 1000         /* kept input buffers unused this long go */
 
 enum wstate { W_FREE = 0, W_SPAWNING, W_STARTING, W_IDLE, W_BUSY, W_EXITING };
 
@@ -103,6 +104,7 @@ struct evexec_procpool {
      * inputs: a submit copies into warm pages instead of new ones. */
     struct proc_inbuf { int fd; void *map; size_t cap; } inbufs[PROC_INBUF_CACHE];
     unsigned ninbufs;
+    uint64_t inbuf_used_ns;        /* one was last taken or kept */
 
     /* Set at creation, then read only: */
     struct proc_conf conf;
@@ -169,6 +171,7 @@ static void finish(struct evexec_procpool *pp, struct proc_rec *rec, int status)
         struct proc_inbuf b = {rec->in_fd, rec->in_map, rec->in_cap};
         rec->in_fd = -1;
         rec->in_map = NULL;
+        pp->inbuf_used_ns = evexec__now_ns();
         if (pp->ninbufs < PROC_INBUF_CACHE) {
             pp->inbufs[pp->ninbufs++] = b;
         } else {
@@ -754,6 +757,27 @@ static int housekeeping(struct evexec_procpool *pp)
                 timeout = (int)ms;
         }
     }
+    /* Kept input buffers nobody took for a while: their memory goes. */
+    struct proc_inbuf drop[PROC_INBUF_CACHE];
+    unsigned ndrop = 0;
+    pthread_mutex_lock(&pp->mu);
+    if (pp->ninbufs) {
+        uint64_t due = pp->inbuf_used_ns + (uint64_t)INBUF_KEEP_MS * 1000000u;
+        if (now >= due || freeing) {
+            ndrop = pp->ninbufs;
+            memcpy(drop, pp->inbufs, ndrop * sizeof drop[0]);
+            pp->ninbufs = 0;
+        } else {
+            uint64_t ms = (due - now) / 1000000u + 1;
+            if (timeout < 0 || ms < (uint64_t)timeout)
+                timeout = (int)ms;
+        }
+    }
+    pthread_mutex_unlock(&pp->mu);
+    for (unsigned i = 0; i < ndrop; i++) {
+        munmap(drop[i].map, drop[i].cap);
+        close(drop[i].fd);
+    }
     if (freeing && !queued) {
         if (!pp->free_since_ns)
             pp->free_since_ns = now;
@@ -1025,6 +1049,7 @@ struct proc_rec *evexec__procrec_new(struct evexec_procpool *pp, evexec_proc_wor
             map = pp->inbufs[best].map;
             cap = pp->inbufs[best].cap;
             pp->inbufs[best] = pp->inbufs[--pp->ninbufs];
+            pp->inbuf_used_ns = evexec__now_ns();
         }
         pthread_mutex_unlock(&pp->mu);
         if (fd < 0) {
