@@ -10,8 +10,17 @@
  * proc_frame, then up to PROC_INLINE_MAX bytes of payload, or none and one
  * sealed memfd in SCM_RIGHTS (FRAME_FD) for bigger payloads. A receiver
  * rejects a truncated packet, a payload whose length disagrees with the
- * header, an unexpected fd or a memfd that is not sealed against shrinking
- * and writing: from a worker, that is the worker's crash.
+ * header, an unexpected fd or a memfd not sealed as below: from a worker,
+ * that is the worker's crash.
+ *
+ * Big payloads: an input goes in one of the daemon's kept input buffers
+ * (evexec__proc_inbuf_new(): reused across jobs, sealed against shrinking
+ * and against any new writable mapping, so a worker maps it read-only and
+ * cannot truncate it under the daemon; at least len bytes). An output goes
+ * in a memfd the worker made for that job alone and sealed against writing
+ * and resizing before sending it (exactly len bytes): nothing can change
+ * the bytes the done callback reads. A worker makes its next output memfd
+ * while it waits for a job (struct proc_spare).
  *
  *   daemon -> server: SPAWN (seq: slot, code: number; fd: the worker's end
  *                     of its channel), REAP (code: pid)
