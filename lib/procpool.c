@@ -105,6 +105,8 @@ struct evexec_procpool {
     struct proc_inbuf { int fd; void *map; size_t cap; } inbufs[PROC_INBUF_CACHE];
     unsigned ninbufs;
     uint64_t inbuf_used_ns;        /* one was last taken or kept */
+    int inbufs_kept;               /* supervisor only: one may be kept (no
+                                      lock taken to look otherwise) */
 
     /* Set at creation, then read only: */
     struct proc_conf conf;
@@ -172,6 +174,7 @@ static void finish(struct evexec_procpool *pp, struct proc_rec *rec, int status)
         rec->in_fd = -1;
         rec->in_map = NULL;
         pp->inbuf_used_ns = evexec__now_ns();
+        pp->inbufs_kept = 1;
         if (pp->ninbufs < PROC_INBUF_CACHE) {
             pp->inbufs[pp->ninbufs++] = b;
         } else {
@@ -664,6 +667,38 @@ static void scan(struct evexec_procpool *pp, uint64_t now)
 
 /* Everything but I/O, after each wake-up. Returns the epoll timeout, or
  * -2 when the supervisor may stop. */
+/* Kept input buffers nobody took for INBUF_KEEP_MS (or all, once
+ * freeing): their memory goes. Returns timeout, shortened to when the
+ * next may go. Supervisor. */
+static int release_inbufs(struct evexec_procpool *pp, uint64_t now, int freeing, int timeout)
+{
+    struct proc_inbuf drop[PROC_INBUF_CACHE];
+    unsigned ndrop = 0;
+    if (!pp->inbufs_kept)
+        return timeout;
+    pthread_mutex_lock(&pp->mu);
+    pp->inbufs_kept = pp->ninbufs != 0;
+    if (pp->ninbufs) {
+        uint64_t due = pp->inbuf_used_ns + (uint64_t)INBUF_KEEP_MS * 1000000u;
+        if (now >= due || freeing) {
+            ndrop = pp->ninbufs;
+            memcpy(drop, pp->inbufs, ndrop * sizeof drop[0]);
+            pp->ninbufs = 0;
+            pp->inbufs_kept = 0;
+        } else {
+            uint64_t ms = (due - now) / 1000000u + 1;
+            if (timeout < 0 || ms < (uint64_t)timeout)
+                timeout = (int)ms;
+        }
+    }
+    pthread_mutex_unlock(&pp->mu);
+    for (unsigned i = 0; i < ndrop; i++) {
+        munmap(drop[i].map, drop[i].cap);
+        close(drop[i].fd);
+    }
+    return timeout;
+}
+
 static int housekeeping(struct evexec_procpool *pp)
 {
     uint64_t now = evexec__now_ns();
@@ -757,27 +792,7 @@ static int housekeeping(struct evexec_procpool *pp)
                 timeout = (int)ms;
         }
     }
-    /* Kept input buffers nobody took for a while: their memory goes. */
-    struct proc_inbuf drop[PROC_INBUF_CACHE];
-    unsigned ndrop = 0;
-    pthread_mutex_lock(&pp->mu);
-    if (pp->ninbufs) {
-        uint64_t due = pp->inbuf_used_ns + (uint64_t)INBUF_KEEP_MS * 1000000u;
-        if (now >= due || freeing) {
-            ndrop = pp->ninbufs;
-            memcpy(drop, pp->inbufs, ndrop * sizeof drop[0]);
-            pp->ninbufs = 0;
-        } else {
-            uint64_t ms = (due - now) / 1000000u + 1;
-            if (timeout < 0 || ms < (uint64_t)timeout)
-                timeout = (int)ms;
-        }
-    }
-    pthread_mutex_unlock(&pp->mu);
-    for (unsigned i = 0; i < ndrop; i++) {
-        munmap(drop[i].map, drop[i].cap);
-        close(drop[i].fd);
-    }
+    timeout = release_inbufs(pp, now, freeing, timeout);
     if (freeing && !queued) {
         if (!pp->free_since_ns)
             pp->free_since_ns = now;

@@ -656,6 +656,30 @@ START_TEST(test_big_input_read_only)
 }
 END_TEST
 
+/* A kept input buffer (one fd of the daemon) is released after a second
+ * unused: the daemon's fds come back to what they were before the big job
+ * (waited for, up to 10 s). */
+START_TEST(test_big_input_buffer_released)
+{
+    struct env e;
+    struct outcome oc;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    size_t n = (size_t)1 << 20;
+    char *buf = calloc(1, n);
+    o.max_procs = 1;
+    o.idle_timeout_ms = EVEXEC_IDLE_FOREVER;
+    env_open(&e, &o);
+    ck_assert_int_eq(run_one(&e, w_echo, buf, 1, NULL, &oc), 0); /* the worker exists */
+    int before = count_fds();
+    ck_assert_int_eq(run_one(&e, w_echo, buf, n, NULL, &oc), 0);
+    for (int waited = 0; count_fds() != before && waited < 10000; waited += 10)
+        usleep(10000);
+    ck_assert_int_eq(count_fds(), before);
+    free(buf);
+    env_close(&e);
+}
+END_TEST
+
 /* --- hygiene ------------------------------------------------------------- */
 
 START_TEST(test_no_daemon_fds_in_workers)
@@ -1029,6 +1053,7 @@ static Suite *procpool_suite(void)
     tcase_add_test(tc, test_big_payload_bytes);
     tcase_add_test(tc, test_big_payload_reuse);
     tcase_add_test(tc, test_big_input_read_only);
+    tcase_add_test(tc, test_big_input_buffer_released);
     suite_add_tcase(s, tc);
     tc = tcase_create("lifecycle");
     tcase_set_timeout(tc, 60);
