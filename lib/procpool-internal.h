@@ -20,7 +20,12 @@
  * in a memfd the worker made for that job alone and sealed against writing
  * and resizing before sending it (exactly len bytes): nothing can change
  * the bytes the done callback reads. A worker makes its next output memfd
- * while it waits for a job (struct proc_spare).
+ * while it waits for a job (struct proc_spare; not with mem_limit or
+ * recycle_rss, which it would distort). An input buffer serves jobs of any
+ * worker in turn: a worker that keeps its read-only mapping past its job
+ * could read later inputs placed in it. Process pools isolate faults, not
+ * secrets (workers run as the daemon's user); fresh memfds per input
+ * would, at the cost measured in bench/README.md.
  *
  *   daemon -> server: SPAWN (seq: slot, code: number; fd: the worker's end
  *                     of its channel), REAP (code: pid)
@@ -83,6 +88,8 @@ struct proc_conf {
     uint64_t max_payload;
     unsigned cpu_limit_s;
     unsigned nice;
+    int no_spare;                  /* recycle_rss is set: a spare output
+                                      memfd would count in the worker's RSS */
     char name[16];
 };
 

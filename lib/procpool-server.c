@@ -588,8 +588,9 @@ static int run_job(const struct proc_conf *c, int chan, struct proc_frame *f, vo
         out->fd = -1;
         /* The next output of this size costs a copy only: its pages are
          * made now, while the daemon reads this one. Not under a memory
-         * limit, which the spare would count against. */
-        if (sent == 0 && !stop && !wl.cap)
+         * limit, which the spare would count against, nor with
+         * recycle_rss, whose reading of the RSS it would inflate. */
+        if (sent == 0 && !stop && !wl.cap && !c->no_spare)
             evexec__proc_spare_make(&out->spare, out->len);
     } else {
         sent = evexec__proc_send(chan, &r, out->inline_buf, out->set ? out->len : 0, -1, 0);

@@ -975,6 +975,7 @@ int evexec_procpool_new(evexec_procpool **out, const struct evexec_procpool_opts
     pp->conf.max_payload = o.max_payload;
     pp->conf.cpu_limit_s = o.cpu_limit_s;
     pp->conf.nice = o.nice;
+    pp->conf.no_spare = o.recycle_rss != 0;
     memcpy(pp->conf.name, o.name, strlen(o.name) + 1);
     pp->max_procs = o.max_procs;
     pp->min_procs = o.min_procs;
