@@ -210,6 +210,9 @@ void evexec__proc_spare_make(struct proc_spare *s, size_t len)
     int fd = evexec__proc_memfd(len, &map);
     if (fd < 0)
         return;
+    /* A child the next work function forks must not hold it writable:
+     * sealing it as that job's output would then fail. */
+    madvise(map, len, MADV_DONTFORK);
     s->fd = fd;
     s->map = map;
     s->len = len;
@@ -229,6 +232,7 @@ int evexec__proc_spare_take(struct proc_spare *s, size_t len, void **map)
         if (page_up(s->len) > keep)
             munmap((char *)s->map + keep, page_up(s->len) - keep);
     }
+    madvise(s->map, len, MADV_DOFORK); /* an output like any other now */
     int fd = s->fd;
     *map = s->map;
     s->fd = -1;
@@ -243,7 +247,15 @@ int evexec__proc_inbuf_new(size_t cap, void **map)
     if (fd < 0)
         return fd;
     /* Sealed with the daemon's writable mapping in place: FUTURE_WRITE
-     * keeps that one writable and refuses every later one. */
+     * keeps that one writable and refuses every later one. And no child
+     * inherits it (a fork server made later, a popen()): its copy would
+     * be writable. */
+    if (madvise(*map, cap, MADV_DONTFORK) < 0) {
+        int e = errno;
+        munmap(*map, cap);
+        close(fd);
+        return -e;
+    }
     if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) <
         0) {
         int e = errno;

@@ -665,8 +665,6 @@ static void scan(struct evexec_procpool *pp, uint64_t now)
     }
 }
 
-/* Everything but I/O, after each wake-up. Returns the epoll timeout, or
- * -2 when the supervisor may stop. */
 /* Kept input buffers nobody took for INBUF_KEEP_MS (or all, once
  * freeing): their memory goes. Returns timeout, shortened to when the
  * next may go. Supervisor. */
@@ -699,6 +697,8 @@ static int release_inbufs(struct evexec_procpool *pp, uint64_t now, int freeing,
     return timeout;
 }
 
+/* Everything but I/O, after each wake-up. Returns the epoll timeout, or
+ * -2 when the supervisor may stop. */
 static int housekeeping(struct evexec_procpool *pp)
 {
     uint64_t now = evexec__now_ns();

@@ -25,6 +25,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -680,6 +681,99 @@ START_TEST(test_big_input_buffer_released)
 }
 END_TEST
 
+/* Counts this process's writable mappings of payload memfds. */
+static int w_payload_maps(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    (void)in, (void)len, (void)state;
+    char line[512];
+    int n = 0;
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, "evexec-payload") && line[strcspn(line, " ") + 2] == 'w')
+            n++;
+    fclose(f);
+    int *p = evexec_proc_output(out, sizeof n);
+    *p = n;
+    return 0;
+}
+
+/* The daemon's kept input buffers are not inherited by a pool made later
+ * (its workers would hold them writable). */
+START_TEST(test_big_input_buffer_not_inherited)
+{
+    struct env e, e2;
+    struct outcome oc;
+    size_t n = (size_t)1 << 20;
+    char *buf = calloc(1, n);
+    env_open(&e, NULL);
+    ck_assert_int_eq(run_one(&e, w_echo, buf, n, NULL, &oc), 0); /* a buffer kept */
+    env_open(&e2, NULL);
+    ck_assert_int_eq(run_one(&e2, w_payload_maps, NULL, 0, NULL, &oc), 0);
+    int maps;
+    ck_assert_uint_eq(oc.out_len, sizeof maps);
+    memcpy(&maps, oc.out, sizeof maps);
+    ck_assert_int_eq(maps, 0);
+    /* e2 closed by hand: e's fork server is still a child of ours. */
+    evexec_procpool_free(e2.pool);
+    evexec_port_free(e2.port);
+    event_base_dispatch(e2.base);
+    event_base_free(e2.base);
+    free(buf);
+    env_close(&e);
+}
+END_TEST
+
+/* A work function's child still running when a big output is sealed: the
+ * worker's spare output memfd was not inherited writable, so the seal
+ * holds. Input "fork": leave a child blocked on a pipe; "reap": kill it. */
+static int w_child_then_big(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    static pid_t child;
+    static int pipefd[2];
+    (void)state;
+    if (len == 4 && memcmp(in, "reap", 4) == 0) {
+        if (child > 0) {
+            kill(child, SIGKILL);
+            waitpid(child, NULL, 0);
+            close(pipefd[1]);
+        }
+        return 0;
+    }
+    if (len == 4 && memcmp(in, "fork", 4) == 0) {
+        if (pipe(pipefd) < 0 || (child = fork()) < 0)
+            return 1;
+        if (child == 0) {
+            char c;
+            close(pipefd[1]);
+            _exit(read(pipefd[0], &c, 1) < 0);
+        }
+        close(pipefd[0]);
+    }
+    size_t big = (size_t)1 << 20;
+    char *p = evexec_proc_output(out, big);
+    if (!p)
+        return 2;
+    memset(p, 'x', big);
+    return 0;
+}
+
+START_TEST(test_big_output_with_child_alive)
+{
+    struct env e;
+    struct outcome oc;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.max_procs = 1;
+    env_open(&e, &o);
+    ck_assert_int_eq(run_one(&e, w_child_then_big, "warm", 4, NULL, &oc), 0); /* a spare made */
+    ck_assert_int_eq(run_one(&e, w_child_then_big, "fork", 4, NULL, &oc), 0);
+    ck_assert_uint_eq(oc.out_len, (size_t)1 << 20);
+    ck_assert_int_eq(run_one(&e, w_child_then_big, "reap", 4, NULL, &oc), 0);
+    env_close(&e);
+}
+END_TEST
+
 /* --- hygiene ------------------------------------------------------------- */
 
 START_TEST(test_no_daemon_fds_in_workers)
@@ -1054,6 +1148,8 @@ static Suite *procpool_suite(void)
     tcase_add_test(tc, test_big_payload_reuse);
     tcase_add_test(tc, test_big_input_read_only);
     tcase_add_test(tc, test_big_input_buffer_released);
+    tcase_add_test(tc, test_big_input_buffer_not_inherited);
+    tcase_add_test(tc, test_big_output_with_child_alive);
     suite_add_tcase(s, tc);
     tc = tcase_create("lifecycle");
     tcase_set_timeout(tc, 60);
