@@ -259,14 +259,28 @@ static void forks(int n)
 
 int main(int argc, char **argv)
 {
-    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    int quick = 0;
+    const char *only = NULL; /* --only=P3: one workload (profiling) */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0)
+            quick = 1;
+        else if (strncmp(argv[i], "--only=", 7) == 0)
+            only = argv[i] + 7;
+    }
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("quick %d\n", quick);
-    p1(quick ? 2000 : 20000);
-    p2(quick ? 10000 : 100000);
-    p3((size_t)1 << 20, quick ? 3 : 10, "1MiB");
-    p3((size_t)64 << 20, quick ? 2 : 5, "64MiB");
-    p4(quick ? 5 : 21);
-    forks(quick ? 500 : 5000);
+#define WANT(w) (!only || strcmp(only, w) == 0)
+    if (WANT("P1"))
+        p1(quick ? 2000 : 20000);
+    if (WANT("P2"))
+        p2(quick ? 10000 : 100000);
+    if (WANT("P3")) {
+        p3((size_t)1 << 20, quick ? 3 : 10, "1MiB");
+        p3((size_t)64 << 20, quick ? 2 : 5, "64MiB");
+    }
+    if (WANT("P4"))
+        p4(quick ? 5 : 21);
+    if (WANT("fork"))
+        forks(quick ? 500 : 5000);
     return 0;
 }

@@ -10,8 +10,22 @@
  * proc_frame, then up to PROC_INLINE_MAX bytes of payload, or none and one
  * sealed memfd in SCM_RIGHTS (FRAME_FD) for bigger payloads. A receiver
  * rejects a truncated packet, a payload whose length disagrees with the
- * header, an unexpected fd or a memfd that is not sealed against shrinking
- * and writing: from a worker, that is the worker's crash.
+ * header, an unexpected fd or a memfd not sealed as below: from a worker,
+ * that is the worker's crash.
+ *
+ * Big payloads: an input goes in one of the daemon's kept input buffers
+ * (evexec__proc_inbuf_new(): reused across jobs, sealed against shrinking
+ * and against any new writable mapping, so a worker maps it read-only and
+ * cannot truncate it under the daemon; at least len bytes). An output goes
+ * in a memfd the worker made for that job alone and sealed against writing
+ * and resizing before sending it (exactly len bytes): nothing can change
+ * the bytes the done callback reads. A worker makes its next output memfd
+ * while it waits for a job (struct proc_spare; not with mem_limit or
+ * recycle_rss, which it would distort). An input buffer serves jobs of any
+ * worker in turn: a worker that keeps its read-only mapping past its job
+ * could read later inputs placed in it. Process pools isolate faults, not
+ * secrets (workers run as the daemon's user); fresh memfds per input
+ * would, at the cost measured in bench/README.md.
  *
  *   daemon -> server: SPAWN (seq: slot, code: number; fd: the worker's end
  *                     of its channel), REAP (code: pid)
@@ -74,6 +88,8 @@ struct proc_conf {
     uint64_t max_payload;
     unsigned cpu_limit_s;
     unsigned nice;
+    int no_spare;                  /* recycle_rss is set: a spare output
+                                      memfd would count in the worker's RSS */
     char name[16];
 };
 
@@ -96,9 +112,37 @@ int evexec__proc_recv(int fd, struct proc_frame *f, void *buf, size_t cap, int *
  * through *map, then calls evexec__proc_memfd_seal()). -errno on error. */
 int evexec__proc_memfd(size_t len, void **map);
 int evexec__proc_memfd_seal(int fd, void *map, size_t len);
+
+/* A spare: an unsealed memfd made and populated ahead of need (its pages
+ * allocated, zeroed and mapped while nothing waits on it), kept by one
+ * process, never shown to another until it is used and sealed. */
+struct proc_spare {
+    int fd;                        /* -1: none */
+    void *map;
+    size_t len;
+};
+/* Makes s a spare of len bytes unless it holds one at least as big. */
+void evexec__proc_spare_make(struct proc_spare *s, size_t len);
+/* Takes s's memfd for a payload of len bytes (trimmed to len), as
+ * evexec__proc_memfd() would make it: the fd and *map, or -1 when s holds
+ * none big enough (s is then left as it was). */
+int evexec__proc_spare_take(struct proc_spare *s, size_t len, void **map);
+void evexec__proc_spare_drop(struct proc_spare *s);
 /* Maps a received memfd read-only after checking its seals and size.
+ * exact (the daemon reading a worker's output): sealed against writing
+ * (F_SEAL_WRITE: no writable mapping exists anywhere) and shrinking, and
+ * len bytes long. Otherwise (a worker reading the daemon's input buffer):
+ * sealed against shrinking and against writes through any new mapping
+ * (F_SEAL_WRITE or F_SEAL_FUTURE_WRITE), at least len bytes long.
  * 0 or -EPROTO / -errno. */
-int evexec__proc_memfd_map(int fd, size_t len, const void **map);
+int evexec__proc_memfd_map(int fd, size_t len, int exact, const void **map);
+/* An input buffer of the daemon: a memfd of cap bytes that the daemon
+ * keeps mapped read-write (*map, populated) and reuses across jobs, sealed
+ * F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL at once:
+ * a worker given its fd can only map it read-only, and can neither
+ * truncate it (SIGBUS in the daemon) nor punch holes in it. -errno on
+ * error. */
+int evexec__proc_inbuf_new(size_t cap, void **map);
 
 /* Reads a field of /proc/<pid>/statm (0: size, 1: resident) in bytes; pid
  * 0: self. 0 on error. */
@@ -136,7 +180,10 @@ struct proc_rec {
                                       kills on time even while the port's
                                       loop thread is busy) */
     unsigned cls;                  /* priority class, 0 (high)..2 */
-    int in_fd;                     /* a sealed memfd with the input, or -1 */
+    int in_fd;                     /* an input buffer (evexec__proc_inbuf_new())
+                                      with the input, or -1 */
+    void *in_map;                  /* its mapping, in_cap bytes */
+    size_t in_cap;
     size_t in_len;
     int status;                    /* the outcome, once complete */
     _Atomic int timed_out;         /* its port deadline passed */

@@ -155,8 +155,18 @@ int evexec__proc_memfd(size_t len, void **map)
         return -errno;
     if (ftruncate(fd, (off_t)len) < 0)
         goto fail;
-    /* Populated at once: far cheaper than a fault per page. */
+    /* Populated at once, for writing: far cheaper than a fault per page.
+     * MAP_POPULATE would map a shared file's pages read-only, leaving a
+     * write fault per page for the copy that follows. */
+#ifdef MADV_POPULATE_WRITE
+    *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (*map != MAP_FAILED && madvise(*map, len, MADV_POPULATE_WRITE) < 0) {
+        munmap(*map, len); /* before Linux 5.14 */
+        *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    }
+#else
     *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+#endif
     if (*map == MAP_FAILED)
         goto fail;
     return fd;
@@ -174,15 +184,100 @@ int evexec__proc_memfd_seal(int fd, void *map, size_t len)
     return 0;
 }
 
-int evexec__proc_memfd_map(int fd, size_t len, const void **map)
+static size_t page_up(size_t len)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    return (len + pg - 1) / pg * pg;
+}
+
+void evexec__proc_spare_drop(struct proc_spare *s)
+{
+    if (s->fd >= 0) {
+        munmap(s->map, s->len);
+        close(s->fd);
+    }
+    s->fd = -1;
+    s->map = NULL;
+    s->len = 0;
+}
+
+void evexec__proc_spare_make(struct proc_spare *s, size_t len)
+{
+    if (s->fd >= 0 && s->len >= len)
+        return;
+    evexec__proc_spare_drop(s);
+    void *map;
+    int fd = evexec__proc_memfd(len, &map);
+    if (fd < 0)
+        return;
+    /* A child the next work function forks must not hold it writable:
+     * sealing it as that job's output would then fail. */
+    madvise(map, len, MADV_DONTFORK);
+    s->fd = fd;
+    s->map = map;
+    s->len = len;
+}
+
+int evexec__proc_spare_take(struct proc_spare *s, size_t len, void **map)
+{
+    if (s->fd < 0 || s->len < len || len == 0)
+        return -1;
+    if (s->len > len) {
+        /* Trim: the pages past len go back, and so does their mapping. */
+        size_t keep = page_up(len);
+        if (ftruncate(s->fd, (off_t)len) < 0) {
+            evexec__proc_spare_drop(s);
+            return -1;
+        }
+        if (page_up(s->len) > keep)
+            munmap((char *)s->map + keep, page_up(s->len) - keep);
+    }
+    madvise(s->map, len, MADV_DOFORK); /* an output like any other now */
+    int fd = s->fd;
+    *map = s->map;
+    s->fd = -1;
+    s->map = NULL;
+    s->len = 0;
+    return fd;
+}
+
+int evexec__proc_inbuf_new(size_t cap, void **map)
+{
+    int fd = evexec__proc_memfd(cap, map);
+    if (fd < 0)
+        return fd;
+    /* Sealed with the daemon's writable mapping in place: FUTURE_WRITE
+     * keeps that one writable and refuses every later one. And no child
+     * inherits it (a fork server made later, a popen()): its copy would
+     * be writable. */
+    if (madvise(*map, cap, MADV_DONTFORK) < 0) {
+        int e = errno;
+        munmap(*map, cap);
+        close(fd);
+        return -e;
+    }
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) <
+        0) {
+        int e = errno;
+        munmap(*map, cap);
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+int evexec__proc_memfd_map(int fd, size_t len, int exact, const void **map)
 {
     struct stat st;
     int seals = fcntl(fd, F_GET_SEALS);
-    /* Unsealed, the sender could shrink the file under our mapping: SIGBUS
-     * in the daemon. */
-    if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_WRITE)) != (F_SEAL_SHRINK | F_SEAL_WRITE))
+    /* Unsealed, the sender could shrink the file under our mapping (SIGBUS
+     * in the daemon), or, for an output, change the bytes while the done
+     * callback reads them. */
+    if (seals < 0 || !(seals & F_SEAL_SHRINK) ||
+        !(seals & (exact ? F_SEAL_WRITE : F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
         return -EPROTO;
-    if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != len || len == 0)
+    if (fstat(fd, &st) < 0 || len == 0 || (uint64_t)st.st_size < len ||
+        (exact && (uint64_t)st.st_size != len))
         return -EPROTO;
     void *p = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
     if (p == MAP_FAILED)
@@ -351,6 +446,8 @@ struct evexec_proc_out {
     int fd;
     size_t len;
     int set;
+    struct proc_spare spare;       /* the next big output's memfd, made
+                                      while the worker waits for a job */
 };
 
 static const char zero_bytes[1];
@@ -371,7 +468,9 @@ void *evexec_proc_output(evexec_proc_out *out, size_t len)
         return (void *)zero_bytes;
     if (len <= PROC_INLINE_MAX)
         return out->inline_buf;
-    int fd = evexec__proc_memfd(len, &out->map);
+    int fd = evexec__proc_spare_take(&out->spare, len, &out->map);
+    if (fd < 0)
+        fd = evexec__proc_memfd(len, &out->map);
     if (fd < 0) {
         out->map = NULL;
         out->set = 0;
@@ -466,7 +565,7 @@ static int run_job(const struct proc_conf *c, int chan, struct proc_frame *f, vo
     int stop = 0;
 
     if (infd >= 0) {
-        int rc = evexec__proc_memfd_map(infd, in_len, &in);
+        int rc = evexec__proc_memfd_map(infd, in_len, 0, &in);
         close(infd);
         if (rc < 0)
             return -1; /* the daemon sent garbage: leave */
@@ -499,6 +598,12 @@ static int run_job(const struct proc_conf *c, int chan, struct proc_frame *f, vo
         sent = evexec__proc_send(chan, &r, NULL, 0, out->fd, 0);
         close(out->fd);
         out->fd = -1;
+        /* The next output of this size costs a copy only: its pages are
+         * made now, while the daemon reads this one. Not under a memory
+         * limit, which the spare would count against, nor with
+         * recycle_rss, whose reading of the RSS it would inflate. */
+        if (sent == 0 && !stop && !wl.cap && !c->no_spare)
+            evexec__proc_spare_make(&out->spare, out->len);
     } else {
         sent = evexec__proc_send(chan, &r, out->inline_buf, out->set ? out->len : 0, -1, 0);
     }
@@ -509,7 +614,7 @@ static void worker_main(const struct proc_conf *c, int chan, unsigned number)
 {
     char name[32];
     void *state = NULL;
-    struct evexec_proc_out out = {.max = c->max_payload, .fd = -1};
+    struct evexec_proc_out out = {.max = c->max_payload, .fd = -1, .spare = {.fd = -1}};
 
     snprintf(name, sizeof name, "%s-%u", c->name, number);
     set_name(name);

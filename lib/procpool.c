@@ -64,6 +64,8 @@
 #define DEFAULT_MAX_PAYLOAD ((uint64_t)64 << 20)
 #define MAX_PAYLOAD ((uint64_t)1 << 40)
 #define NCLASSES 3
+#define PROC_INBUF_CACHE 4
+#define INBUF_KEEP_MS 1000         /* kept input buffers unused this long go */
 
 /* An executable segment loaded when the pool was made: [lo, hi). */
 struct proc_range {
@@ -103,6 +105,13 @@ struct evexec_procpool {
     int scan_owed;                 /* a running job was asked to stop */
     uint64_t next_seq;
     struct evexec_procpool_stats st;
+    /* Input buffers no job holds (the biggest kept), for the next big
+     * inputs: a submit copies into warm pages instead of new ones. */
+    struct proc_inbuf { int fd; void *map; size_t cap; } inbufs[PROC_INBUF_CACHE];
+    unsigned ninbufs;
+    uint64_t inbuf_used_ns;        /* one was last taken or kept */
+    int inbufs_kept;               /* supervisor only: one may be kept (no
+                                      lock taken to look otherwise) */
 
     /* Set at creation, then read only: */
     struct proc_conf conf;
@@ -135,8 +144,10 @@ void evexec__procrec_free(struct proc_rec *rec)
 {
     if (!rec)
         return;
-    if (rec->in_fd >= 0)
+    if (rec->in_fd >= 0) {
+        munmap(rec->in_map, rec->in_cap);
         close(rec->in_fd);
+    }
     if (rec->out_map)
         munmap(rec->out_map, rec->out_map_len);
     free(rec->out_heap);
@@ -157,8 +168,32 @@ static void wake(struct evexec_procpool *pp)
 /* Ends a record: the one place, so exactly once. Supervisor, no lock. */
 static void finish(struct evexec_procpool *pp, struct proc_rec *rec, int status)
 {
+    struct proc_inbuf drop = {.fd = -1};
     rec->status = status;
     pthread_mutex_lock(&pp->mu);
+    if (rec->in_fd >= 0) {
+        /* Its worker has replied or is dead (or never had it): the buffer
+         * serves the next big input; when the cache is full, the smallest
+         * buffer goes. */
+        struct proc_inbuf b = {rec->in_fd, rec->in_map, rec->in_cap};
+        rec->in_fd = -1;
+        rec->in_map = NULL;
+        pp->inbuf_used_ns = evexec__now_ns();
+        pp->inbufs_kept = 1;
+        if (pp->ninbufs < PROC_INBUF_CACHE) {
+            pp->inbufs[pp->ninbufs++] = b;
+        } else {
+            unsigned small = 0;
+            for (unsigned i = 1; i < pp->ninbufs; i++)
+                if (pp->inbufs[i].cap < pp->inbufs[small].cap)
+                    small = i;
+            drop = b;
+            if (pp->inbufs[small].cap < b.cap) {
+                drop = pp->inbufs[small];
+                pp->inbufs[small] = b;
+            }
+        }
+    }
     switch (status) {
     case 0:
     case -EREMOTEIO: pp->st.completed++; break;
@@ -176,6 +211,10 @@ static void finish(struct evexec_procpool *pp, struct proc_rec *rec, int status)
     default: break;
     }
     pthread_mutex_unlock(&pp->mu);
+    if (drop.fd >= 0) {
+        munmap(drop.map, drop.cap);
+        close(drop.fd);
+    }
     evexec__procport_complete(rec);
 }
 
@@ -351,7 +390,7 @@ static void on_result(struct evexec_procpool *pp, struct proc_worker *w, struct 
     }
     if (fd >= 0) {
         const void *map;
-        int rc = evexec__proc_memfd_map(fd, (size_t)f->len, &map);
+        int rc = evexec__proc_memfd_map(fd, (size_t)f->len, 1, &map);
         close(fd);
         if (rc < 0) {
             kill_worker(w, -EOWNERDEAD);
@@ -631,6 +670,38 @@ static void scan(struct evexec_procpool *pp, uint64_t now)
     }
 }
 
+/* Kept input buffers nobody took for INBUF_KEEP_MS (or all, once
+ * freeing): their memory goes. Returns timeout, shortened to when the
+ * next may go. Supervisor. */
+static int release_inbufs(struct evexec_procpool *pp, uint64_t now, int freeing, int timeout)
+{
+    struct proc_inbuf drop[PROC_INBUF_CACHE];
+    unsigned ndrop = 0;
+    if (!pp->inbufs_kept)
+        return timeout;
+    pthread_mutex_lock(&pp->mu);
+    pp->inbufs_kept = pp->ninbufs != 0;
+    if (pp->ninbufs) {
+        uint64_t due = pp->inbuf_used_ns + (uint64_t)INBUF_KEEP_MS * 1000000u;
+        if (now >= due || freeing) {
+            ndrop = pp->ninbufs;
+            memcpy(drop, pp->inbufs, ndrop * sizeof drop[0]);
+            pp->ninbufs = 0;
+            pp->inbufs_kept = 0;
+        } else {
+            uint64_t ms = (due - now) / 1000000u + 1;
+            if (timeout < 0 || ms < (uint64_t)timeout)
+                timeout = (int)ms;
+        }
+    }
+    pthread_mutex_unlock(&pp->mu);
+    for (unsigned i = 0; i < ndrop; i++) {
+        munmap(drop[i].map, drop[i].cap);
+        close(drop[i].fd);
+    }
+    return timeout;
+}
+
 /* Everything but I/O, after each wake-up. Returns the epoll timeout, or
  * -2 when the supervisor may stop. */
 static int housekeeping(struct evexec_procpool *pp)
@@ -726,6 +797,7 @@ static int housekeeping(struct evexec_procpool *pp)
                 timeout = (int)ms;
         }
     }
+    timeout = release_inbufs(pp, now, freeing, timeout);
     if (freeing && !queued) {
         if (!pp->free_since_ns)
             pp->free_since_ns = now;
@@ -871,6 +943,10 @@ static void pool_destroy(struct evexec_procpool *pp)
     pthread_mutex_destroy(&pp->mu);
     free(pp->code);
     free(pp->rxbuf);
+    for (unsigned i = 0; i < pp->ninbufs; i++) {
+        munmap(pp->inbufs[i].map, pp->inbufs[i].cap);
+        close(pp->inbufs[i].fd);
+    }
     free(pp);
 }
 
@@ -917,6 +993,7 @@ int evexec_procpool_new(evexec_procpool **out, const struct evexec_procpool_opts
     pp->conf.max_payload = o.max_payload;
     pp->conf.cpu_limit_s = o.cpu_limit_s;
     pp->conf.nice = o.nice;
+    pp->conf.no_spare = o.recycle_rss != 0;
     memcpy(pp->conf.name, o.name, strlen(o.name) + 1);
     pp->max_procs = o.max_procs;
     pp->min_procs = o.min_procs;
@@ -994,21 +1071,38 @@ struct proc_rec *evexec__procrec_new(struct evexec_procpool *pp, evexec_proc_wor
     rec->arg = arg;
     rec->in_len = in_len;
     if (big) {
-        /* One copy, into a memfd the worker maps: no copy through the
-         * socket. */
-        void *map;
-        int fd = evexec__proc_memfd(in_len, &map);
+        /* One copy, into an input buffer the worker maps read-only: a
+         * kept one when one is big enough (the smallest such), its pages
+         * already there. */
+        int fd = -1;
+        void *map = NULL;
+        size_t cap = 0;
+        unsigned best = PROC_INBUF_CACHE;
+        pthread_mutex_lock(&pp->mu);
+        for (unsigned i = 0; i < pp->ninbufs; i++)
+            if (pp->inbufs[i].cap >= in_len &&
+                (best == PROC_INBUF_CACHE || pp->inbufs[i].cap < pp->inbufs[best].cap))
+                best = i;
+        if (best < PROC_INBUF_CACHE) {
+            fd = pp->inbufs[best].fd;
+            map = pp->inbufs[best].map;
+            cap = pp->inbufs[best].cap;
+            pp->inbufs[best] = pp->inbufs[--pp->ninbufs];
+            pp->inbuf_used_ns = evexec__now_ns();
+        }
+        pthread_mutex_unlock(&pp->mu);
+        if (fd < 0) {
+            cap = in_len;
+            fd = evexec__proc_inbuf_new(cap, &map);
+        }
         if (fd < 0) {
             free(rec);
             *rc = fd;
             return NULL;
         }
         memcpy(map, in, in_len);
-        if ((*rc = evexec__proc_memfd_seal(fd, map, in_len)) < 0) {
-            close(fd);
-            free(rec);
-            return NULL;
-        }
+        rec->in_map = map;
+        rec->in_cap = cap;
         rec->in_fd = fd;
     } else if (in_len) {
         memcpy(rec->in, in, in_len);

@@ -18,11 +18,14 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -590,6 +593,192 @@ START_TEST(test_big_payload_bytes)
 }
 END_TEST
 
+/* Input buffers are kept and reused: every job of a mix of sizes, several
+ * in flight on two workers, gets its own bytes, never an earlier job's. */
+struct patterned {
+    struct env *e;
+    size_t len;
+    unsigned seed;
+};
+
+static void on_done_pattern(int status, const struct evexec_proc_result *res, void *arg)
+{
+    struct patterned *pt = arg;
+    ck_assert_int_eq(status, 0);
+    ck_assert_uint_eq(res->out_len, pt->len);
+    const unsigned char *p = res->out;
+    for (size_t i = 0; i < res->out_len; i++)
+        if (p[i] != (unsigned char)(i * 31 + pt->seed))
+            ck_abort_msg("job %u: byte %zu differs", pt->seed, i);
+    pt->e->done++;
+}
+
+START_TEST(test_big_payload_reuse)
+{
+    struct env e;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    size_t sizes[] = {(size_t)2 << 20, (size_t)1 << 20, 64 * 1024 + 1, (size_t)3 << 20,
+                      (size_t)2 << 20 | 5};
+    enum { ROUNDS = 3, N = sizeof sizes / sizeof sizes[0] };
+    struct patterned pt[N];
+    o.max_procs = 2;
+    env_open(&e, &o);
+    unsigned char *buf = malloc((size_t)3 << 20);
+    for (unsigned r = 0; r < ROUNDS; r++) {
+        for (unsigned k = 0; k < N; k++) {
+            pt[k] = (struct patterned){&e, sizes[k], r * N + k + 1};
+            for (size_t i = 0; i < sizes[k]; i++)
+                buf[i] = (unsigned char)(i * 31 + pt[k].seed);
+            ck_assert_int_eq(evexec_procpool_submit(e.port, e.pool, w_echo, buf, sizes[k],
+                                                    on_done_pattern, &pt[k], NULL, NULL),
+                             0);
+        }
+        run_until(e.base, &e.done, (int)((r + 1) * N));
+    }
+    free(buf);
+    env_close(&e);
+}
+END_TEST
+
+/* A worker cannot make its input writable (it is sealed against new
+ * writable mappings): 0 when mprotect() is refused. */
+static int w_write_input(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    (void)len, (void)out, (void)state;
+    return mprotect((void *)(uintptr_t)in, 4096, PROT_READ | PROT_WRITE) == 0 ? 1 : 0;
+}
+
+START_TEST(test_big_input_read_only)
+{
+    struct env e;
+    struct outcome oc;
+    size_t n = (size_t)1 << 20;
+    char *buf = calloc(1, n);
+    env_open(&e, NULL);
+    ck_assert_int_eq(run_one(&e, w_write_input, buf, n, NULL, &oc), 0);
+    ck_assert_int_eq(run_one(&e, w_write_input, buf, n, NULL, &oc), 0); /* a kept buffer */
+    free(buf);
+    env_close(&e);
+}
+END_TEST
+
+/* A kept input buffer (one fd of the daemon) is released after a second
+ * unused: the daemon's fds come back to what they were before the big job
+ * (waited for, up to 10 s). */
+START_TEST(test_big_input_buffer_released)
+{
+    struct env e;
+    struct outcome oc;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    size_t n = (size_t)1 << 20;
+    char *buf = calloc(1, n);
+    o.max_procs = 1;
+    o.idle_timeout_ms = EVEXEC_IDLE_FOREVER;
+    env_open(&e, &o);
+    ck_assert_int_eq(run_one(&e, w_echo, buf, 1, NULL, &oc), 0); /* the worker exists */
+    int before = count_fds();
+    ck_assert_int_eq(run_one(&e, w_echo, buf, n, NULL, &oc), 0);
+    for (int waited = 0; count_fds() != before && waited < 10000; waited += 10)
+        usleep(10000);
+    ck_assert_int_eq(count_fds(), before);
+    free(buf);
+    env_close(&e);
+}
+END_TEST
+
+/* Counts this process's writable mappings of payload memfds. */
+static int w_payload_maps(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    (void)in, (void)len, (void)state;
+    char line[512];
+    int n = 0;
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, "evexec-payload") && line[strcspn(line, " ") + 2] == 'w')
+            n++;
+    fclose(f);
+    int *p = evexec_proc_output(out, sizeof n);
+    *p = n;
+    return 0;
+}
+
+/* The daemon's kept input buffers are not inherited by a pool made later
+ * (its workers would hold them writable). */
+START_TEST(test_big_input_buffer_not_inherited)
+{
+    struct env e, e2;
+    struct outcome oc;
+    size_t n = (size_t)1 << 20;
+    char *buf = calloc(1, n);
+    env_open(&e, NULL);
+    ck_assert_int_eq(run_one(&e, w_echo, buf, n, NULL, &oc), 0); /* a buffer kept */
+    env_open(&e2, NULL);
+    ck_assert_int_eq(run_one(&e2, w_payload_maps, NULL, 0, NULL, &oc), 0);
+    int maps;
+    ck_assert_uint_eq(oc.out_len, sizeof maps);
+    memcpy(&maps, oc.out, sizeof maps);
+    ck_assert_int_eq(maps, 0);
+    /* e2 closed by hand: e's fork server is still a child of ours. */
+    evexec_procpool_free(e2.pool);
+    evexec_port_free(e2.port);
+    event_base_dispatch(e2.base);
+    event_base_free(e2.base);
+    free(buf);
+    env_close(&e);
+}
+END_TEST
+
+/* A work function's child still running when a big output is sealed: the
+ * worker's spare output memfd was not inherited writable, so the seal
+ * holds. Input "fork": leave a child blocked on a pipe; "reap": kill it. */
+static int w_child_then_big(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    static pid_t child;
+    static int pipefd[2];
+    (void)state;
+    if (len == 4 && memcmp(in, "reap", 4) == 0) {
+        if (child > 0) {
+            kill(child, SIGKILL);
+            waitpid(child, NULL, 0);
+            close(pipefd[1]);
+        }
+        return 0;
+    }
+    if (len == 4 && memcmp(in, "fork", 4) == 0) {
+        if (pipe(pipefd) < 0 || (child = fork()) < 0)
+            return 1;
+        if (child == 0) {
+            char c;
+            close(pipefd[1]);
+            _exit(read(pipefd[0], &c, 1) < 0);
+        }
+        close(pipefd[0]);
+    }
+    size_t big = (size_t)1 << 20;
+    char *p = evexec_proc_output(out, big);
+    if (!p)
+        return 2;
+    memset(p, 'x', big);
+    return 0;
+}
+
+START_TEST(test_big_output_with_child_alive)
+{
+    struct env e;
+    struct outcome oc;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.max_procs = 1;
+    env_open(&e, &o);
+    ck_assert_int_eq(run_one(&e, w_child_then_big, "warm", 4, NULL, &oc), 0); /* a spare made */
+    ck_assert_int_eq(run_one(&e, w_child_then_big, "fork", 4, NULL, &oc), 0);
+    ck_assert_uint_eq(oc.out_len, (size_t)1 << 20);
+    ck_assert_int_eq(run_one(&e, w_child_then_big, "reap", 4, NULL, &oc), 0);
+    env_close(&e);
+}
+END_TEST
+
 /* --- hygiene ------------------------------------------------------------- */
 
 START_TEST(test_no_daemon_fds_in_workers)
@@ -961,6 +1150,11 @@ static Suite *procpool_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_big_payloads);
     tcase_add_test(tc, test_big_payload_bytes);
+    tcase_add_test(tc, test_big_payload_reuse);
+    tcase_add_test(tc, test_big_input_read_only);
+    tcase_add_test(tc, test_big_input_buffer_released);
+    tcase_add_test(tc, test_big_input_buffer_not_inherited);
+    tcase_add_test(tc, test_big_output_with_child_alive);
     suite_add_tcase(s, tc);
     tc = tcase_create("lifecycle");
     tcase_set_timeout(tc, 60);
