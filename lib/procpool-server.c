@@ -39,6 +39,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -53,12 +54,22 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "procpool-internal.h"
 
 #define PROC_MEM_SLACK ((uint64_t)2 << 20)
 #define SERVER_MAX_CHILDREN (2 * PROC_MAX_PROCS + 8)
+/* How long a worker that has just sent a result looks for its next job
+ * before it sleeps: about what waking a sleeping process costs on a
+ * virtual machine whose idle CPUs halt (20-40 us each way). */
+#ifndef PROC_POLL_YIELD
+#define PROC_POLL_YIELD 1
+#endif
+#ifndef PROC_POLL_US
+#define PROC_POLL_US 50
+#endif
 
 /* --- framing ------------------------------------------------------------- */
 
@@ -266,9 +277,9 @@ int evexec__proc_inbuf_new(size_t cap, void **map)
     return fd;
 }
 
-int evexec__proc_memfd_map(int fd, size_t len, int exact, const void **map)
+/* The checks of evexec__proc_memfd_map(); *st gets the file's stat. */
+static int memfd_check(int fd, size_t len, int exact, struct stat *st)
 {
-    struct stat st;
     int seals = fcntl(fd, F_GET_SEALS);
     /* Unsealed, the sender could shrink the file under our mapping (SIGBUS
      * in the daemon), or, for an output, change the bytes while the done
@@ -276,9 +287,18 @@ int evexec__proc_memfd_map(int fd, size_t len, int exact, const void **map)
     if (seals < 0 || !(seals & F_SEAL_SHRINK) ||
         !(seals & (exact ? F_SEAL_WRITE : F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
         return -EPROTO;
-    if (fstat(fd, &st) < 0 || len == 0 || (uint64_t)st.st_size < len ||
-        (exact && (uint64_t)st.st_size != len))
+    if (fstat(fd, st) < 0 || len == 0 || (uint64_t)st->st_size < len ||
+        (exact && (uint64_t)st->st_size != len))
         return -EPROTO;
+    return 0;
+}
+
+int evexec__proc_memfd_map(int fd, size_t len, int exact, const void **map)
+{
+    struct stat st;
+    int rc = memfd_check(fd, len, exact, &st);
+    if (rc < 0)
+        return rc;
     void *p = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
     if (p == MAP_FAILED)
         return -errno;
@@ -452,6 +472,13 @@ struct evexec_proc_out {
 
 static const char zero_bytes[1];
 
+static uint64_t mono_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
 void *evexec_proc_output(evexec_proc_out *out, size_t len)
 {
     if (!out || len > out->max)
@@ -556,16 +583,92 @@ static void limit_cpu(unsigned limit_s, int on)
     setrlimit(RLIMIT_CPU, &rl);
 }
 
+/*
+ * DESIGN: a worker keeps its read-only mappings of the daemon's input
+ * buffers between jobs (up to PROC_INMAPS, the least recently used
+ * replaced; all dropped after PROC_INMAP_KEEP_MS without a job). The
+ * daemon reuses its buffers (evexec__proc_inbuf_new()), so the next big
+ * input usually arrives in a buffer this worker has mapped already: no
+ * new mapping with its pages populated (1.5 ms for 64 MiB) and no munmap
+ * per job. A mapping is known by the file's device and inode, which
+ * cannot be reused while the mapping holds the file. Not with mem_limit
+ * (the mappings would count in the address space the limit caps) nor
+ * recycle_rss (nor in the RSS read). What it gives up is what kept input
+ * buffers gave up already (procpool-internal.h): the worker can read the
+ * later inputs placed in a buffer it has mapped; children it forks do not
+ * inherit the mappings (MADV_DONTFORK).
+ */
+#define PROC_INMAPS 4
+#define PROC_INMAP_KEEP_MS 1000
+
+static struct inmap {
+    dev_t dev;
+    ino_t ino;
+    void *map;                     /* NULL: a free entry */
+    size_t len;                    /* the file's size, all mapped */
+    uint64_t used;                 /* a counter: least recently used */
+} inmaps[PROC_INMAPS];
+static uint64_t inmap_clock;
+
+static void inmaps_drop(void)
+{
+    for (unsigned i = 0; i < PROC_INMAPS; i++)
+        if (inmaps[i].map) {
+            munmap(inmaps[i].map, inmaps[i].len);
+            inmaps[i].map = NULL;
+        }
+}
+
+static int inmaps_any(void)
+{
+    for (unsigned i = 0; i < PROC_INMAPS; i++)
+        if (inmaps[i].map)
+            return 1;
+    return 0;
+}
+
+/* Maps an input buffer (checked as evexec__proc_memfd_map() does), or
+ * finds it mapped. 0 or -errno. */
+static int inmap_get(int fd, size_t len, const void **map)
+{
+    struct stat st;
+    int rc = memfd_check(fd, len, 0, &st);
+    if (rc < 0)
+        return rc;
+    struct inmap *e = &inmaps[0];
+    for (unsigned i = 0; i < PROC_INMAPS; i++) {
+        struct inmap *m = &inmaps[i];
+        if (m->map && m->dev == st.st_dev && m->ino == st.st_ino && m->len == (size_t)st.st_size) {
+            m->used = ++inmap_clock;
+            *map = m->map;
+            return 0;
+        }
+        if (!m->map || (e->map && m->used < e->used))
+            e = m;
+    }
+    size_t size = (size_t)st.st_size;
+    void *p = mmap(NULL, size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    madvise(p, size, MADV_DONTFORK);
+    if (e->map)
+        munmap(e->map, e->len);
+    *e = (struct inmap){st.st_dev, st.st_ino, p, size, ++inmap_clock};
+    *map = p;
+    return 0;
+}
+
 static int run_job(const struct proc_conf *c, int chan, struct proc_frame *f, void *inbuf,
                    int infd, struct evexec_proc_out *out, void *state)
 {
+    int keep = !wl.cap && !c->no_spare; /* input mappings kept */
     const void *in = inbuf;
     size_t in_len = (size_t)f->len;
     uint64_t seq = f->seq;
     int stop = 0;
 
     if (infd >= 0) {
-        int rc = evexec__proc_memfd_map(infd, in_len, 0, &in);
+        int rc = keep ? inmap_get(infd, in_len, &in) : evexec__proc_memfd_map(infd, in_len, 0, &in);
         close(infd);
         if (rc < 0)
             return -1; /* the daemon sent garbage: leave */
@@ -581,7 +684,7 @@ static int run_job(const struct proc_conf *c, int chan, struct proc_frame *f, vo
     int rc = ((evexec_proc_work_fn)(uintptr_t)f->aux)(in, in_len, out, state);
     atomic_store(&wl.seq, 0);
     limit_cpu(c->cpu_limit_s, 0);
-    if (infd >= 0)
+    if (infd >= 0 && !keep)
         munmap((void *)(uintptr_t)in, in_len);
     if (wl.cap && vm_peak() > peak0 && mem_limit_reached()) {
         send_memlimit(seq);
@@ -640,9 +743,28 @@ static void worker_main(const struct proc_conf *c, int chan, unsigned number)
     if (evexec__proc_send(chan, &f, NULL, 0, -1, 0) < 0)
         _exit(0);
 
-    for (;;) {
+    for (int polled = 1;;) {
         int fd;
-        rc = evexec__proc_recv(chan, &f, inbuf, PROC_INLINE_MAX, &fd, 0);
+        /* After a job, the next one often follows within a round trip:
+         * look for it for a while before sleeping (see PROC_POLL_US). */
+        rc = -EAGAIN;
+        if (!polled) {
+            uint64_t until = mono_us() + PROC_POLL_US;
+            do {
+                rc = evexec__proc_recv(chan, &f, inbuf, PROC_INLINE_MAX, &fd, 1);
+                if (rc == -EAGAIN && PROC_POLL_YIELD)
+                    sched_yield(); /* to whatever else wants this CPU */
+            } while (rc == -EAGAIN && mono_us() < until);
+        }
+        if (rc == -EAGAIN && inmaps_any()) {
+            /* Kept input mappings go once the worker is idle a while. */
+            struct pollfd p = {chan, POLLIN, 0};
+            if (poll(&p, 1, PROC_INMAP_KEEP_MS) == 0)
+                inmaps_drop();
+        }
+        if (rc == -EAGAIN)
+            rc = evexec__proc_recv(chan, &f, inbuf, PROC_INLINE_MAX, &fd, 0);
+        polled = 0;
         if (rc <= 0 || f.type != F_JOB) {
             if (fd >= 0)
                 close(fd);

@@ -137,6 +137,20 @@ static int w_sleep_pid(const void *in, size_t len, evexec_proc_out *out, void *s
     return w_pid(in, len, out, state);
 }
 
+/* The input's length and the sum of its bytes. */
+static int w_sum(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    (void)state;
+    uint64_t r[2] = {len, 0};
+    for (size_t i = 0; i < len; i++)
+        r[1] += ((const unsigned char *)in)[i];
+    void *p = evexec_proc_output(out, sizeof r);
+    if (!p)
+        return 99;
+    memcpy(p, r, sizeof r);
+    return 0;
+}
+
 static int init_fails(void *hook_arg, void **state)
 {
     (void)state;
@@ -1130,6 +1144,204 @@ START_TEST(test_futures)
 }
 END_TEST
 
+/* --- the direct hand-off -------------------------------------------------- */
+
+/* Each test below first runs a job on a pool of one worker: that worker is
+ * lent to submitters before its result goes home, so the next submit
+ * sends its job to it straight from the loop thread (lib/procpool.c,
+ * "direct hand-off"), the supervisor learning of it only later. Every
+ * outcome must be the same as through the supervisor. */
+static pid_t warm_one(struct env *e)
+{
+    struct outcome oc;
+    ck_assert_int_eq(run_one(e, w_pid, NULL, 0, NULL, &oc), 0);
+    return *(int *)oc.out;
+}
+
+static int stats_busy(void *arg)
+{
+    struct evexec_procpool_stats st = {.size = sizeof st};
+    ck_assert_int_eq(evexec_procpool_stats(arg, &st), 0);
+    return st.busy == 1 && st.idle == 0 && st.procs == 1;
+}
+
+START_TEST(test_handoff_cancel_deadline_crash)
+{
+    struct env e;
+    struct outcome oc;
+    char path[128];
+    pid_t worker, warm;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.max_procs = 1;
+    env_open(&e, &o);
+
+    /* Cancelled while it runs: its worker is killed. */
+    warm = warm_one(&e);
+    tmp_path(path, sizeof path, "hcancel");
+    evexec_job_id id = start_hang(&e, 'H', path, NULL, &oc, &worker, NULL);
+    ck_assert_int_eq(worker, warm);
+    wait_for(stats_busy, e.pool); /* counted busy, collected or not */
+    ck_assert_int_eq(evexec_cancel(e.port, id), -EBUSY);
+    run_until(e.base, &e.done, e.done + 1);
+    ck_assert_int_eq(oc.status, -ECANCELED);
+    ck_assert_int_eq(oc.res.pid, warm);
+    wait_for(dead_pred, &worker);
+
+    /* Past its deadline: killed by the supervisor, which a handed job
+     * with a deadline wakes. */
+    struct evexec_job_opts jo = EVEXEC_JOB_OPTS_INIT;
+    jo.timeout_ms = 50;
+    warm = warm_one(&e);
+    tmp_path(path, sizeof path, "hdeadline");
+    start_hang(&e, 'H', path, &jo, &oc, &worker, NULL);
+    ck_assert_int_eq(worker, warm);
+    run_until(e.base, &e.done, e.done + 1);
+    ck_assert_int_eq(oc.status, -ETIMEDOUT);
+    wait_for(dead_pred, &worker);
+
+    /* Crashes. */
+    warm = warm_one(&e);
+    ck_assert_int_eq(run_one(&e, w_segv, NULL, 0, NULL, &oc), -EOWNERDEAD);
+    ck_assert_int_eq(oc.res.signal, SIGSEGV);
+    ck_assert_int_eq(oc.res.pid, warm);
+    warm = warm_one(&e);
+    ck_assert_int_eq(run_one(&e, w_exit3, NULL, 0, NULL, &oc), -ECHILD);
+    ck_assert_int_eq(oc.res.exit_code, 3);
+    ck_assert_int_eq(oc.res.pid, warm);
+
+    struct evexec_procpool_stats st = {.size = sizeof st};
+    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), 0);
+    ck_assert_uint_eq(st.cancelled, 1);
+    ck_assert_uint_eq(st.killed_deadline, 1);
+    ck_assert_uint_eq(st.crashed, 2);
+    still_serves(&e);
+    env_close(&e);
+}
+END_TEST
+
+/* The worker dies (killed from outside) just as a job is handed to it:
+ * the job either reaches it first and dies with it (-EOWNERDEAD, SIGKILL,
+ * its pid), or finds it gone and runs on its replacement; either way one
+ * callback, and the pool serves on. */
+START_TEST(test_handoff_races_a_death)
+{
+    struct env e;
+    struct outcome oc;
+    int died = 0, ran = 0;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.max_procs = 1;
+    env_open(&e, &o);
+    for (int i = 0; i < 20; i++) {
+        pid_t warm = warm_one(&e);
+        ck_assert_int_eq(kill(warm, SIGKILL), 0);
+        int st = run_one(&e, w_pid, NULL, 0, NULL, &oc);
+        if (st == 0) {
+            ck_assert_int_ne(*(int *)oc.out, warm);
+            ran++;
+        } else {
+            ck_assert_int_eq(st, -EOWNERDEAD);
+            ck_assert_int_eq(oc.res.signal, SIGKILL);
+            ck_assert_int_eq(oc.res.pid, warm);
+            died++;
+        }
+    }
+    ck_assert_int_eq(died + ran, 20);
+    struct evexec_procpool_stats st = {.size = sizeof st};
+    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), 0);
+    ck_assert_uint_eq(st.crashed, (unsigned)died);
+    still_serves(&e);
+    env_close(&e);
+}
+END_TEST
+
+/* Shutdowns and free with a handed job running, and a future's cancel. */
+START_TEST(test_handoff_shutdown_and_futures)
+{
+    struct env e;
+    struct outcome oc, q;
+    char path[128];
+    pid_t worker, warm;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.max_procs = 1;
+    env_open(&e, &o);
+
+    /* A future's job handed to the idle worker, cancelled while it runs. */
+    warm = warm_one(&e);
+    tmp_path(path, sizeof path, "hfut");
+    char in[256];
+    in[0] = 'H';
+    memcpy(in + 1, path, strlen(path));
+    evexec_future *hang;
+    ck_assert_int_eq(evexec_procpool_call(e.pool, w_note_and_hang, in, strlen(path) + 1, &hang), 0);
+    wait_for(file_exists, path);
+    unlink(path);
+    ck_assert_int_eq(evexec_future_cancel(hang), 0);
+    ck_assert_int_eq(evexec_future_result(hang, NULL), -ECANCELED);
+    evexec_future_free(hang);
+    wait_for(dead_pred, &warm);
+
+    /* Shut down with CANCEL: the handed job is killed, the queued one
+     * dropped. */
+    warm = warm_one(&e);
+    tmp_path(path, sizeof path, "hshut");
+    start_hang(&e, 'H', path, NULL, &oc, &worker, NULL);
+    ck_assert_int_eq(worker, warm);
+    oc_init(&q, &e);
+    ck_assert_int_eq(evexec_procpool_submit(e.port, e.pool, w_echo, "q", 1, on_done, &q, NULL, NULL),
+                     0);
+    ck_assert_int_eq(evexec_procpool_shutdown(e.pool, EVEXEC_CANCEL), 0);
+    run_until(e.base, &e.done, e.done + 2);
+    ck_assert_int_eq(oc.status, -ECANCELED);
+    ck_assert_int_eq(q.status, -ECANCELED);
+    wait_for(dead_pred, &worker);
+    env_close(&e);
+
+    /* Free drains: a handed job still runs to its end. */
+    env_open(&e, &o);
+    warm = warm_one(&e);
+    oc_init(&oc, &e);
+    ck_assert_int_eq(
+        evexec_procpool_submit(e.port, e.pool, w_sleep_pid, NULL, 0, on_done, &oc, NULL, NULL), 0);
+    evexec_procpool_free(e.pool);
+    pid_t kids[4];
+    ck_assert_int_eq(children_of(getpid(), kids, 4), 0);
+    run_until(e.base, &e.done, e.done + 1);
+    ck_assert_int_eq(oc.status, 0);
+    ck_assert_int_eq(*(int *)oc.out, warm);
+    evexec_port_free(e.port);
+    event_base_dispatch(e.base);
+    event_base_free(e.base);
+    ck_assert_int_eq(count_fds(), e.fds);
+}
+END_TEST
+
+/* Big inputs in a kept buffer the worker keeps mapped: each job sees its
+ * own bytes, of its own length, however the buffer was used before. */
+START_TEST(test_handoff_big_inputs_reused_mapping)
+{
+    struct env e;
+    struct outcome oc;
+    size_t big = (size_t)1 << 20;
+    unsigned char *in = malloc(big);
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.max_procs = 1;
+    ck_assert_ptr_nonnull(in);
+    env_open(&e, &o);
+    for (int i = 0; i < 6; i++) {
+        size_t len = big - (size_t)i * 4099;
+        memset(in, 'a' + i, len);
+        ck_assert_int_eq(run_one(&e, w_sum, in, len, NULL, &oc), 0);
+        ck_assert_uint_eq(oc.out_len, 2 * sizeof(uint64_t));
+        uint64_t got[2];
+        memcpy(got, oc.out, sizeof got);
+        ck_assert_uint_eq(got[0], len);
+        ck_assert_uint_eq(got[1], (uint64_t)len * (uint64_t)('a' + i));
+    }
+    env_close(&e);
+    free(in);
+}
+END_TEST
+
 static Suite *procpool_suite(void)
 {
     Suite *s = suite_create("procpool");
@@ -1167,6 +1379,13 @@ static Suite *procpool_suite(void)
     tcase_add_test(tc, test_min_and_idle);
     tcase_add_test(tc, test_work_not_in_image);
     tcase_add_test(tc, test_futures);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("handoff");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_handoff_cancel_deadline_crash);
+    tcase_add_test(tc, test_handoff_races_a_death);
+    tcase_add_test(tc, test_handoff_shutdown_and_futures);
+    tcase_add_test(tc, test_handoff_big_inputs_reused_mapping);
     suite_add_tcase(s, tc);
     return s;
 }
