@@ -6,7 +6,12 @@
  * Submitters (a port's loop thread) put records on the queue under mu and
  * wake the supervisor through an eventfd, written only when the
  * supervisor was not already owed a wake-up -- unless a worker is idle
- * (the direct hand-off below).
+ * (the direct hand-off below). The supervisor is a thread of the pool
+ * running its own epoll loop (never a port's event_base) over that
+ * eventfd, its channel to the fork server and one channel per worker. It
+ * alone touches the worker slots (but for the two fields of the hand-off,
+ * under mu); mu guards the queue, the shutdown state and the counters that
+ * evexec_procpool_stats() reads.
  *
  * The direct hand-off: a round trip through the supervisor was four
  * hand-offs (loop thread -> supervisor -> worker -> supervisor -> loop
@@ -33,7 +38,8 @@
  * the supervisor, when no job follows.
  *
  * The supervisor collects a handed job (makes it the worker's job, BUSY)
- * before it looks at that worker for any reason: a RESULT with no job, the
+ * before it looks at that worker for any reason: a RESULT or MEMLIMIT
+ * with no job (a job's frames may come before anything else woke it), the
  * worker's EXITED (a crash just after the hand-off is the job's crash), a
  * kill or retirement (unlend), closing its channel (no submitter may send
  * on the fd after that), and at the top of each round for shutdowns,
@@ -41,11 +47,7 @@
  * time. A failed send (a dying worker) leaves the job to the queue, as
  * before. Jobs are never overtaken: the hand-off happens only with the
  * queue empty, and the supervisor takes a worker back (unlend) before it
- * dispatches queued jobs to it. The supervisor is a thread of
- * the pool running its own epoll loop (never a port's event_base) over
- * that eventfd, its channel to the fork server and one channel per worker.
- * It alone touches the worker slots; mu guards the queue, the shutdown
- * state and the counters that evexec_procpool_stats() reads.
+ * dispatches queued jobs to it.
  *
  * A worker slot goes FREE -> SPAWNING (SPAWN sent) -> STARTING (SPAWNED
  * got) -> IDLE (READY got) <-> BUSY -> EXITING (asked to exit, or killed)
@@ -378,6 +380,14 @@ static int unlend(struct evexec_procpool *pp, struct proc_worker *w)
     return w->st == W_IDLE;
 }
 
+/* Supervisor: a frame of w's job may come before the job is collected. */
+static void collect_locked(struct evexec_procpool *pp, struct proc_worker *w)
+{
+    pthread_mutex_lock(&pp->mu);
+    collect(pp, w);
+    pthread_mutex_unlock(&pp->mu);
+}
+
 static int unlend_locked(struct evexec_procpool *pp, struct proc_worker *w)
 {
     pthread_mutex_lock(&pp->mu);
@@ -521,7 +531,7 @@ static void on_result(struct evexec_procpool *pp, struct proc_worker *w, struct 
                       int fd)
 {
     if (!w->job)
-        unlend_locked(pp, w); /* a job a submitter handed it */
+        collect_locked(pp, w); /* a job a submitter handed it */
     struct proc_rec *rec = w->job;
     if (!rec || f->seq != rec->seq || f->len > pp->conf.max_payload) {
         if (fd >= 0)
@@ -620,6 +630,8 @@ static void read_worker(struct evexec_procpool *pp, struct proc_worker *w, int d
             w->init_code = (int)f.code;
             break;
         case F_MEMLIMIT:
+            if (!w->job)
+                collect_locked(pp, w);
             if (w->job && f.seq == w->job->seq)
                 w->memlimit = 1;
             break;
