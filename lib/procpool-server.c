@@ -62,14 +62,10 @@
 #define PROC_MEM_SLACK ((uint64_t)2 << 20)
 #define SERVER_MAX_CHILDREN (2 * PROC_MAX_PROCS + 8)
 /* How long a worker that has just sent a result looks for its next job
- * before it sleeps: about what waking a sleeping process costs on a
- * virtual machine whose idle CPUs halt (20-40 us each way). */
-#ifndef PROC_POLL_YIELD
-#define PROC_POLL_YIELD 1
-#endif
-#ifndef PROC_POLL_US
+ * (yielding the CPU between looks) before it sleeps: about what waking a
+ * sleeping process costs on a virtual machine whose idle CPUs halt (20-40
+ * us each way). See "the direct hand-off" in procpool.c. */
 #define PROC_POLL_US 50
-#endif
 
 /* --- framing ------------------------------------------------------------- */
 
@@ -752,7 +748,7 @@ static void worker_main(const struct proc_conf *c, int chan, unsigned number)
             uint64_t until = mono_us() + PROC_POLL_US;
             do {
                 rc = evexec__proc_recv(chan, &f, inbuf, PROC_INLINE_MAX, &fd, 1);
-                if (rc == -EAGAIN && PROC_POLL_YIELD)
+                if (rc == -EAGAIN)
                     sched_yield(); /* to whatever else wants this CPU */
             } while (rc == -EAGAIN && mono_us() < until);
         }

@@ -1053,7 +1053,7 @@ static void *supervisor(void *arg)
             break;
         struct epoll_event evs[32];
         int n = 0;
-        if (pp->delivered && SUP_POLL_US) {
+        if (pp->delivered) {
             uint64_t until = evexec__now_ns() + SUP_POLL_US * 1000u;
             while ((n = epoll_wait(pp->epfd, evs, 32, 0)) == 0 && evexec__now_ns() < until)
                 sched_yield();
