@@ -1205,8 +1205,8 @@ START_TEST(test_handoff_cancel_deadline_crash)
     ck_assert_int_eq(oc.res.signal, SIGSEGV);
     ck_assert_int_eq(oc.res.pid, warm);
     warm = warm_one(&e);
-    ck_assert_int_eq(run_one(&e, w_exit3, NULL, 0, NULL, &oc), -ECHILD);
-    ck_assert_int_eq(oc.res.exit_code, 3);
+    ck_assert_int_eq(run_one(&e, w_abort, NULL, 0, NULL, &oc), -EOWNERDEAD);
+    ck_assert_int_eq(oc.res.signal, SIGABRT);
     ck_assert_int_eq(oc.res.pid, warm);
 
     struct evexec_procpool_stats st = {.size = sizeof st};
