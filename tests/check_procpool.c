@@ -6,8 +6,10 @@
  * outside, a grandchild that must die with its worker), payloads inline
  * and through memfds, the pool serving on after each fault, process and
  * fd hygiene (no daemon fd in any worker, no zombie or orphan, no leaked
- * fd after free), shutdowns, and bad arguments. Pools are made inside
- * each test (Check forks every test).
+ * fd after free), shutdowns, and bad arguments; the same outcomes for
+ * jobs handed straight to an idle worker, and a hand-off racing the
+ * worker's death. Pools are made inside each test (Check forks every
+ * test).
  */
 #define _GNU_SOURCE
 #include "config.h"
