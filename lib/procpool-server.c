@@ -582,7 +582,9 @@ static void limit_cpu(unsigned limit_s, int on)
 /*
  * DESIGN: a worker keeps its read-only mappings of the daemon's input
  * buffers between jobs (up to PROC_INMAPS, the least recently used
- * replaced; all dropped after PROC_INMAP_KEEP_MS without a job). The
+ * replaced; each dropped once unused for PROC_INMAP_KEEP_MS, whether the
+ * worker runs other jobs meanwhile or waits, as the daemon drops its
+ * buffers: the pages of a buffer go with the last mapping). The
  * daemon reuses its buffers (evexec__proc_inbuf_new()), so the next big
  * input usually arrives in a buffer this worker has mapped already: no
  * new mapping with its pages populated (1.5 ms for 64 MiB) and no munmap
@@ -602,25 +604,29 @@ static struct inmap {
     ino_t ino;
     void *map;                     /* NULL: a free entry */
     size_t len;                    /* the file's size, all mapped */
-    uint64_t used;                 /* a counter: least recently used */
+    uint64_t used;                 /* mono_us() when last used */
 } inmaps[PROC_INMAPS];
-static uint64_t inmap_clock;
 
-static void inmaps_drop(void)
+/* Drops the mappings unused for PROC_INMAP_KEEP_MS; returns the ms until
+ * the next one is due, or -1 when none is left. */
+static int inmaps_expire(void)
 {
-    for (unsigned i = 0; i < PROC_INMAPS; i++)
-        if (inmaps[i].map) {
-            munmap(inmaps[i].map, inmaps[i].len);
-            inmaps[i].map = NULL;
+    uint64_t now = mono_us(), keep = (uint64_t)PROC_INMAP_KEEP_MS * 1000u;
+    int next = -1;
+    for (unsigned i = 0; i < PROC_INMAPS; i++) {
+        struct inmap *m = &inmaps[i];
+        if (!m->map)
+            continue;
+        if (now - m->used >= keep) {
+            munmap(m->map, m->len);
+            m->map = NULL;
+        } else {
+            int ms = (int)((m->used + keep - now) / 1000u) + 1;
+            if (next < 0 || ms < next)
+                next = ms;
         }
-}
-
-static int inmaps_any(void)
-{
-    for (unsigned i = 0; i < PROC_INMAPS; i++)
-        if (inmaps[i].map)
-            return 1;
-    return 0;
+    }
+    return next;
 }
 
 /* Maps an input buffer (checked as evexec__proc_memfd_map() does), or
@@ -635,7 +641,7 @@ static int inmap_get(int fd, size_t len, const void **map)
     for (unsigned i = 0; i < PROC_INMAPS; i++) {
         struct inmap *m = &inmaps[i];
         if (m->map && m->dev == st.st_dev && m->ino == st.st_ino && m->len == (size_t)st.st_size) {
-            m->used = ++inmap_clock;
+            m->used = mono_us();
             *map = m->map;
             return 0;
         }
@@ -649,7 +655,7 @@ static int inmap_get(int fd, size_t len, const void **map)
     madvise(p, size, MADV_DONTFORK);
     if (e->map)
         munmap(e->map, e->len);
-    *e = (struct inmap){st.st_dev, st.st_ino, p, size, ++inmap_clock};
+    *e = (struct inmap){st.st_dev, st.st_ino, p, size, mono_us()};
     *map = p;
     return 0;
 }
@@ -745,6 +751,7 @@ static void worker_main(const struct proc_conf *c, int chan, unsigned number)
          * look for it for a while before sleeping (see PROC_POLL_US). */
         rc = -EAGAIN;
         if (!polled) {
+            inmaps_expire(); /* a worker kept busy by small jobs too */
             uint64_t until = mono_us() + PROC_POLL_US;
             do {
                 rc = evexec__proc_recv(chan, &f, inbuf, PROC_INLINE_MAX, &fd, 1);
@@ -752,11 +759,11 @@ static void worker_main(const struct proc_conf *c, int chan, unsigned number)
                     sched_yield(); /* to whatever else wants this CPU */
             } while (rc == -EAGAIN && mono_us() < until);
         }
-        if (rc == -EAGAIN && inmaps_any()) {
-            /* Kept input mappings go once the worker is idle a while. */
+        /* Kept input mappings go once unused a while, waiting or not. */
+        for (int ms; rc == -EAGAIN && (ms = inmaps_expire()) >= 0;) {
             struct pollfd p = {chan, POLLIN, 0};
-            if (poll(&p, 1, PROC_INMAP_KEEP_MS) == 0)
-                inmaps_drop();
+            if (poll(&p, 1, ms) != 0)
+                break;
         }
         if (rc == -EAGAIN)
             rc = evexec__proc_recv(chan, &f, inbuf, PROC_INLINE_MAX, &fd, 0);

@@ -1344,6 +1344,66 @@ START_TEST(test_handoff_big_inputs_reused_mapping)
 }
 END_TEST
 
+/* The payload memfds pid maps (any mode): its kept input mappings. */
+static int payload_maps_of(pid_t pid)
+{
+    char path[64], line[512];
+    int n = 0;
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, "evexec-payload") != NULL;
+    fclose(f);
+    return n;
+}
+
+struct busy_worker {
+    struct env *e;
+    pid_t pid;
+};
+
+/* Runs a small job on the worker, then looks at its mappings. */
+static int kept_mapping_gone(void *arg)
+{
+    struct busy_worker *b = arg;
+    struct outcome oc;
+    ck_assert_int_eq(run_one(b->e, w_pid, NULL, 0, NULL, &oc), 0);
+    ck_assert_int_eq(*(int *)oc.out, b->pid);
+    return payload_maps_of(b->pid) == 0;
+}
+
+static int idle_mapping_gone(void *arg)
+{
+    return payload_maps_of(*(pid_t *)arg) == 0;
+}
+
+/* A worker keeps its mapping of a big input's buffer for the next big
+ * input, and lets it go once unused for a while, whether it keeps running
+ * small jobs or waits. */
+START_TEST(test_handoff_big_input_mapping_expires)
+{
+    struct env e;
+    struct outcome oc;
+    size_t big = (size_t)1 << 20;
+    unsigned char *in = calloc(1, big);
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.max_procs = 1;
+    o.idle_timeout_ms = EVEXEC_IDLE_FOREVER;
+    ck_assert_ptr_nonnull(in);
+    env_open(&e, &o);
+    struct busy_worker b = {&e, warm_one(&e)};
+    ck_assert_int_eq(run_one(&e, w_sum, in, big, NULL, &oc), 0);
+    ck_assert_int_eq(payload_maps_of(b.pid), 1); /* kept */
+    wait_for(kept_mapping_gone, &b);
+    ck_assert_int_eq(run_one(&e, w_sum, in, big, NULL, &oc), 0);
+    ck_assert_int_eq(payload_maps_of(b.pid), 1);
+    wait_for(idle_mapping_gone, &b.pid);
+    env_close(&e);
+    free(in);
+}
+END_TEST
+
 static Suite *procpool_suite(void)
 {
     Suite *s = suite_create("procpool");
@@ -1388,6 +1448,7 @@ static Suite *procpool_suite(void)
     tcase_add_test(tc, test_handoff_races_a_death);
     tcase_add_test(tc, test_handoff_shutdown_and_futures);
     tcase_add_test(tc, test_handoff_big_inputs_reused_mapping);
+    tcase_add_test(tc, test_handoff_big_input_mapping_expires);
     suite_add_tcase(s, tc);
     return s;
 }
