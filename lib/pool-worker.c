@@ -337,7 +337,11 @@ void evexec__worker_dispatch_idle(struct evexec_pool *pool)
  * - in flight: a parked worker that someone woke, until it is back under
  *   mu. Whoever wakes it takes it off the idle list and counts it.
  *
- * A submit (mu held) then does exactly one of these:
+ * A submit through the inbox (pool.c, "The inbox") takes no lock while a
+ * worker searches or is in flight, or none is idle: the searcher polls the
+ * inbox too, the others look at it before they go idle. Otherwise -- idle
+ * workers, none looking -- it continues under mu as a locked submit,
+ * which (mu held) does exactly one of these:
  *   1. a worker searches: hand it the job (no syscall; the searcher takes
  *      it without the lock and stops searching);
  *   2. none searches, none is in flight, workers are parked: hand the job
@@ -366,9 +370,10 @@ void evexec__worker_dispatch_idle(struct evexec_pool *pool)
  * futex wait is not lost (the condition variable build waits with mu held).
  *
  * Lock order: mu only; the futex wake and the cond signal happen after mu
- * is dropped (worker structs outlive every submitter). A worker's hand-off
- * word is written under mu with release order and read by its searching
- * owner with acquire order, the only access to it without mu.
+ * is dropped (worker structs outlive every submitter). Without mu: a
+ * worker's hand-off word, written under mu with release order and read by
+ * its searching owner with acquire order; and the inbox, the gate, nidle
+ * and nsearching (pool.c, "The inbox").
  *
  * With EVEXEC_POOL_SCHED_BATCH, a worker that wakes up does not preempt
  * the thread running on its CPU, often the loop thread (the scheduler tends
