@@ -342,9 +342,13 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
         if (wait_ms > 0)
             evexec__deadline_after(&deadline, (unsigned)wait_ms);
     }
-    /* Without mu, through the inbox (see above), when the gate lets it. A
-     * job is never cancelled while its submit runs (its id is not out yet). */
-    if (EVEXEC_LIKELY(job_class(job) == EVEXEC__CLASS_NORMAL)) {
+    /* Without mu, through the inbox (see above), when the gate lets it and
+     * no parked worker is to be woken (that takes mu anyway: straight
+     * there). A job is never cancelled while its submit runs (its id is
+     * not out yet). */
+    if (EVEXEC_LIKELY(job_class(job) == EVEXEC__CLASS_NORMAL) &&
+        !(atomic_load_explicit(&pool->nidle, memory_order_relaxed) &&
+          !atomic_load_explicit(&pool->nsearching, memory_order_relaxed))) {
         unsigned n = atomic_fetch_add(&pool->gate, 1);
         if (EVEXEC_LIKELY(n < atomic_load_explicit(&pool->gate_max, memory_order_relaxed))) {
             note_submit_cpu(pool, cpu);
