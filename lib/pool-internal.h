@@ -35,6 +35,17 @@ struct worker;
 #define SLOW_CLASSES 0x4u  /* a job of a class other than normal is queued */
 #define SLOW_WAITERS 0x8u  /* a submitter waits for a queue slot */
 
+/*
+ * The gate (pool->gate): how many jobs wait -- queued, in the inbox, or
+ * admitted and on their way there -- in the low bits, and in the high bits
+ * why a submit may not take the path without mu ("The inbox", pool.c).
+ * EVEXEC_MAX_QUEUED is 2^28: a count never reaches the flags.
+ */
+#define GATE_CLOSED (1u << 29) /* shut down */
+#define GATE_SLOW (1u << 30)   /* class limits set, or a submitter waits */
+#define GATE_GROW (1u << 31)   /* fewer threads than max_threads */
+#define GATE_FLAGS (GATE_CLOSED | GATE_SLOW | GATE_GROW)
+
 struct job_queue {
     struct evexec_job *head, *tail;
     size_t n;                      /* not kept for the normal class */
@@ -46,7 +57,7 @@ struct evexec_pool {
     /* Everything below is guarded by mu, except refs, timed_out and the
      * settings that never change after creation. */
     struct job_queue q[EVEXEC__NCLASSES]; /* one FIFO per priority class */
-    size_t nqueued;                /* in all of them */
+    size_t nqueued;                /* in all of them (not the inbox) */
     unsigned class_max[EVEXEC__NCLASSES]; /* running jobs per class at most;
                                              UINT_MAX: no limit */
     unsigned slow;                 /* SLOW_*: what the common path can skip */
@@ -58,7 +69,8 @@ struct evexec_pool {
     struct worker *all;            /* every worker struct, alive or not */
     unsigned nthreads;             /* alive, including starting */
     unsigned nstarting;            /* created, not yet looking for work */
-    unsigned nidle;
+    unsigned gate_owed;            /* jobs gone from the queue, not yet taken
+                                      off the gate's count (gate_leave()) */
     int closed;                    /* 0, or EVEXEC_DRAIN + 1, EVEXEC_CANCEL + 1 */
     pthread_cond_t exit_cv;        /* nthreads reached 0 */
     pthread_t zombie;              /* last exited thread, not yet joined */
@@ -69,8 +81,8 @@ struct evexec_pool {
     _Atomic uint64_t timed_out;    /* counted by ports */
 
     /* One reference for the handle, one per job accepted and not yet
-     * delivered (the runner's release): evexec_cancel() may lock mu until
-     * the job is delivered. */
+     * delivered (the runner's release), taken when the job reaches the
+     * queue: evexec_cancel() may lock mu until the job is delivered. */
     _Atomic unsigned long refs;
 
     /* Settings; max_threads, min_threads and max_queued change under mu. */
@@ -82,13 +94,23 @@ struct evexec_pool {
     evexec_worker_init_fn worker_init;
     evexec_worker_fini_fn worker_fini;
     void *worker_arg;
-    unsigned nsearching;           /* idle workers awake or woken, looking (mu) */
     _Atomic int submit_cpu;        /* CPU of the last submit (a hint) */
     int port_owned;                /* a port's default pool: only the port
                                       frees it (evexec__pool_free_owned()) */
     size_t max_queued;
     pthread_attr_t attr;
     char name[64];
+
+    /* Atomic, though written only under mu: a submit without mu reads
+     * them after pushing on the inbox (pool.c, "The inbox"). On a line of
+     * their own, which a burst of busy workers leaves alone. */
+    _Alignas(64) _Atomic unsigned nidle;
+    _Atomic unsigned nsearching;   /* idle workers awake or woken, looking */
+
+    /* Written by submitters without mu, on a line of their own: */
+    _Alignas(64) _Atomic(struct evexec_job *) inbox; /* newest first */
+    _Atomic unsigned gate;         /* GATE_* | jobs waiting, see above */
+    _Atomic unsigned gate_max;     /* max_queued, for the path without mu */
 };
 
 struct worker {
@@ -124,6 +146,34 @@ struct worker {
 };
 
 /* --- the queue (with mu held) ------------------------------------------- */
+
+/* Takes what left the queue off the gate's count. */
+static inline void gate_settle(struct evexec_pool *pool)
+{
+    if (pool->gate_owed) {
+        atomic_fetch_sub_explicit(&pool->gate, pool->gate_owed, memory_order_relaxed);
+        pool->gate_owed = 0;
+    }
+}
+
+/* With mu held: jobs waiting, exactly (see gate_leave()). */
+static inline unsigned gate_count(struct evexec_pool *pool)
+{
+    gate_settle(pool);
+    return atomic_load(&pool->gate) & ~GATE_FLAGS;
+}
+
+/* With mu held: n jobs left the queue (popped, cancelled or dropped). The
+ * gate learns of it in batches, or when the queue runs empty, so that busy
+ * workers do not pull the submitter's line once per job: in between, the
+ * count may be high by up to 32, which only sends a submit under mu, where
+ * gate_count() is exact. */
+static inline void gate_leave(struct evexec_pool *pool, unsigned n)
+{
+    pool->gate_owed += n;
+    if (pool->gate_owed >= 32 || !pool->nqueued)
+        gate_settle(pool);
+}
 
 /* The normal class keeps no count of its own (nqueued less the others'):
  * the common path counts nothing twice. A job of another class sets
@@ -169,6 +219,7 @@ static inline void queue_unlink(struct evexec_pool *pool, struct evexec_job *job
     else
         q->tail = prev;
     pool->nqueued--;
+    gate_leave(pool, 1);
     if (job_class(job) != EVEXEC__CLASS_NORMAL && --q->n == 0 && !pool->q[0].n && !pool->q[2].n)
         pool->slow &= ~SLOW_CLASSES;
     if (EVEXEC_UNLIKELY(pool->space_waiters))
@@ -179,13 +230,23 @@ static inline void queue_unlink(struct evexec_pool *pool, struct evexec_job *job
  * one, or a class limit applies (pool.c). */
 struct evexec_job *evexec__queue_pop_classes(struct evexec_pool *pool);
 
+/* With mu held: moves what submitters pushed on the inbox onto the queue,
+ * oldest first. Every inbox job is newer than every queued one (a submit
+ * under mu drains before it appends), so FIFO order holds. Out of line. */
+void evexec__inbox_drain(struct evexec_pool *pool);
+
 static inline struct evexec_job *queue_pop(struct evexec_pool *pool)
 {
     struct job_queue *q = &pool->q[EVEXEC__CLASS_NORMAL];
     struct evexec_job *job;
 
-    if (!pool->nqueued)
-        return NULL;
+    if (!pool->nqueued) {
+        /* Workers drain only an empty queue: the submitter's line moves
+         * once per batch, not once per job. */
+        if (!atomic_load(&pool->inbox)) /* after nsearching: see pool.c */
+            return NULL;
+        evexec__inbox_drain(pool);
+    }
     /* The common case, priorities, limits and blocked submitters unused:
      * only normal jobs wait, nothing holds them back, nobody waits for a
      * slot. */
@@ -197,11 +258,14 @@ static inline struct evexec_job *queue_pop(struct evexec_pool *pool)
     if ((q->head = job_next(job)) == NULL)
         q->tail = NULL;
     pool->nqueued--;
+    gate_leave(pool, 1);
     return job;
 }
 
 /* --- between pool.c and pool-worker.c (with mu held unless said) -------- */
 
+/* Sets the gate's flags from the pool's state (pool.c). */
+void evexec__gate_sync(struct evexec_pool *pool);
 /* Starts a worker (mu is dropped while the thread is created). */
 int evexec__worker_spawn(struct evexec_pool *pool);
 /* Wakes idle worker w if it sleeps, to look at the pool again. */

@@ -90,6 +90,12 @@ static int has_handoff(const struct worker *w)
     return atomic_load_explicit(&w->handoff, memory_order_acquire) != NULL;
 }
 
+/* Jobs pushed without mu wait on the inbox (pool.c). */
+static int inbox_full(const struct evexec_pool *pool)
+{
+    return atomic_load(&pool->inbox) != NULL;
+}
+
 /* Bucket of a duration: 0 below 2 ns, else floor(log2(ns)), capped. */
 static unsigned hist_bucket(uint64_t ns)
 {
@@ -124,7 +130,8 @@ static int may_search(const struct evexec_pool *pool, int cpu)
            (cpu < 0 || cpu != atomic_load_explicit(&pool->submit_cpu, memory_order_relaxed));
 }
 
-/* Without mu: polls for a hand-off for up to us microseconds; 1 if one came.
+/* Without mu: polls for a hand-off, or a job on the inbox, for up to us
+ * microseconds; 1 if a hand-off came, 2 if the inbox has a job.
  * The default search is shorter than a park and a wake-up cost together;
  * only a longer spin_us yields the CPU now and then, to anything else
  * runnable here (a syscall, which the default idle path never makes). */
@@ -134,6 +141,8 @@ static int search(struct worker *w, unsigned us)
     for (unsigned i = 1;; i++) {
         if (has_handoff(w))
             return 1;
+        if (inbox_full(w->pool))
+            return 2;
         cpu_relax();
         if (i % 32 == 0) {
             if (evexec__now_ns() >= deadline)
@@ -214,13 +223,19 @@ static int idle_wait(struct evexec_pool *pool, struct worker *w)
         w->searching = 1;
         pool->nsearching++;
         pthread_mutex_unlock(&pool->mu);
-        if (search(w, pool->spin_us ? pool->spin_us : SEARCH_US))
+        if (search(w, pool->spin_us ? pool->spin_us : SEARCH_US) == 1)
             return IDLE_GOT; /* the submitter took us off the list and the count */
         pthread_mutex_lock(&pool->mu);
         if (!w->searching) /* handed a job between the last poll and the lock */
             return IDLE_LOOK;
         w->searching = 0;
         pool->nsearching--;
+    }
+    /* Counted idle (nidle) and no longer searching: a last look at the
+     * inbox, which a submitter fills before it reads those counts. */
+    if (inbox_full(pool)) {
+        idle_remove(pool, w);
+        return IDLE_LOOK;
     }
     while (w->idle && !pool->closed && !timedout && pool->nthreads <= pool->max_threads) {
         /* Surplus now (evexec_pool_resize() may have lowered min_threads
@@ -241,9 +256,15 @@ static int idle_wait(struct evexec_pool *pool, struct worker *w)
         idle_remove(pool, w);
     else
         timedout = 0; /* taken off the list: handed a job, or kicked to look */
-    if (has_handoff(w) || pool->closed || !timedout)
+    if (has_handoff(w) || pool->closed || !timedout || pool->nthreads <= pool->min_threads)
         return IDLE_LOOK;
-    return pool->nthreads > pool->min_threads && !pool->nqueued ? IDLE_EXIT : IDLE_LOOK;
+    /* A surplus thread leaves if nothing waits. GATE_GROW goes up first: a
+     * submit admitted after that goes under mu and starts a thread. */
+    atomic_fetch_or(&pool->gate, GATE_GROW);
+    if (!gate_count(pool))
+        return IDLE_EXIT;
+    evexec__gate_sync(pool); /* staying after all */
+    return IDLE_LOOK;
 }
 
 /* With mu held: the worker's next job, or NULL. */
@@ -279,7 +300,10 @@ static inline void run_job(int hist, struct worker *w, struct evexec_job *job)
  * run: they are taken off as cancelled, for the caller to complete. */
 static struct evexec_job *last_thread_gone(struct evexec_pool *pool)
 {
-    if (pool->nthreads || !pool->nqueued)
+    if (pool->nthreads)
+        return NULL;
+    evexec__inbox_drain(pool); /* after GATE_GROW: see "The inbox", pool.c */
+    if (!pool->nqueued)
         return NULL;
     return evexec__pool_cancel_queue(pool);
 }
@@ -313,7 +337,11 @@ void evexec__worker_dispatch_idle(struct evexec_pool *pool)
  * - in flight: a parked worker that someone woke, until it is back under
  *   mu. Whoever wakes it takes it off the idle list and counts it.
  *
- * A submit (mu held) then does exactly one of these:
+ * A submit through the inbox (pool.c, "The inbox") takes no lock while a
+ * worker searches or is in flight, or none is idle: the searcher polls the
+ * inbox too, the others look at it before they go idle. Otherwise -- idle
+ * workers, none looking -- it continues under mu as a locked submit,
+ * which (mu held) does exactly one of these:
  *   1. a worker searches: hand it the job (no syscall; the searcher takes
  *      it without the lock and stops searching);
  *   2. none searches, none is in flight, workers are parked: hand the job
@@ -342,9 +370,10 @@ void evexec__worker_dispatch_idle(struct evexec_pool *pool)
  * futex wait is not lost (the condition variable build waits with mu held).
  *
  * Lock order: mu only; the futex wake and the cond signal happen after mu
- * is dropped (worker structs outlive every submitter). A worker's hand-off
- * word is written under mu with release order and read by its searching
- * owner with acquire order, the only access to it without mu.
+ * is dropped (worker structs outlive every submitter). Without mu: a
+ * worker's hand-off word, written under mu with release order and read by
+ * its searching owner with acquire order; and the inbox, the gate, nidle
+ * and nsearching (pool.c, "The inbox").
  *
  * With EVEXEC_POOL_SCHED_BATCH, a worker that wakes up does not preempt
  * the thread running on its CPU, often the loop thread (the scheduler tends
@@ -405,6 +434,14 @@ static void *worker_main(void *arg)
              * held back by its class limit, and the workers running that
              * class take it when they finish. Or a surplus thread after
              * evexec_pool_resize(). */
+            if (EVEXEC_UNLIKELY(pool->closed) && gate_count(pool) > pool->nqueued) {
+                /* A job admitted before the shutdown is on its way to the
+                 * inbox (its submitter is between two instructions). */
+                pthread_mutex_unlock(&pool->mu);
+                sched_yield();
+                pthread_mutex_lock(&pool->mu);
+                continue;
+            }
             if (pool->closed || pool->nthreads > pool->max_threads)
                 break;
             int r = idle_wait(pool, w);
@@ -418,7 +455,10 @@ static void *worker_main(void *arg)
         } else {
             /* More work waits than workers on their way to it, and parked
              * workers could take it: wake one or two, who do the same in
-             * turn, so a backlog wakes n workers in log2(n) steps. */
+             * turn, so a backlog wakes n workers in log2(n) steps. Jobs
+             * pushed without mu count too, once on the queue. */
+            if (EVEXEC_UNLIKELY(pool->idle != NULL) && !pool->idle->searching && inbox_full(pool))
+                evexec__inbox_drain(pool);
             while (EVEXEC_UNLIKELY(pool->nqueued > pool->nsearching) && nkick < 2 &&
                    pool->idle && !pool->idle->searching)
                 kick[nkick++] = evexec__worker_kick(pool, this_cpu());
@@ -469,6 +509,7 @@ out:;
         pthread_cond_broadcast(&pool->exit_cv);
     if (pool->nthreads <= pool->max_threads)
         pool->slow &= ~SLOW_SHRINK;
+    evexec__gate_sync(pool);
     stranded = last_thread_gone(pool);
     pthread_mutex_unlock(&pool->mu);
     evexec__pool_complete_all(stranded);
@@ -510,6 +551,7 @@ int evexec__worker_spawn(struct evexec_pool *pool)
     w->number = ++pool->next_number;
     pool->nthreads++;
     pool->nstarting++;
+    evexec__gate_sync(pool);
     pthread_mutex_unlock(&pool->mu);
 
     /* No signal can reach the thread, even before its first instruction. */
@@ -521,6 +563,7 @@ int evexec__worker_spawn(struct evexec_pool *pool)
         pool->nstarting--;
         if (--pool->nthreads == 0)
             pthread_cond_broadcast(&pool->exit_cv);
+        evexec__gate_sync(pool);
         return rc;
     }
     pool->threads_started++;

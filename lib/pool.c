@@ -76,6 +76,9 @@ struct evexec_job *evexec__queue_pop_classes(struct evexec_pool *pool)
     struct evexec_job *job;
     unsigned c, k;
 
+    /* Inbox jobs (all normal) may outrank a queued low one. */
+    if (atomic_load_explicit(&pool->inbox, memory_order_relaxed))
+        evexec__inbox_drain(pool);
     for (k = 0; k < EVEXEC__NCLASSES && !class_runnable(pool, k); k++)
         ;
     if (k == EVEXEC__NCLASSES)
@@ -117,6 +120,86 @@ void evexec__pool_unref(struct evexec_pool *pool, unsigned long n)
         evexec__pool_destroy(pool);
 }
 
+/* --- the inbox ----------------------------------------------------------- */
+
+/*
+ * The inbox. A submit of a normal-class job takes no lock when it can:
+ * it admits the job on the gate (one atomic add: the count of waiting jobs,
+ * whose flags make it fail when the pool is shut down, has class limits or
+ * blocked submitters, or still grows), pushes it on the inbox (a lock-free
+ * stack) and is done, unless an idle worker waits and none is already
+ * looking -- then it takes mu and hands out work as a locked submit would.
+ * Workers move the inbox onto the queue, in one exchange, when they find
+ * the queue empty; everything under mu that must see every waiting job
+ * (cancel, shutdown, stats, a locked submit) drains it first.
+ *
+ * Why no job is stranded in the inbox:
+ * - an idle worker is counted in nidle before it looks at the inbox a last
+ *   time and sleeps; a submitter pushes before it reads nidle and
+ *   nsearching (all sequentially consistent): either the worker sees the
+ *   job, or the submitter sees the idle worker and wakes it under mu;
+ * - a worker that stops searching, or a woken one back under mu, lowers
+ *   nsearching before it looks at the queue (and so at the inbox);
+ * - busy workers drain the inbox when their queue runs dry;
+ * - a thread that exits sets GATE_GROW (nthreads < max_threads) before it
+ *   checks the count: a submit admitted before that is counted and keeps
+ *   it (or the last thread drains and cancels it), one after it fails the
+ *   gate and goes under mu, which starts a thread;
+ * - shut down, a worker does not exit while the count says a job is on
+ *   its way to the inbox, and that job's submitter, seeing GATE_CLOSED
+ *   after its push, drains under mu (cancelling it after EVEXEC_CANCEL).
+ * The count makes -EAGAIN at max_queued exact: the slot is taken by the
+ * add itself, with or without mu.
+ */
+void evexec__inbox_drain(struct evexec_pool *pool)
+{
+    struct evexec_job *j, *fifo = NULL, *next;
+    if (!atomic_load(&pool->inbox))
+        return;
+    j = atomic_exchange_explicit(&pool->inbox, NULL, memory_order_acquire);
+    for (; j; j = next) { /* newest first: reverse */
+        next = job_next(j);
+        job_set_next(j, fifo);
+        fifo = j;
+    }
+    unsigned long n = 0;
+    for (; fifo; fifo = next, n++) {
+        next = job_next(fifo);
+        queue_append(pool, fifo);
+    }
+    pool->submitted += n;
+    /* Their references, taken here for the batch: until they are drained
+     * the gate's count keeps every worker from exiting, and so
+     * evexec_pool_free() from dropping the handle's. */
+    if (n)
+        atomic_fetch_add_explicit(&pool->refs, n, memory_order_relaxed);
+}
+
+/* With mu held: the gate's flags from the pool's state. Called wherever
+ * that state changes, before anything that then reads the count. */
+void evexec__gate_sync(struct evexec_pool *pool)
+{
+    unsigned want = (pool->closed ? GATE_CLOSED : 0) |
+                    (pool->slow & (SLOW_LIMITED | SLOW_WAITERS) ? GATE_SLOW : 0) |
+                    (pool->nthreads < pool->max_threads ? GATE_GROW : 0);
+    unsigned have = atomic_load_explicit(&pool->gate, memory_order_relaxed) & GATE_FLAGS;
+    if (want & ~have)
+        atomic_fetch_or(&pool->gate, want & ~have);
+    if (have & ~want)
+        atomic_fetch_and(&pool->gate, ~(have & ~want));
+}
+
+/* With mu held: a slot for one more waiting job, if the queue has room. */
+static inline int gate_reserve(struct evexec_pool *pool)
+{
+    gate_settle(pool);
+    unsigned n = atomic_fetch_add_explicit(&pool->gate, 1, memory_order_relaxed) & ~GATE_FLAGS;
+    if (EVEXEC_LIKELY(n < pool->max_queued))
+        return 1;
+    atomic_fetch_sub_explicit(&pool->gate, 1, memory_order_relaxed);
+    return 0;
+}
+
 /* --- jobs ---------------------------------------------------------------- */
 
 /* With mu held: takes every queued job off the queue as cancelled. The
@@ -124,6 +207,7 @@ void evexec__pool_unref(struct evexec_pool *pool, unsigned long n)
 struct evexec_job *evexec__pool_cancel_queue(struct evexec_pool *pool)
 {
     struct evexec_job *list = NULL, **tail = &list;
+    evexec__inbox_drain(pool);
     for (unsigned c = 0; c < EVEXEC__NCLASSES; c++) {
         struct job_queue *q = &pool->q[c];
         for (struct evexec_job *j = q->head; j; j = job_next(j))
@@ -135,8 +219,10 @@ struct evexec_job *evexec__pool_cancel_queue(struct evexec_pool *pool)
         q->head = q->tail = NULL;
         q->n = 0;
     }
-    pool->cancelled += pool->nqueued;
+    unsigned n = (unsigned)pool->nqueued;
+    pool->cancelled += n;
     pool->nqueued = 0;
+    gate_leave(pool, n);
     pool->slow &= ~SLOW_CLASSES;
     if (pool->space_waiters)
         pthread_cond_broadcast(&pool->space_cv);
@@ -182,12 +268,15 @@ static __attribute__((noinline)) int queue_full(struct evexec_pool *pool, unsign
         return -EAGAIN;
     pool->space_waiters++;
     pool->slow |= SLOW_WAITERS;
+    evexec__gate_sync(pool); /* no submit passes a waiter without mu */
     if (wait_ms > 0)
         timedout = pthread_cond_timedwait(&pool->space_cv, &pool->mu, deadline) == ETIMEDOUT;
     else
         pthread_cond_wait(&pool->space_cv, &pool->mu);
-    if (--pool->space_waiters == 0)
+    if (--pool->space_waiters == 0) {
         pool->slow &= ~SLOW_WAITERS;
+        evexec__gate_sync(pool);
+    }
     return timedout ? -ETIMEDOUT : 0;
 }
 
@@ -211,6 +300,33 @@ static inline void note_submit_cpu(struct evexec_pool *pool, int cpu)
         atomic_store_explicit(&pool->submit_cpu, cpu, memory_order_relaxed);
 }
 
+/* After a push on the inbox that found an idle worker and none looking, or
+ * a flag on the gate: with mu, what a locked submit would do -- hand a job
+ * to the searching worker or wake a parked one, start a thread if the pool
+ * may grow, or cancel what came in after an EVEXEC_CANCEL shutdown. */
+static __attribute__((noinline)) void inbox_wake(struct evexec_pool *pool, int cpu)
+{
+    struct evexec_job *job, *cancelled = NULL;
+    struct worker *taker = NULL;
+
+    pthread_mutex_lock(&pool->mu);
+    evexec__inbox_drain(pool);
+    if (pool->closed == EVEXEC_CANCEL + 1) {
+        cancelled = evexec__pool_cancel_queue(pool);
+    } else if (pool->nqueued) {
+        if (pool->idle && (pool->idle->searching || !pool->nsearching) &&
+            (job = queue_pop(pool)) != NULL)
+            taker = evexec__worker_hand_off(pool, job, cpu);
+        if (pool->nthreads < pool->max_threads && pool->nqueued > pool->nstarting + pool->nidle &&
+            !pool->closed && evexec__worker_spawn(pool) < 0 && pool->nthreads == 0)
+            cancelled = evexec__pool_cancel_queue(pool); /* accepted: never stranded */
+    }
+    pthread_mutex_unlock(&pool->mu);
+    if (taker)
+        evexec__worker_unpark(taker);
+    evexec__pool_complete_all(cancelled);
+}
+
 int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int wait_ms)
 {
     struct evexec_job *dropped = NULL;
@@ -226,19 +342,42 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
         if (wait_ms > 0)
             evexec__deadline_after(&deadline, (unsigned)wait_ms);
     }
-    /* The job's class is read only once the lock is taken, and only where
-     * classes matter, to keep the common path short. */
+    /* Without mu, through the inbox (see above), when the gate lets it and
+     * no parked worker is to be woken (that takes mu anyway: straight
+     * there). A job is never cancelled while its submit runs (its id is
+     * not out yet). */
+    if (EVEXEC_LIKELY(job_class(job) == EVEXEC__CLASS_NORMAL) &&
+        !(atomic_load_explicit(&pool->nidle, memory_order_relaxed) &&
+          !atomic_load_explicit(&pool->nsearching, memory_order_relaxed))) {
+        unsigned n = atomic_fetch_add(&pool->gate, 1);
+        if (EVEXEC_LIKELY(n < atomic_load_explicit(&pool->gate_max, memory_order_relaxed))) {
+            note_submit_cpu(pool, cpu);
+            evexec__job_set_state(job, JOB_QUEUED);
+            struct evexec_job *head = atomic_load_explicit(&pool->inbox, memory_order_relaxed);
+            do
+                job_set_next(job, head);
+            while (!atomic_compare_exchange_weak(&pool->inbox, &head, job));
+            if (EVEXEC_UNLIKELY((pool->nidle && !pool->nsearching) ||
+                                (atomic_load(&pool->gate) & GATE_FLAGS)))
+                inbox_wake(pool, cpu);
+            return 0;
+        }
+        atomic_fetch_sub_explicit(&pool->gate, 1, memory_order_relaxed);
+    }
+
     pthread_mutex_lock(&pool->mu);
     for (;;) {
         if (EVEXEC_UNLIKELY(pool->closed)) {
             rc = -ESHUTDOWN;
             goto reject;
         }
+        if (atomic_load_explicit(&pool->inbox, memory_order_relaxed))
+            evexec__inbox_drain(pool); /* older than this job */
         /* An idle worker takes the job at once if one searches; if all
          * sleep, one is woken, unless one is already on its way (it wakes
          * the next if work remains): see pool-worker.c. */
         if ((w = pool->idle) != NULL &&
-            (w->searching || !pool->nsearching || pool->nqueued >= pool->max_queued) &&
+            (w->searching || !pool->nsearching || gate_count(pool) >= pool->max_queued) &&
             (EVEXEC_LIKELY(!(pool->slow & SLOW_LIMITED)) || pool->running_c[c] < pool->class_max[c])) {
             pool->submitted++;
             atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
@@ -249,10 +388,12 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
                 evexec__worker_unpark(taker); /* it outlives this: see DESIGN */
             return 0;
         }
-        if (EVEXEC_LIKELY(pool->nqueued < pool->max_queued))
+        if (EVEXEC_LIKELY(gate_reserve(pool)))
             break;
-        if ((rc = queue_full(pool, c, wait_ms, &deadline, &dropped)) > 0)
+        if ((rc = queue_full(pool, c, wait_ms, &deadline, &dropped)) > 0) {
+            atomic_fetch_add(&pool->gate, 1); /* the dropped job's slot */
             break;
+        }
         if (rc < 0)
             goto reject;
     }
@@ -312,6 +453,7 @@ static int pool_cancel(struct evexec__runner *r, struct evexec_job *job)
         pthread_mutex_unlock(&pool->mu);
         return st == JOB_CANCELLED ? -EALREADY : -EBUSY;
     }
+    evexec__inbox_drain(pool);
     queue_unlink(pool, job);
     evexec__job_set_state(job, JOB_CANCELLED);
     pool->cancelled++;
@@ -357,6 +499,9 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
     pool->max_threads = o.max_threads;
     pool->min_threads = o.min_threads;
     pool->max_queued = o.max_queued;
+    atomic_init(&pool->gate_max, (unsigned)o.max_queued);
+    atomic_init(&pool->gate, GATE_GROW);
+    atomic_init(&pool->inbox, NULL);
     pool->idle_ms = o.idle_timeout_ms;
     pool->spin_us = o.spin_us;
     pool->nice = o.nice;
@@ -443,6 +588,7 @@ int evexec_pool_shutdown(evexec_pool *pool, int how)
         return -EALREADY;
     }
     pool->closed = how + 1;
+    evexec__gate_sync(pool);
     if (how == EVEXEC_CANCEL) {
         cancelled = evexec__pool_cancel_queue(pool);
         for (w = pool->all; w; w = w->all_next)
@@ -500,6 +646,7 @@ int evexec_pool_stats(evexec_pool *pool, struct evexec_pool_stats *out)
     memset(&s, 0, sizeof s);
     s.size = sizeof s;
     pthread_mutex_lock(&pool->mu);
+    evexec__inbox_drain(pool);
     s.threads = pool->nthreads;
     s.idle = pool->nidle;
     unsigned running[EVEXEC__NCLASSES];
@@ -564,6 +711,8 @@ static int pool_rebalance(struct evexec_pool *pool)
     unsigned n;
     int rc = 0;
 
+    evexec__inbox_drain(pool);
+    evexec__gate_sync(pool);
     evexec__worker_dispatch_idle(pool);
     n = pool->nthreads < pool->min_threads ? pool->min_threads - pool->nthreads : 0;
     while (!rc && n-- && pool->nthreads < pool->min_threads)
@@ -593,6 +742,7 @@ int evexec_pool_resize(evexec_pool *pool, unsigned min_threads, unsigned max_thr
     pool->min_threads = min_threads;
     pool->max_threads = max_threads;
     pool->max_queued = max_queued;
+    atomic_store_explicit(&pool->gate_max, (unsigned)max_queued, memory_order_relaxed);
     if (pool->nthreads > max_threads)
         pool->slow |= SLOW_SHRINK;
     if (pool->space_waiters)

@@ -29,6 +29,9 @@
  *  - wakefd: EINTR on the wake fd's writes and reads, and a wake fd that is
  *    really full, so that a worker's write meets a genuine EAGAIN.
  *  - fds: eventfd()/pipe2() failing, and a real RLIMIT_NOFILE exhaustion.
+ *  - inbox: not a fault but a schedule: sched_getcpu() (wrapped too) holds
+ *    a worker between its last look at the queue and its going idle, while
+ *    a submit pushes on the pool's inbox without the lock.
  *
  * Each test prints how many faults it injected ("faults injected: N").
  */
@@ -198,6 +201,33 @@ static void af_arm(long fail_at, int sustained)
 static void af_disarm(void)
 {
     atomic_store(&AF.armed, 0);
+}
+
+/* --- sched_getcpu --------------------------------------------------------- */
+
+/* Armed: every call says CPU 0 (so no idle worker searches: it would share
+ * the submitter's CPU), and the first call made by a worker thread of the
+ * pool named SC_POOL posts `held` and waits for `go`. */
+#define SC_POOL "inboxrace"
+int __real_sched_getcpu(void);
+int __wrap_sched_getcpu(void);
+static struct {
+    _Atomic int armed, hold;
+    sem_t held, go;
+} SC;
+
+int __wrap_sched_getcpu(void)
+{
+    if (!atomic_load(&SC.armed))
+        return __real_sched_getcpu();
+    char name[16] = "";
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    if (!strncmp(name, SC_POOL "-", sizeof SC_POOL) && atomic_exchange(&SC.hold, 0)) {
+        sem_post(&SC.held);
+        while (sem_wait(&SC.go) < 0 && errno == EINTR)
+            ;
+    }
+    return 0;
 }
 
 /* --- threads ------------------------------------------------------------- */
@@ -1198,6 +1228,52 @@ END_TEST
 
 /* ========================================================================= */
 
+/* ========================================================================= */
+/* inbox: a push while a worker goes idle                                    */
+/* ========================================================================= */
+
+static void *plus_one_work(evexec_job *job, void *arg)
+{
+    (void)job;
+    return (void *)((uintptr_t)arg + 1);
+}
+
+/* The worker has found the queue and the inbox empty and is held before it
+ * counts itself idle; a submit then pushes on the inbox, sees no idle
+ * worker and none searching, and wakes nobody. Let go, the worker must look
+ * at the inbox once more before it sleeps: else the call waits for ever. */
+START_TEST(a_push_while_a_worker_goes_idle_is_not_stranded)
+{
+    evexec_pool *pool = new_named_pool(1, 1, 0, SC_POOL);
+    evexec_future *f1, *f2;
+    void *r;
+    wait_idle(pool, 1);
+    sem_init(&SC.held, 0, 0);
+    sem_init(&SC.go, 0, 0);
+    atomic_store(&SC.hold, 0);
+    atomic_store(&SC.armed, 1);
+    /* The first call wakes the parked worker; the hold waits for its next
+     * sched_getcpu(), as it goes idle after the job. */
+    atomic_store(&SC.hold, 1);
+    ck_assert_int_eq(evexec_pool_call(pool, plus_one_work, (void *)1, &f1), 0);
+    ck_assert_int_eq(evexec_future_wait(f1, 10000), 0);
+    while (sem_wait(&SC.held) < 0 && errno == EINTR)
+        ;
+    ck_assert_int_eq(evexec_pool_call(pool, plus_one_work, (void *)2, &f2), 0);
+    sem_post(&SC.go);
+    int rc = evexec_future_wait(f2, 5000);
+    atomic_store(&SC.armed, 0);
+    ck_assert_msg(rc == 0, "the call pushed while the worker went idle never ran (%d)", rc);
+    ck_assert_int_eq(evexec_future_result(f2, &r), 0);
+    ck_assert_ptr_eq(r, (void *)3);
+    evexec_future_free(f1);
+    evexec_future_free(f2);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+    sem_destroy(&SC.held);
+    sem_destroy(&SC.go);
+}
+END_TEST
+
 static Suite *faults_suite(void)
 {
     Suite *s = suite_create("faults");
@@ -1214,6 +1290,9 @@ static Suite *faults_suite(void)
     tc = add_tcase(s, "wakefd", 60, FX_FDS);
     tcase_add_test(tc, eintr_on_the_wake_fd_is_retried);
     tcase_add_test(tc, a_full_wake_fd_loses_nothing);
+
+    tc = add_tcase(s, "inbox", 60, FX_FDS);
+    tcase_add_test(tc, a_push_while_a_worker_goes_idle_is_not_stranded);
 
     tc = add_tcase(s, "fds", 60, FX_FDS);
     tcase_add_test(tc, wake_fd_creation_failure_is_reported);

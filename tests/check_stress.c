@@ -14,6 +14,17 @@
  * test_cancel_shutdown_race: 20 single-threaded rounds of submit / cancel /
  * shutdown (random mode, random point) / free, checking exactly-once.
  *
+ * test_inbox_threads_come_and_go: four foreign threads make bursts of pool
+ * calls, which go through the pool's inbox without its lock, to a pool
+ * whose threads time out after 1 ms idle and exit, so that pushes race with
+ * workers parking, searching and leaving; a call that never completes (a
+ * job stranded in the inbox) fails the test.
+ *
+ * test_bound_is_exact_under_racing_submitters: with every worker busy, four
+ * threads race to fill a queue of max_queued from both paths (pool calls
+ * without the lock, a port's prioritised submits under it): exactly
+ * max_queued are accepted, every round.
+ *
  * The seed is printed; EVEXEC_STRESS_SEED=<n> replays it (as far as thread
  * scheduling allows) and EVEXEC_STRESS_JOBS=<n> changes the job count.
  */
@@ -22,6 +33,7 @@
 #include "helpers.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -1126,6 +1138,202 @@ START_TEST(test_cancel_shutdown_race)
 }
 END_TEST
 
+
+/* --- the inbox ------------------------------------------------------------ */
+
+#define INBOX_THREADS 4
+#define INBOX_BURSTS 300
+
+struct inbox_thread {
+    evexec_pool *pool;
+    unsigned seed;
+    _Atomic unsigned long *calls, *refused;
+    _Atomic int *stranded;
+};
+
+static void *add_one_work(evexec_job *job, void *arg)
+{
+    (void)job;
+    return (void *)((uintptr_t)arg + 1);
+}
+
+static void *inbox_main(void *arg)
+{
+    struct inbox_thread *t = arg;
+    unsigned rng = t->seed;
+    evexec_future *f[40];
+    for (int b = 0; b < INBOX_BURSTS && !atomic_load(t->stranded); b++) {
+        int n = 1 + rand_r(&rng) % 40, made = 0;
+        for (int i = 0; i < n; i++) {
+            int rc = evexec_pool_call(t->pool, add_one_work, (void *)(uintptr_t)i, &f[made]);
+            if (rc == 0)
+                made++;
+            else if (rc == -EAGAIN)
+                atomic_fetch_add(t->refused, 1);
+            else
+                atomic_store(t->stranded, 1000 + -rc);
+        }
+        for (int i = 0; i < made; i++) {
+            void *r;
+            /* 10 s: far beyond a no-op's time; only a lost job waits so long. */
+            if (evexec_future_wait(f[i], 10000) != 0)
+                atomic_store(t->stranded, 1);
+            else if (evexec_future_result(f[i], &r) != 0)
+                atomic_store(t->stranded, 2);
+            evexec_future_free(f[i]);
+        }
+        atomic_fetch_add(t->calls, (unsigned long)made);
+        /* Now and then idle long enough for workers to park or time out. */
+        if (rand_r(&rng) % 3 == 0)
+            usleep((useconds_t)(rand_r(&rng) % 3000));
+    }
+    return NULL;
+}
+
+START_TEST(test_inbox_threads_come_and_go)
+{
+    unsigned seed = stress_seed();
+#ifdef __linux__
+    /* Every thread on one CPU (threads inherit it): no worker then searches
+     * (it would only delay the submitter), so each one that goes idle parks
+     * after its last look at the inbox, the race this test is about. */
+    cpu_set_t was, one;
+    ck_assert_int_eq(sched_getaffinity(0, sizeof was, &was), 0);
+    CPU_ZERO(&one);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &was)) {
+            CPU_SET(c, &one);
+            break;
+        }
+    ck_assert_int_eq(sched_setaffinity(0, sizeof one, &one), 0);
+#endif
+    printf("check_stress: inbox: seed=%u (replay: EVEXEC_STRESS_SEED=%u)\n", seed, seed);
+    fflush(stdout);
+    struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
+    o.max_threads = 3;
+    o.min_threads = 0;
+    o.idle_timeout_ms = 1;
+    o.max_queued = 64;
+    evexec_pool *pool;
+    ck_assert_int_eq(evexec_pool_new(&pool, &o), 0);
+    _Atomic unsigned long calls = 0, refused = 0;
+    _Atomic int stranded = 0;
+    struct inbox_thread t[INBOX_THREADS];
+    pthread_t tid[INBOX_THREADS];
+    for (int i = 0; i < INBOX_THREADS; i++) {
+        t[i] = (struct inbox_thread){pool, seed + (unsigned)i, &calls, &refused, &stranded};
+        ck_assert_int_eq(pthread_create(&tid[i], NULL, inbox_main, &t[i]), 0);
+    }
+    for (int i = 0; i < INBOX_THREADS; i++)
+        pthread_join(tid[i], NULL);
+#ifdef __linux__
+    ck_assert_int_eq(sched_setaffinity(0, sizeof was, &was), 0);
+#endif
+    ck_assert_msg(!atomic_load(&stranded), "a pool call never completed or failed (%d)",
+                  atomic_load(&stranded));
+    struct evexec_pool_stats st = pool_stats(pool);
+    printf("check_stress: inbox: %lu calls, %lu refused, %" PRIu64 " threads started\n",
+           atomic_load(&calls), atomic_load(&refused), st.threads_started);
+    fflush(stdout);
+    ck_assert_uint_eq(st.submitted, atomic_load(&calls));
+    ck_assert_uint_eq(st.completed, atomic_load(&calls));
+    ck_assert_uint_eq(st.queued, 0);
+    /* The idle timeout did make threads come and go. */
+    ck_assert_uint_gt(st.threads_started, 3);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+}
+END_TEST
+
+#define BOUND_QUEUED 50
+#define BOUND_ROUNDS 20
+
+struct bound_thread {
+    evexec_pool *pool;
+    pthread_barrier_t *start;
+    evexec_future *f[BOUND_QUEUED];
+    int accepted, error;
+};
+
+static void *bound_main(void *arg)
+{
+    struct bound_thread *t = arg;
+    t->accepted = t->error = 0;
+    pthread_barrier_wait(t->start);
+    while (t->accepted < BOUND_QUEUED) {
+        int rc = evexec_pool_call(t->pool, add_one_work, NULL, &t->f[t->accepted]);
+        if (rc == -EAGAIN)
+            return NULL;
+        if (rc < 0) {
+            t->error = rc;
+            return NULL;
+        }
+        t->accepted++;
+    }
+    /* BOUND_QUEUED accepted by this thread alone: one more must be refused. */
+    evexec_future *extra;
+    if (evexec_pool_call(t->pool, add_one_work, NULL, &extra) == 0)
+        t->error = 1; /* the test fails; the call stays behind the gate */
+    return NULL;
+}
+
+static int bound_port_accepted;
+static void bound_port_done(int status, void *result, void *arg)
+{
+    (void)result;
+    (void)arg;
+    ck_assert_int_eq(status, 0);
+    bound_port_accepted--;
+}
+
+START_TEST(test_bound_is_exact_under_racing_submitters)
+{
+    evexec_pool *pool = new_pool(2, 2, BOUND_QUEUED);
+    for (int round = 0; round < BOUND_ROUNDS; round++) {
+        struct gate g;
+        struct tally tl;
+        park_n(pool, park_work, &g, &tl, 2); /* both workers busy */
+        pthread_barrier_t start;
+        pthread_barrier_init(&start, NULL, INBOX_THREADS + 1);
+        struct bound_thread t[INBOX_THREADS];
+        pthread_t tid[INBOX_THREADS];
+        for (int i = 0; i < INBOX_THREADS; i++) {
+            t[i].pool = pool;
+            t[i].start = &start;
+            ck_assert_int_eq(pthread_create(&tid[i], NULL, bound_main, &t[i]), 0);
+        }
+        pthread_barrier_wait(&start);
+        /* Meanwhile the locked path: low-priority submits through the port. */
+        int port = 0, rc;
+        while ((rc = submit_prio(pool, EVEXEC_PRIO_LOW, add_one_work, bound_port_done, NULL,
+                                 NULL)) == 0)
+            port++;
+        ck_assert_int_eq(rc, -EAGAIN);
+        int total = port;
+        for (int i = 0; i < INBOX_THREADS; i++) {
+            pthread_join(tid[i], NULL);
+            ck_assert_int_eq(t[i].error, 0);
+            total += t[i].accepted;
+        }
+        pthread_barrier_destroy(&start);
+        ck_assert_msg(total == BOUND_QUEUED, "round %d: %d accepted with max_queued %d", round,
+                      total, BOUND_QUEUED);
+        ck_assert_uint_eq(pool_stats(pool).queued, BOUND_QUEUED);
+        gate_release(&g, 2);
+        for (int i = 0; i < INBOX_THREADS; i++)
+            for (int k = 0; k < t[i].accepted; k++) {
+                ck_assert_int_eq(evexec_future_wait(t[i].f[k], 10000), 0);
+                evexec_future_free(t[i].f[k]);
+            }
+        bound_port_accepted = port;
+        run_until(fx.base, &tl.calls, 2);
+        while (bound_port_accepted > 0)
+            ck_assert_int_ge(event_base_loop(fx.base, EVLOOP_ONCE), 0);
+        gate_destroy(&g);
+    }
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+}
+END_TEST
+
 static Suite *stress_suite(void)
 {
     Suite *s = suite_create("stress");
@@ -1133,6 +1341,9 @@ static Suite *stress_suite(void)
     tcase_add_test(tc, test_million);
     tc = add_tcase(s, "race", 300, FX_FDS);
     tcase_add_test(tc, test_cancel_shutdown_race);
+    tc = add_tcase(s, "inbox", 120, FX_PORT);
+    tcase_add_test(tc, test_inbox_threads_come_and_go);
+    tcase_add_test(tc, test_bound_is_exact_under_racing_submitters);
     return s;
 }
 
