@@ -72,7 +72,8 @@ struct evexec_pool {
     unsigned gate_owed;            /* jobs gone from the queue, not yet taken
                                       off the gate's count (gate_leave()) */
     int closed;                    /* 0, or EVEXEC_DRAIN + 1, EVEXEC_CANCEL + 1 */
-    pthread_cond_t exit_cv;        /* nthreads reached 0 */
+    unsigned nexiting;             /* left nthreads, not yet the zombie */
+    pthread_cond_t exit_cv;        /* nthreads and nexiting reached 0 */
     pthread_t zombie;              /* last exited thread, not yet joined */
     int has_zombie;
     unsigned next_number;          /* for thread names */

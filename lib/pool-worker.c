@@ -496,27 +496,36 @@ static void *worker_main(void *arg)
     }
 
 out:;
-    /* Exit: become the zombie and join the previous one. The worker struct
-     * may be reused by a new thread as soon as mu is dropped: keep what
-     * worker_fini needs. */
+    /* Exit: leave the count, then join the zombie (the last thread that
+     * exited) if there is one, and become the zombie. Joining first keeps
+     * threads that exit faster than their predecessors finish from piling
+     * up in a chain of joins, each a live thread (valgrind allows 500);
+     * nexiting keeps evexec_pool_free() waiting meanwhile. The worker
+     * struct may be reused by a new thread once it is not alive and mu is
+     * dropped: keep what worker_fini needs. */
     void *state = w->state;
-    pthread_t prev = pool->zombie;
-    int had_prev = pool->has_zombie;
-    pool->zombie = pthread_self();
-    pool->has_zombie = 1;
     w->alive = 0;
-    if (--pool->nthreads == 0)
-        pthread_cond_broadcast(&pool->exit_cv);
+    pool->nthreads--;
     if (pool->nthreads <= pool->max_threads)
         pool->slow &= ~SLOW_SHRINK;
     evexec__gate_sync(pool);
     stranded = last_thread_gone(pool);
+    pool->nexiting++;
+    while (pool->has_zombie) {
+        pthread_t prev = pool->zombie;
+        pool->has_zombie = 0;
+        pthread_mutex_unlock(&pool->mu);
+        pthread_join(prev, NULL);
+        pthread_mutex_lock(&pool->mu);
+    }
+    pool->zombie = pthread_self();
+    pool->has_zombie = 1;
+    if (--pool->nexiting == 0 && pool->nthreads == 0)
+        pthread_cond_broadcast(&pool->exit_cv);
     pthread_mutex_unlock(&pool->mu);
     evexec__pool_complete_all(stranded);
     if (init_ok && pool->worker_fini)
         pool->worker_fini(state, pool->worker_arg);
-    if (had_prev)
-        pthread_join(prev, NULL);
     return NULL;
 }
 

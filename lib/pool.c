@@ -613,7 +613,7 @@ int evexec_pool_free(evexec_pool *pool)
         return -EDEADLK;
     evexec_pool_shutdown(pool, EVEXEC_DRAIN); /* -EALREADY is fine */
     pthread_mutex_lock(&pool->mu);
-    while (pool->nthreads)
+    while (pool->nthreads || pool->nexiting)
         pthread_cond_wait(&pool->exit_cv, &pool->mu);
     int had = pool->has_zombie;
     pthread_t last = pool->zombie;

@@ -10,7 +10,8 @@
  *    evexec_pool_set_class_limit()) stop when the new threads exit at once
  *    (worker_init failing every time, the pool shut down meanwhile) or
  *    cannot be created; evexec_pool_free(), evexec_future_wait() and a
- *    blocked evexec_submit_threadsafe() return when no thread is left.
+ *    blocked evexec_submit_threadsafe() return when no thread is left;
+ *    threads that exit do not wait on one that is slow to finish.
  *  - loops: evexec_loop_start() and evexec_loop_stop() return when init
  *    fails or a call never settles (a CANCEL ends a DRAIN).
  *  - ids: a stale id of a freed port is never taken for a job of the port
@@ -844,6 +845,71 @@ START_TEST(cancel_after_a_completed_drain_is_ealready)
 }
 END_TEST
 
+/* Threads that exit while an earlier one is slow to finish (its
+ * worker_fini blocks) must not pile up waiting on each other: each exiting
+ * thread joins the one before it, and a chain of such joins kept every
+ * exited thread alive until the slow one finished (hundreds under load,
+ * beyond valgrind's limit of 500 threads). */
+static sem_t slow_fini_entered, slow_fini_go;
+static _Atomic int slow_fini_first;
+
+static int plain_init(void *arg, void **state)
+{
+    (void)arg;
+    *state = NULL;
+    return 0;
+}
+
+static void slow_first_fini(void *state, void *arg)
+{
+    (void)state;
+    (void)arg;
+    if (atomic_exchange(&slow_fini_first, 0)) {
+        sem_post(&slow_fini_entered);
+        while (sem_wait(&slow_fini_go) < 0 && errno == EINTR)
+            ;
+    }
+}
+
+START_TEST(exiting_threads_do_not_wait_on_a_slow_one)
+{
+    enum { N = 8 };
+    struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
+    evexec_pool *pool;
+    sem_init(&slow_fini_entered, 0, 0);
+    sem_init(&slow_fini_go, 0, 0);
+    o.max_threads = N;
+    o.min_threads = N;
+    o.worker_init = plain_init;
+    o.worker_fini = slow_first_fini;
+    int base = count_threads();
+    ck_assert_int_eq(evexec_pool_new(&pool, &o), 0);
+    wait_idle(pool, N);
+    /* One thread leaves and blocks in its worker_fini. */
+    atomic_store(&slow_fini_first, 1);
+    ck_assert_int_eq(evexec_pool_resize(pool, N - 1, N - 1, 16), 0);
+    while (sem_wait(&slow_fini_entered) < 0 && errno == EINTR)
+        ;
+    /* Six more leave: one joins the slow one and waits; the others must
+     * be gone (a chain would keep all six alive). */
+    ck_assert_int_eq(evexec_pool_resize(pool, 1, 1, 16), 0);
+    int live = -1;
+    for (int i = 0; i < 500; i++) { /* up to 5 s */
+        live = count_threads() - base;
+        if (live <= 3 && pool_stats(pool).threads == 1)
+            break;
+        usleep(10000);
+    }
+    /* The slow one, its joiner, the one that stays. */
+    ck_assert_msg(live <= 3, "%d pool threads alive while one exit is slow (want 3)", live);
+    sem_post(&slow_fini_go);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+    ck_assert_int_eq(count_threads(), base);
+    sem_destroy(&slow_fini_entered);
+    sem_destroy(&slow_fini_go);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 
 static Suite *liveness_suite(void)
@@ -860,6 +926,7 @@ static Suite *liveness_suite(void)
     tcase_add_test(tc, thread_creation_failing_stops_the_minimum);
     tcase_add_test(tc, future_and_free_return_when_every_init_fails);
     tcase_add_test(tc, blocked_threadsafe_submit_returns_on_shutdown);
+    tcase_add_test(tc, exiting_threads_do_not_wait_on_a_slow_one);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
 
