@@ -887,6 +887,12 @@ START_TEST(worker_init_and_fini_once_per_thread_with_its_state)
 }
 END_TEST
 
+static int three_finis(void *arg)
+{
+    struct hooks *h = arg;
+    return atomic_load(&h->finis) >= 3;
+}
+
 START_TEST(fini_runs_when_idle_and_resized_threads_exit)
 {
     struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
@@ -902,9 +908,11 @@ START_TEST(fini_runs_when_idle_and_resized_threads_exit)
     park_n(pool, park_work, &g, &t, 3);
     gate_release(&g, 3);
     run_until(fx.base, &t.calls, 3);
-    /* Reaped by the idle timeout: each one's fini ran on its way out. */
+    /* Reaped by the idle timeout: each one's fini runs on its way out
+     * (after the thread has left the count: wait for them). */
     struct threads_want w = {pool, 0, -1};
     wait_for(threads_are, &w);
+    wait_for(three_finis, &h);
     ck_assert_int_eq(atomic_load(&h.finis), 3);
     ck_assert_int_eq(atomic_load(&h.fini_wrong), 0);
     ck_assert_int_eq(evexec_pool_free(pool), 0);
