@@ -170,6 +170,9 @@ struct evexec_procpool {
     struct proc_inbuf { int fd; void *map; size_t cap; int ro; } inbufs[PROC_INBUF_CACHE];
     unsigned ninbufs;
     uint64_t inbuf_used_ns;        /* one was last taken or kept */
+    int inbufs_owed;               /* under mu: a thread other than the
+                                      supervisor kept one (evexec_proc_input_free()):
+                                      the supervisor's inbufs_kept is owed */
     int inbufs_kept;               /* supervisor only: one may be kept (no
                                       lock taken to look otherwise) */
 
@@ -230,11 +233,18 @@ static void wake(struct evexec_procpool *pp)
 /* With mu held: keeps b for the next big input; when the cache is full,
  * the smallest buffer goes: returned for the caller to drop (fd -1:
  * none). */
-static struct proc_inbuf inbuf_keep(struct evexec_procpool *pp, struct proc_inbuf b)
+static struct proc_inbuf inbuf_keep(struct evexec_procpool *pp, struct proc_inbuf b,
+                                     int supervisor)
 {
     struct proc_inbuf drop = {.fd = -1};
     pp->inbuf_used_ns = evexec__now_ns();
-    pp->inbufs_kept = 1;
+    if (supervisor) {
+        pp->inbufs_kept = 1;
+    } else if (!pp->inbufs_owed) {
+        /* So that it goes after its second unused. */
+        pp->inbufs_owed = 1;
+        wake(pp);
+    }
     if (pp->ninbufs < PROC_INBUF_CACHE) {
         pp->inbufs[pp->ninbufs++] = b;
         return drop;
@@ -311,7 +321,7 @@ static void finish(struct evexec_procpool *pp, struct proc_rec *rec, int status)
         struct proc_inbuf b = {rec->in_fd, rec->in_map, rec->in_cap, rec->in_ro};
         rec->in_fd = -1;
         rec->in_map = NULL;
-        drop = inbuf_keep(pp, b);
+        drop = inbuf_keep(pp, b, 1);
     }
     switch (status) {
     case 0:
@@ -929,6 +939,10 @@ static int housekeeping(struct evexec_procpool *pp)
     int closed = pp->closed, freeing = pp->freeing, broken = pp->broken;
     int scan_owed = pp->scan_owed;
     pp->scan_owed = 0;
+    if (pp->inbufs_owed) {
+        pp->inbufs_owed = 0;
+        pp->inbufs_kept = 1;
+    }
     /* Jobs submitters handed to idle workers: the supervisor's now (to
      * kill on shutdown, deadline or cancel). After closed was read: no
      * hand-off follows a shutdown. */
@@ -1432,7 +1446,7 @@ void evexec__procrec_free_input(struct proc_rec *rec)
         if (pp->freeing)
             drop = b; /* its supervisor may be gone: nothing would drop it */
         else
-            drop = inbuf_keep(pp, b);
+            drop = inbuf_keep(pp, b, 0);
         pthread_mutex_unlock(&pp->mu);
     }
     free(rec);

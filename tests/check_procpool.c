@@ -1724,6 +1724,31 @@ START_TEST(test_input_read_only_and_reused)
 }
 END_TEST
 
+/* An input freed unsubmitted leaves its buffer to the pool, which releases
+ * it after a second unused like any kept buffer, though no job woke its
+ * supervisor since (waited for, up to 10 s). */
+START_TEST(test_input_freed_buffer_released)
+{
+    struct env e;
+    struct outcome oc;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    evexec_proc_input *in;
+    void *data;
+    o.max_procs = 1;
+    o.idle_timeout_ms = EVEXEC_IDLE_FOREVER;
+    env_open(&e, &o);
+    ck_assert_int_eq(run_one(&e, w_echo, "x", 1, NULL, &oc), 0); /* the worker exists */
+    int before = count_fds();
+    ck_assert_int_eq(evexec_proc_input_new(e.pool, (size_t)1 << 20, &in, &data), 0);
+    ck_assert_int_eq(count_fds(), before + 1);
+    evexec_proc_input_free(in);
+    for (int waited = 0; count_fds() != before && waited < 10000; waited += 10)
+        usleep(10000);
+    ck_assert_int_eq(count_fds(), before);
+    env_close(&e);
+}
+END_TEST
+
 /* Futures with in-place inputs, from a thread of their own. */
 static void *call_input_thread(void *arg)
 {
@@ -1834,6 +1859,7 @@ static Suite *procpool_suite(void)
     tcase_add_test(tc, test_input_cancel_deadline);
     tcase_add_test(tc, test_input_read_only_and_reused);
     tcase_add_test(tc, test_input_futures);
+    tcase_add_test(tc, test_input_freed_buffer_released);
     suite_add_tcase(s, tc);
     return s;
 }
