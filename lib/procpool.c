@@ -1444,7 +1444,7 @@ void evexec__procrec_free_input(struct proc_rec *rec)
         struct proc_inbuf b = {rec->in_fd, rec->in_map, rec->in_cap, rec->in_ro};
         pthread_mutex_lock(&pp->mu);
         if (pp->freeing)
-            drop = b; /* its supervisor may be gone: nothing would drop it */
+            drop = b; /* no submit will take it, no supervisor time it out */
         else
             drop = inbuf_keep(pp, b, 0);
         pthread_mutex_unlock(&pp->mu);
