@@ -214,15 +214,24 @@ static double job_in_place(struct bench *b, size_t size, int v, double *fill)
     return t_new + b->t_last - t;
 }
 
+/* How long a worker is left idle before a job timed "after an idle
+ * worker": enough for it to make its next output memfd of size bytes
+ * after its last result (25-33 ms for 64 MiB on the machines of
+ * bench/README.md: 1.5 us per KiB allowed). */
+static unsigned p3_idle_us(size_t size)
+{
+    return (unsigned)(size / 1024 * 3 / 2);
+}
+
 /*
  * P3: each rep times, in turns, a memcpy() of the bytes (the yardstick),
- * a copying submit, a second one at once (back to back), the yardstick
- * again, an in-place submit and a second one at once; best of reps each.
- * A job after the yardstick finds its worker idle since its last result,
- * the time in which the worker makes its next output memfd
- * (lib/procpool-internal.h, struct proc_spare); a job back to back finds
- * that still under way, as a stream of jobs would. The copying path hides
- * most of it behind its own copy; the in-place path has none to hide it.
+ * a copying submit after p3_idle_us() of idle, a second one at once (back
+ * to back), the yardstick again, an in-place submit after p3_idle_us() and
+ * a second one at once; best of reps each. After an idle worker, the
+ * worker has made its next output memfd (lib/procpool-internal.h, struct
+ * proc_spare) since its last result; back to back, a job finds that still
+ * under way, as in a stream of jobs. The copying path hides most of it
+ * behind its own copy; the in-place path has nothing to hide it behind.
  * fill_*: the writing of the input into src and into the in-place buffer,
  * left out of both paths' times (the in-place buffer must be no slower to
  * write, or leaving it out would flatter that path).
@@ -240,9 +249,11 @@ static void p3(size_t size, int reps, const char *tag)
     double copy = 1e30, fill_src = 1e30, fill_in = 1e30;
     for (int r = 0; r < reps; r++) {
         yardstick(dst, src, size, &copy);
+        usleep(p3_idle_us(size));
         keep_min(&copying, job_copying(&b, src, size, 7 + r, &fill_src));
         keep_min(&copying_b2b, job_copying(&b, src, size, 8 + r, &fill_src));
         yardstick(dst, src, size, &copy);
+        usleep(p3_idle_us(size));
         keep_min(&in_place, job_in_place(&b, size, 7 + r, &fill_in));
         keep_min(&in_place_b2b, job_in_place(&b, size, 8 + r, &fill_in));
     }
