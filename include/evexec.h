@@ -1954,9 +1954,9 @@ typedef struct evexec_proc_input evexec_proc_input;
  * unspecified (a kept buffer holds an earlier input).
  *
  * The caller owns @p *out until a successful submit, or frees it with
- * evexec_proc_input_free(); @p *data is valid as long as it owns it. It
- * holds the pool's memory (not its processes): free or submit it before
- * or after evexec_procpool_free(), but submit only while the pool is open.
+ * evexec_proc_input_free(); @p *data is valid as long as it owns it. An
+ * input holds the pool's memory (not its processes), so it may still be
+ * freed after evexec_procpool_free() (but no longer submitted).
  *
  * @param pool      the process pool.
  * @param len       the input's length, 0..max_payload.
