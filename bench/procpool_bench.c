@@ -6,8 +6,9 @@
  *   P1 round trip: 64 bytes in and out, one job in flight, pool of 4:
  *      p50/p99 in µs and jobs/s;
  *   P2 throughput: many small jobs submitted at once: jobs/s;
- *   P3 payload echo, 1 MiB and 64 MiB: MB/s, and a plain memcpy() of the
- *      same bytes in one process for scale;
+ *   P3 payload echo, 1 MiB and 64 MiB: MB/s of the copying submit and of
+ *      an input written in place (evexec_procpool_submit_input()), and a
+ *      plain memcpy() of the same bytes in one process for scale;
  *   P4 crash recovery, pool of 1: ms from a crash's callback to the
  *      callback of the job submitted in it (the worker is replaced first).
  *
@@ -152,6 +153,89 @@ static void p2(int n)
     teardown(&b);
 }
 
+/* The yardstick: a plain memcpy() of the same bytes (best kept in *best). */
+static void yardstick(unsigned char *dst, const unsigned char *src, size_t size, double *best)
+{
+    double t = now_us();
+    memcpy(dst, src, size);
+    __asm__ volatile("" ::"r"(dst) : "memory");
+    if (now_us() - t < *best)
+        *best = now_us() - t;
+}
+
+static void keep_min(double *best, double v)
+{
+    if (v < *best)
+        *best = v;
+}
+
+/* One echo of size bytes through evexec_procpool_submit(): src written
+ * first (the caller's own making of its input: timed into *fill, not into
+ * the result), then timed from the submit to the done callback. */
+static double job_copying(struct bench *b, unsigned char *src, size_t size, int v, double *fill)
+{
+    double t = now_us();
+    memset(src, v, size);
+    __asm__ volatile("" ::"r"(src) : "memory");
+    keep_min(fill, now_us() - t);
+    t = now_us();
+    if (evexec_procpool_submit(b->port, b->pool, echo, src, size, on_done, b, NULL, NULL) < 0) {
+        b->errors++;
+        return 1e30;
+    }
+    run(b, b->done + 1);
+    return b->t_last - t;
+}
+
+/* The same with the input written in place: timed from
+ * evexec_proc_input_new() to the done callback, leaving out the writing
+ * of the input (timed into *fill) as job_copying() leaves out src's. */
+static double job_in_place(struct bench *b, size_t size, int v, double *fill)
+{
+    evexec_proc_input *in;
+    void *data;
+    double t = now_us();
+    if (evexec_proc_input_new(b->pool, size, &in, &data) < 0) {
+        b->errors++;
+        return 1e30;
+    }
+    double t_new = now_us() - t;
+    t = now_us();
+    memset(data, v, size);
+    __asm__ volatile("" ::"r"(data) : "memory");
+    keep_min(fill, now_us() - t);
+    t = now_us();
+    if (evexec_procpool_submit_input(b->port, b->pool, echo, in, on_done, b, NULL, NULL) < 0) {
+        evexec_proc_input_free(in);
+        b->errors++;
+        return 1e30;
+    }
+    run(b, b->done + 1);
+    return t_new + b->t_last - t;
+}
+
+/* How long a worker is left idle before a job timed "after an idle
+ * worker": enough for it to make its next output memfd of size bytes
+ * after its last result (25-33 ms for 64 MiB on the machines of
+ * bench/README.md: 1.5 us per KiB allowed). */
+static unsigned p3_idle_us(size_t size)
+{
+    return (unsigned)(size / 1024 * 3 / 2);
+}
+
+/*
+ * P3: each rep times, in turns, a memcpy() of the bytes (the yardstick),
+ * a copying submit after p3_idle_us() of idle, a second one at once (back
+ * to back), the yardstick again, an in-place submit after p3_idle_us() and
+ * a second one at once; best of reps each. After an idle worker, the
+ * worker has made its next output memfd (lib/procpool-internal.h, struct
+ * proc_spare) since its last result; back to back, a job finds that still
+ * under way, as in a stream of jobs. The copying path hides most of it
+ * behind its own copy; the in-place path has nothing to hide it behind.
+ * fill_*: the writing of the input into src and into the in-place buffer,
+ * left out of both paths' times (the in-place buffer must be no slower to
+ * write, or leaving it out would flatter that path).
+ */
 static void p3(size_t size, int reps, const char *tag)
 {
     struct bench b;
@@ -161,21 +245,24 @@ static void p3(size_t size, int reps, const char *tag)
     setup(&b, 1);
     evexec_procpool_submit(b.port, b.pool, echo, src, size, on_done, &b, NULL, NULL);
     run(&b, 1); /* warm */
-    double best = 1e30, best_copy = 1e30;
+    double copying = 1e30, copying_b2b = 1e30, in_place = 1e30, in_place_b2b = 1e30;
+    double copy = 1e30, fill_src = 1e30, fill_in = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t = now_us();
-        evexec_procpool_submit(b.port, b.pool, echo, src, size, on_done, &b, NULL, NULL);
-        run(&b, b.done + 1);
-        if (b.t_last - t < best)
-            best = b.t_last - t;
-        t = now_us();
-        memcpy(dst, src, size);
-        __asm__ volatile("" ::"r"(dst) : "memory");
-        if (now_us() - t < best_copy)
-            best_copy = now_us() - t;
+        yardstick(dst, src, size, &copy);
+        usleep(p3_idle_us(size));
+        keep_min(&copying, job_copying(&b, src, size, 7 + r, &fill_src));
+        keep_min(&copying_b2b, job_copying(&b, src, size, 8 + r, &fill_src));
+        yardstick(dst, src, size, &copy);
+        usleep(p3_idle_us(size));
+        keep_min(&in_place, job_in_place(&b, size, 7 + r, &fill_in));
+        keep_min(&in_place_b2b, job_in_place(&b, size, 8 + r, &fill_in));
     }
-    printf("P3_%s_evexec_MBs %.0f\nP3_%s_memcpy_MBs %.0f\nP3_%s_evexec_errors %d\n", tag,
-           size / best, tag, size / best_copy, tag, b.errors);
+    printf("P3_%s_evexec_MBs %.0f\nP3_%s_evexec_b2b_MBs %.0f\n"
+           "P3_%s_inplace_MBs %.0f\nP3_%s_inplace_b2b_MBs %.0f\nP3_%s_memcpy_MBs %.0f\n"
+           "P3_%s_fill_src_MBs %.0f\nP3_%s_fill_inplace_MBs %.0f\nP3_%s_evexec_errors %d\n",
+           tag, size / copying, tag, size / copying_b2b, tag, size / in_place, tag,
+           size / in_place_b2b, tag, size / copy, tag, size / fill_src, tag, size / fill_in, tag,
+           b.errors);
     teardown(&b);
     free(src);
     free(dst);

@@ -1676,7 +1676,9 @@ EVEXEC_EXPORT const char *evexec_version_string(void);
  *
  * Inputs and outputs are bytes: the input is copied at submit, and the
  * output is valid during the done callback. Payloads above 64 KiB travel in
- * a sealed memfd (no copy through the socket).
+ * a sealed memfd (no copy through the socket). To skip the copy at submit,
+ * write the input in place: evexec_proc_input_new(), then
+ * evexec_procpool_submit_input() (or evexec_procpool_call_input()).
  *
  * Outcomes: the status of the done callback, one class each:
  *
@@ -1934,6 +1936,97 @@ EVEXEC_EXPORT int evexec_procpool_submit(evexec_port *port, evexec_procpool *poo
  */
 EVEXEC_EXPORT int evexec_procpool_call(evexec_procpool *pool, evexec_proc_work_fn work,
                                        const void *in, size_t in_len, evexec_future **out);
+
+/**
+ * An input written in place, for one job (evexec_proc_input_new()). Opaque.
+ */
+typedef struct evexec_proc_input evexec_proc_input;
+
+/**
+ * Makes a writable buffer of @p len bytes for one job's input, which
+ * evexec_procpool_submit_input() then hands to a worker with no copy.
+ *
+ * Above 64 KiB the buffer is one of the pool's kept input buffers (a
+ * sealed memfd, its pages already present when one big enough is free;
+ * else a new one): the worker maps it read-only. Up to 64 KiB it is a heap
+ * buffer sent through the worker's socket at submit (inline, as
+ * evexec_procpool_submit() sends small inputs). Its bytes start
+ * unspecified (a kept buffer holds an earlier input).
+ *
+ * The caller owns @p *out until a successful submit, or frees it with
+ * evexec_proc_input_free(); @p *data is valid as long as it owns it. An
+ * input holds the pool's memory (not its processes), so it may still be
+ * freed after evexec_procpool_free() (but no longer submitted).
+ *
+ * @param pool      the process pool.
+ * @param len       the input's length, 0..max_payload.
+ * @param[out] out  receives the input; untouched on error.
+ * @param[out] data receives its @p len writable bytes (NULL when @p len is
+ *                  0); untouched on error.
+ * @return 0, or
+ *   - -EINVAL: a NULL @p pool, @p out or @p data;
+ *   - -EMSGSIZE: @p len above max_payload;
+ *   - -ESHUTDOWN: the pool was shut down;
+ *   - -ENOMEM, -EMFILE: out of memory or fds.
+ *
+ * Thread: any thread.
+ */
+EVEXEC_EXPORT int evexec_proc_input_new(evexec_procpool *pool, size_t len,
+                                        evexec_proc_input **out, void **data);
+
+/**
+ * Submits a job whose input was written in place: evexec_procpool_submit()
+ * without its copy. Everything else (options, cancel, deadlines, outcomes,
+ * exactly one callback) is as for evexec_procpool_submit().
+ *
+ * On success the pool owns @p in: its bytes must no longer be touched.
+ * Above 64 KiB the pool makes the daemon's mapping of the buffer read-only
+ * before a worker can see it, so the bytes a worker reads cannot change
+ * under it (a write through the data pointer then faults: SIGSEGV); the
+ * buffer is kept for later inputs once the job ends. On error the caller
+ * still owns @p in, writable and unchanged: submit it again, or free it.
+ *
+ * @param port, pool, work, done, arg, opts, id  as evexec_procpool_submit().
+ * @param in    from evexec_proc_input_new() on this @p pool, not submitted.
+ * @return 0, or, with no callback ever and @p in still the caller's:
+ *   - -EINVAL: a NULL @p port, @p pool, @p work or @p in, @p in made for
+ *     another pool, bad opts (as evexec_submit_ex()), or a wait_ms;
+ *   - -EFAULT, -EPERM, -EAGAIN, -ESHUTDOWN, -ENOMEM: as
+ *     evexec_procpool_submit().
+ *
+ * Thread: the port's loop thread.
+ */
+EVEXEC_EXPORT int evexec_procpool_submit_input(evexec_port *port, evexec_procpool *pool,
+                                               evexec_proc_work_fn work, evexec_proc_input *in,
+                                               evexec_proc_done_fn done, void *arg,
+                                               const struct evexec_job_opts *opts,
+                                               evexec_job_id *id);
+
+/**
+ * evexec_procpool_call() with an input written in place: no copy. @p in
+ * changes hands as with evexec_procpool_submit_input(): the pool's on
+ * success, still the caller's on error.
+ *
+ * @param pool, work  as evexec_procpool_call().
+ * @param in          from evexec_proc_input_new() on this @p pool.
+ * @param[out] out    receives the future; untouched on error.
+ * @return 0, or -EINVAL (a NULL argument, or @p in made for another pool),
+ *   -EFAULT, -EAGAIN, -ESHUTDOWN, -ENOMEM (as evexec_procpool_call()).
+ *
+ * Thread: any thread.
+ */
+EVEXEC_EXPORT int evexec_procpool_call_input(evexec_procpool *pool, evexec_proc_work_fn work,
+                                             evexec_proc_input *in, evexec_future **out);
+
+/**
+ * Frees an input that was never submitted (or whose submits all failed);
+ * its buffer may serve a later input of the pool.
+ *
+ * @param in  the input, or NULL (a no-op).
+ *
+ * Thread: any thread.
+ */
+EVEXEC_EXPORT void evexec_proc_input_free(evexec_proc_input *in);
 
 /**
  * Stops the pool from accepting jobs, without waiting. ::EVEXEC_DRAIN:

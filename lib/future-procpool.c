@@ -113,6 +113,39 @@ int evexec_procpool_call(evexec_procpool *pp, evexec_proc_work_fn work, const vo
     return 0;
 }
 
+int evexec_procpool_call_input(evexec_procpool *pp, evexec_proc_work_fn work,
+                               evexec_proc_input *in, evexec_future **out)
+{
+    struct proc_future *pf;
+    struct proc_rec *rec;
+    int rc;
+
+    if (!pp || !work || !in || !out)
+        return -EINVAL;
+    rec = evexec__input_rec(in);
+    if ((rc = evexec__procrec_arm_input(pp, rec, work, NULL, NULL)) < 0)
+        return rc;
+    if (!(pf = (struct proc_future *)evexec__future_new(sizeof *pf, &proc_future_ops, 2))) {
+        evexec__procrec_disarm_input(rec);
+        return -ENOMEM;
+    }
+    pf->rec = rec;
+    pf->pp = pp;
+    rec->fut = &pf->head;
+    rec->fcomplete = future_complete;
+    rec->cls = 1; /* normal */
+    if ((rc = evexec__procpool_enqueue(pp, rec)) < 0) {
+        pf->pp = NULL;
+        pf->rec = NULL;
+        evexec__future_discard(&pf->head);
+        evexec__procrec_disarm_input(rec);
+        return rc;
+    }
+    evexec__procrec_input_submitted(pp, rec);
+    *out = &pf->head;
+    return 0;
+}
+
 #else /* no process pools here: lib/procpool-stub.c answers the rest */
 
 #include <errno.h>
@@ -126,6 +159,16 @@ int evexec_procpool_call(evexec_procpool *pool, evexec_proc_work_fn work, const 
     EVEXEC_UNUSED(work);
     EVEXEC_UNUSED(in);
     EVEXEC_UNUSED(in_len);
+    EVEXEC_UNUSED(out);
+    return -ENOTSUP;
+}
+
+int evexec_procpool_call_input(evexec_procpool *pool, evexec_proc_work_fn work,
+                               evexec_proc_input *in, evexec_future **out)
+{
+    EVEXEC_UNUSED(pool);
+    EVEXEC_UNUSED(work);
+    EVEXEC_UNUSED(in);
     EVEXEC_UNUSED(out);
     return -ENOTSUP;
 }

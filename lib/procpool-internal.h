@@ -27,6 +27,28 @@
  * secrets (workers run as the daemon's user); fresh memfds per input
  * would, at the cost measured in bench/README.md.
  *
+ * In-place inputs (evexec_proc_input_new(), evexec_procpool_submit_input(),
+ * evexec_procpool_call_input()): the submit's copy is half the cost of a
+ * big echo (bench/README.md, "The ceiling"), so the caller may write the
+ * input where the worker will read it. evexec_proc_input_new() makes the
+ * job's record at once (a struct proc_rec, which is the public handle):
+ * above PROC_INLINE_MAX with an input buffer taken from the kept ones as a
+ * copying submit takes it, else with rec->in on the heap, which the JOB
+ * frame carries inline as for a copying submit. The record holds one
+ * reference on its pool (in_pool) until it is submitted or freed, so an
+ * input may outlive evexec_procpool_free(). The submit fills in the rest
+ * of the record and queues it. Before anything can reach a worker it
+ * mprotect()s the daemon's mapping of the buffer read-only (in_ro): the
+ * only writable mapping of the memfd (FUTURE_WRITE refuses every later
+ * one) then writes nothing, so the bytes a worker reads cannot change
+ * while it runs; a stray write by the caller faults instead. That mapping
+ * predates the seal, so the kernel lets it be made writable again: when a
+ * later input takes the kept buffer (evexec_proc_input_new() or a copying
+ * submit), or when the submit fails and the caller keeps the input. (An
+ * munmap() instead would make the buffer unusable for the daemon: no new
+ * writable mapping of it can ever be made; F_SEAL_WRITE likewise, for
+ * good: seals are never removed.)
+ *
  *   daemon -> server: SPAWN (seq: slot, code: number; fd: the worker's end
  *                     of its channel), REAP (code: pid)
  *   server -> daemon: SPAWNED (seq: slot, code: pid or -errno),
@@ -158,10 +180,12 @@ struct evexec_port;
 /*
  * One job of a process pool, from submit until its done callback has run:
  * made by evexec_procpool_submit() on the loop thread (with the input
- * inline after it), the arg of the port job that carries it (whose done is
- * the glue's trampoline), owned by the pool's queue, then by a worker's
- * slot in the supervisor, then by the port job on its way home, and freed
- * on the loop thread after the user's done callback.
+ * inline after it), or by evexec_proc_input_new() on any thread before
+ * its submit (see "In-place inputs"); the arg of the port job that
+ * carries it (whose done is the glue's trampoline), owned by the pool's
+ * queue, then by a worker's slot in the supervisor, then by the port job
+ * on its way home, and freed on the loop thread after the user's done
+ * callback.
  */
 struct proc_rec {
     struct proc_rec *next, *prev;  /* in a queue of the pool (under mu) */
@@ -185,6 +209,10 @@ struct proc_rec {
     void *in_map;                  /* its mapping, in_cap bytes */
     size_t in_cap;
     size_t in_len;
+    int in_ro;                     /* in_map is read-only (mprotect()ed at an
+                                      in-place submit) */
+    struct evexec_procpool *in_pool; /* an unsubmitted in-place input's pool
+                                      (one reference held), else NULL */
     int status;                    /* the outcome, once complete */
     _Atomic int timed_out;         /* its port deadline passed */
     struct evexec_proc_result res;
@@ -201,6 +229,28 @@ struct evexec_procpool;
 struct proc_rec *evexec__procrec_new(struct evexec_procpool *pp, evexec_proc_work_fn work,
                                      const void *in, size_t in_len, evexec_proc_done_fn done,
                                      void *arg, int *rc);
+/* Any thread: a record for an in-place input (evexec_proc_input_new()):
+ * its bytes at *data (rec->in inline, or an input buffer's mapping),
+ * holding one reference on pp. 0 or -errno. */
+int evexec__procrec_new_input(struct evexec_procpool *pp, size_t len, struct proc_rec **out,
+                              void **data);
+/* An in-place input's record made ready for the queue: pp must be its
+ * pool, work in the image; its input buffer made read-only. 0 or -errno
+ * (nothing changed). */
+int evexec__procrec_arm_input(struct evexec_procpool *pp, struct proc_rec *rec,
+                              evexec_proc_work_fn work, evexec_proc_done_fn done, void *arg);
+/* After a failed enqueue: the caller owns rec again, writable. */
+void evexec__procrec_disarm_input(struct proc_rec *rec);
+/* After a successful enqueue: the job owns rec; the input's reference on
+ * its pool goes (the job holds its own). */
+void evexec__procrec_input_submitted(struct evexec_procpool *pp, struct proc_rec *rec);
+/* Frees an unsubmitted in-place input (its buffer kept by its pool). */
+void evexec__procrec_free_input(struct proc_rec *rec);
+/* The public handle of an in-place input is its record. */
+static inline struct proc_rec *evexec__input_rec(evexec_proc_input *in)
+{
+    return (struct proc_rec *)(void *)in;
+}
 /* Frees a record and its buffers. Any thread. */
 void evexec__procrec_free(struct proc_rec *rec);
 /* The runner's enqueue: queues rec (rec->job set, QUEUED). 0, -EAGAIN or

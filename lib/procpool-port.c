@@ -92,6 +92,35 @@ int evexec_procpool_submit(evexec_port *port, evexec_procpool *pp, evexec_proc_w
     return rc;
 }
 
+int evexec_procpool_submit_input(evexec_port *port, evexec_procpool *pp,
+                                 evexec_proc_work_fn work, evexec_proc_input *in,
+                                 evexec_proc_done_fn done, void *arg,
+                                 const struct evexec_job_opts *opts, evexec_job_id *id)
+{
+    struct evexec_job_opts o = EVEXEC_JOB_OPTS_INIT;
+    struct proc_rec *rec;
+    int rc;
+
+    if (!port || !pp || !work || !in)
+        return -EINVAL;
+    if ((rc = evexec__opts_read(&o, sizeof o, opts,
+                                offsetof(struct evexec_job_opts, wait_ms) + sizeof(int))) < 0)
+        return rc;
+    o.cleanup = proc_late;
+    rec = evexec__input_rec(in);
+    if ((rc = evexec__procrec_arm_input(pp, rec, work, done, arg)) < 0)
+        return rc;
+    if (o.timeout_ms)
+        rec->deadline = evexec__now_ns() + (uint64_t)o.timeout_ms * 1000000u;
+    rc = evexec__port_submit(port, (struct evexec__runner *)pp, proc_never_runs, proc_done, rec,
+                             &o, id);
+    if (rc < 0)
+        evexec__procrec_disarm_input(rec);
+    else
+        evexec__procrec_input_submitted(pp, rec);
+    return rc;
+}
+
 int evexec__procport_stop_requested(const struct proc_rec *rec)
 {
     if (!rec->job)

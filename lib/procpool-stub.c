@@ -33,6 +33,27 @@ int evexec_procpool_submit(evexec_port *port, evexec_procpool *pool, evexec_proc
     return -ENOTSUP;
 }
 
+int evexec_proc_input_new(evexec_procpool *pool, size_t len, evexec_proc_input **out,
+                          void **data)
+{
+    (void)pool, (void)len, (void)out, (void)data;
+    return -ENOTSUP;
+}
+
+void evexec_proc_input_free(evexec_proc_input *in)
+{
+    (void)in;
+}
+
+int evexec_procpool_submit_input(evexec_port *port, evexec_procpool *pool,
+                                 evexec_proc_work_fn work, evexec_proc_input *in,
+                                 evexec_proc_done_fn done, void *arg,
+                                 const struct evexec_job_opts *opts, evexec_job_id *id)
+{
+    (void)port, (void)pool, (void)work, (void)in, (void)done, (void)arg, (void)opts, (void)id;
+    return -ENOTSUP;
+}
+
 int evexec_procpool_shutdown(evexec_procpool *pool, int how)
 {
     (void)pool, (void)how;

@@ -167,9 +167,12 @@ struct evexec_procpool {
     struct evexec_procpool_stats st;
     /* Input buffers no job holds (the biggest kept), for the next big
      * inputs: a submit copies into warm pages instead of new ones. */
-    struct proc_inbuf { int fd; void *map; size_t cap; } inbufs[PROC_INBUF_CACHE];
+    struct proc_inbuf { int fd; void *map; size_t cap; int ro; } inbufs[PROC_INBUF_CACHE];
     unsigned ninbufs;
     uint64_t inbuf_used_ns;        /* one was last taken or kept */
+    int inbufs_owed;               /* under mu: a thread other than the
+                                      supervisor kept one (evexec_proc_input_free()):
+                                      the supervisor's inbufs_kept is owed */
     int inbufs_kept;               /* supervisor only: one may be kept (no
                                       lock taken to look otherwise) */
 
@@ -227,6 +230,85 @@ static void wake(struct evexec_procpool *pp)
     }
 }
 
+/* With mu held: keeps b for the next big input; when the cache is full,
+ * the smallest buffer goes: returned for the caller to drop (fd -1:
+ * none). */
+static struct proc_inbuf inbuf_keep(struct evexec_procpool *pp, struct proc_inbuf b,
+                                     int supervisor)
+{
+    struct proc_inbuf drop = {.fd = -1};
+    pp->inbuf_used_ns = evexec__now_ns();
+    if (supervisor) {
+        pp->inbufs_kept = 1;
+    } else if (!pp->inbufs_owed) {
+        /* So that it goes after its second unused. */
+        pp->inbufs_owed = 1;
+        wake(pp);
+    }
+    if (pp->ninbufs < PROC_INBUF_CACHE) {
+        pp->inbufs[pp->ninbufs++] = b;
+        return drop;
+    }
+    unsigned small = 0;
+    for (unsigned i = 1; i < pp->ninbufs; i++)
+        if (pp->inbufs[i].cap < pp->inbufs[small].cap)
+            small = i;
+    drop = b;
+    if (pp->inbufs[small].cap < b.cap) {
+        drop = pp->inbufs[small];
+        pp->inbufs[small] = b;
+    }
+    return drop;
+}
+
+static void inbuf_drop(struct proc_inbuf b)
+{
+    if (b.fd >= 0) {
+        munmap(b.map, b.cap);
+        close(b.fd);
+    }
+}
+
+/* Any thread, no lock held: an input buffer of at least len bytes, mapped
+ * writable: a kept one when one is big enough (the smallest such, its
+ * pages already there; made writable again if an in-place submit made it
+ * read-only), else a new one. fd -1 and *rc on error. */
+static struct proc_inbuf inbuf_take(struct evexec_procpool *pp, size_t len, int *rc)
+{
+    struct proc_inbuf b = {.fd = -1};
+    unsigned best = PROC_INBUF_CACHE;
+    pthread_mutex_lock(&pp->mu);
+    for (unsigned i = 0; i < pp->ninbufs; i++)
+        if (pp->inbufs[i].cap >= len &&
+            (best == PROC_INBUF_CACHE || pp->inbufs[i].cap < pp->inbufs[best].cap))
+            best = i;
+    if (best < PROC_INBUF_CACHE) {
+        b = pp->inbufs[best];
+        pp->inbufs[best] = pp->inbufs[--pp->ninbufs];
+        pp->inbuf_used_ns = evexec__now_ns();
+    }
+    pthread_mutex_unlock(&pp->mu);
+    if (b.fd >= 0 && b.ro) {
+        /* The daemon's mapping was made before the seal, so it may be
+         * writable again (FUTURE_WRITE refuses only new ones). */
+        if (mprotect(b.map, b.cap, PROT_READ | PROT_WRITE) == 0) {
+            b.ro = 0;
+        } else {
+            inbuf_drop(b);
+            b.fd = -1;
+        }
+    }
+    if (b.fd < 0) {
+        b.cap = len;
+        b.ro = 0;
+        if ((b.fd = evexec__proc_inbuf_new(len, &b.map)) < 0) {
+            *rc = b.fd;
+            b.fd = -1;
+        }
+    }
+    return b;
+}
+
 /* Ends a record: the one place, so exactly once. Supervisor, no lock. */
 static void finish(struct evexec_procpool *pp, struct proc_rec *rec, int status)
 {
@@ -235,26 +317,11 @@ static void finish(struct evexec_procpool *pp, struct proc_rec *rec, int status)
     pthread_mutex_lock(&pp->mu);
     if (rec->in_fd >= 0) {
         /* Its worker has replied or is dead (or never had it): the buffer
-         * serves the next big input; when the cache is full, the smallest
-         * buffer goes. */
-        struct proc_inbuf b = {rec->in_fd, rec->in_map, rec->in_cap};
+         * serves the next big input. */
+        struct proc_inbuf b = {rec->in_fd, rec->in_map, rec->in_cap, rec->in_ro};
         rec->in_fd = -1;
         rec->in_map = NULL;
-        pp->inbuf_used_ns = evexec__now_ns();
-        pp->inbufs_kept = 1;
-        if (pp->ninbufs < PROC_INBUF_CACHE) {
-            pp->inbufs[pp->ninbufs++] = b;
-        } else {
-            unsigned small = 0;
-            for (unsigned i = 1; i < pp->ninbufs; i++)
-                if (pp->inbufs[i].cap < pp->inbufs[small].cap)
-                    small = i;
-            drop = b;
-            if (pp->inbufs[small].cap < b.cap) {
-                drop = pp->inbufs[small];
-                pp->inbufs[small] = b;
-            }
-        }
+        drop = inbuf_keep(pp, b, 1);
     }
     switch (status) {
     case 0:
@@ -273,10 +340,7 @@ static void finish(struct evexec_procpool *pp, struct proc_rec *rec, int status)
     default: break;
     }
     pthread_mutex_unlock(&pp->mu);
-    if (drop.fd >= 0) {
-        munmap(drop.map, drop.cap);
-        close(drop.fd);
-    }
+    inbuf_drop(drop);
     evexec__procport_complete(rec);
 }
 
@@ -875,6 +939,10 @@ static int housekeeping(struct evexec_procpool *pp)
     int closed = pp->closed, freeing = pp->freeing, broken = pp->broken;
     int scan_owed = pp->scan_owed;
     pp->scan_owed = 0;
+    if (pp->inbufs_owed) {
+        pp->inbufs_owed = 0;
+        pp->inbufs_kept = 1;
+    }
     /* Jobs submitters handed to idle workers: the supervisor's now (to
      * kill on shutdown, deadline or cancel). After closed was read: no
      * hand-off follows a shutdown. */
@@ -1264,43 +1332,144 @@ struct proc_rec *evexec__procrec_new(struct evexec_procpool *pp, evexec_proc_wor
     rec->arg = arg;
     rec->in_len = in_len;
     if (big) {
-        /* One copy, into an input buffer the worker maps read-only: a
-         * kept one when one is big enough (the smallest such), its pages
-         * already there. */
-        int fd = -1;
-        void *map = NULL;
-        size_t cap = 0;
-        unsigned best = PROC_INBUF_CACHE;
-        pthread_mutex_lock(&pp->mu);
-        for (unsigned i = 0; i < pp->ninbufs; i++)
-            if (pp->inbufs[i].cap >= in_len &&
-                (best == PROC_INBUF_CACHE || pp->inbufs[i].cap < pp->inbufs[best].cap))
-                best = i;
-        if (best < PROC_INBUF_CACHE) {
-            fd = pp->inbufs[best].fd;
-            map = pp->inbufs[best].map;
-            cap = pp->inbufs[best].cap;
-            pp->inbufs[best] = pp->inbufs[--pp->ninbufs];
-            pp->inbuf_used_ns = evexec__now_ns();
-        }
-        pthread_mutex_unlock(&pp->mu);
-        if (fd < 0) {
-            cap = in_len;
-            fd = evexec__proc_inbuf_new(cap, &map);
-        }
-        if (fd < 0) {
+        /* One copy, into an input buffer the worker maps read-only. */
+        struct proc_inbuf b = inbuf_take(pp, in_len, rc);
+        if (b.fd < 0) {
             free(rec);
-            *rc = fd;
             return NULL;
         }
-        memcpy(map, in, in_len);
-        rec->in_map = map;
-        rec->in_cap = cap;
-        rec->in_fd = fd;
+        memcpy(b.map, in, in_len);
+        rec->in_map = b.map;
+        rec->in_cap = b.cap;
+        rec->in_fd = b.fd;
     } else if (in_len) {
         memcpy(rec->in, in, in_len);
     }
     return rec;
+}
+
+/* In-place inputs (evexec_proc_input_new()): the record is made first,
+ * with the buffer the caller writes into; the submit fills in the rest and
+ * queues it, with no copy. See "In-place inputs" in procpool-internal.h. */
+int evexec__procrec_new_input(struct evexec_procpool *pp, size_t len, struct proc_rec **out,
+                              void **data)
+{
+    struct proc_rec *rec;
+    int rc = 0;
+    if (len > pp->conf.max_payload)
+        return -EMSGSIZE;
+    pthread_mutex_lock(&pp->mu);
+    if (pp->closed || pp->broken)
+        rc = -ESHUTDOWN;
+    pthread_mutex_unlock(&pp->mu);
+    if (rc < 0)
+        return rc;
+    int big = len > PROC_INLINE_MAX;
+    if (!(rec = malloc(sizeof *rec + (big ? 0 : len))))
+        return -ENOMEM;
+    memset(rec, 0, sizeof *rec);
+    rec->in_fd = -1;
+    rec->in_len = len;
+    if (big) {
+        struct proc_inbuf b = inbuf_take(pp, len, &rc);
+        if (b.fd < 0) {
+            free(rec);
+            return rc;
+        }
+        rec->in_map = b.map;
+        rec->in_cap = b.cap;
+        rec->in_fd = b.fd;
+    }
+    atomic_fetch_add_explicit(&pp->refs, 1, memory_order_relaxed);
+    rec->in_pool = pp;
+    *out = rec;
+    *data = big ? rec->in_map : len ? rec->in : NULL;
+    return 0;
+}
+
+int evexec__procrec_arm_input(struct evexec_procpool *pp, struct proc_rec *rec,
+                              evexec_proc_work_fn work, evexec_proc_done_fn done, void *arg)
+{
+    if (rec->in_pool != pp)
+        return -EINVAL;
+    if (!in_image(pp, work))
+        return -EFAULT;
+    /* Read-only before any worker can see it: a write through the
+     * caller's pointer after the submit faults instead of changing bytes
+     * a worker may be reading. */
+    if (rec->in_fd >= 0 && !rec->in_ro) {
+        if (mprotect(rec->in_map, rec->in_cap, PROT_READ) < 0)
+            return -errno;
+        rec->in_ro = 1;
+    }
+    /* What an earlier failed submit may have left. */
+    rec->next = rec->prev = NULL;
+    rec->job = NULL;
+    rec->fut = NULL;
+    rec->fcomplete = NULL;
+    atomic_store(&rec->fstop, 0);
+    atomic_store(&rec->timed_out, 0);
+    rec->queued = 0;
+    rec->seq = 0;
+    rec->deadline = 0;
+    rec->cls = 0;
+    rec->status = 0;
+    memset(&rec->res, 0, sizeof rec->res);
+    rec->work = work;
+    rec->done = done;
+    rec->arg = arg;
+    return 0;
+}
+
+void evexec__procrec_disarm_input(struct proc_rec *rec)
+{
+    if (rec->in_fd >= 0 && rec->in_ro &&
+        mprotect(rec->in_map, rec->in_cap, PROT_READ | PROT_WRITE) == 0)
+        rec->in_ro = 0;
+    rec->job = NULL;
+    rec->fut = NULL;
+}
+
+void evexec__procrec_input_submitted(struct evexec_procpool *pp, struct proc_rec *rec)
+{
+    rec->in_pool = NULL;
+    evexec__procpool_release(pp, 1); /* the job holds its own */
+}
+
+void evexec__procrec_free_input(struct proc_rec *rec)
+{
+    struct evexec_procpool *pp = rec->in_pool;
+    struct proc_inbuf drop = {.fd = -1};
+    if (rec->in_fd >= 0) {
+        struct proc_inbuf b = {rec->in_fd, rec->in_map, rec->in_cap, rec->in_ro};
+        pthread_mutex_lock(&pp->mu);
+        if (pp->freeing)
+            drop = b; /* no submit will take it, no supervisor time it out */
+        else
+            drop = inbuf_keep(pp, b, 0);
+        pthread_mutex_unlock(&pp->mu);
+    }
+    free(rec);
+    inbuf_drop(drop);
+    evexec__procpool_release(pp, 1);
+}
+
+int evexec_proc_input_new(evexec_procpool *pp, size_t len, evexec_proc_input **out, void **data)
+{
+    struct proc_rec *rec;
+    int rc;
+    if (!pp || !out || !data)
+        return -EINVAL;
+    if ((rc = evexec__procrec_new_input(pp, len, &rec, data)) < 0)
+        return rc;
+    *out = (evexec_proc_input *)(void *)rec;
+    return 0;
+}
+
+void evexec_proc_input_free(evexec_proc_input *in)
+{
+    if (in)
+        evexec__procrec_free_input(evexec__input_rec(in));
 }
 
 int evexec__procpool_enqueue(struct evexec_procpool *pp, struct proc_rec *rec)

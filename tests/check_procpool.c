@@ -95,8 +95,11 @@ static int w_note_and_hang(const void *in, size_t len, evexec_proc_out *out, voi
     (void)out, (void)state;
     char path[256], tmp[300], buf[64];
     int grandchild = ((const char *)in)[0] == 'G';
-    memcpy(path, (const char *)in + 1, len - 1);
-    path[len - 1] = '\0';
+    size_t plen = strnlen((const char *)in + 1, len - 1); /* NUL-padded or not */
+    if (plen >= sizeof path)
+        return 1;
+    memcpy(path, (const char *)in + 1, plen);
+    path[plen] = '\0';
     pid_t g = 0;
     if (grandchild && (g = fork()) == 0)
         for (;;)
@@ -1404,6 +1407,405 @@ START_TEST(test_handoff_big_input_mapping_expires)
 }
 END_TEST
 
+/* --- inputs written in place ---------------------------------------------- */
+
+/* Fills an in-place input of pt->len bytes with pt's pattern. */
+static evexec_proc_input *input_patterned(struct env *e, struct patterned *pt)
+{
+    evexec_proc_input *in = NULL;
+    void *data = NULL;
+    ck_assert_int_eq(evexec_proc_input_new(e->pool, pt->len, &in, &data), 0);
+    ck_assert_ptr_nonnull(in);
+    if (pt->len)
+        ck_assert_ptr_nonnull(data);
+    else
+        ck_assert_ptr_null(data);
+    for (size_t i = 0; i < pt->len; i++)
+        ((unsigned char *)data)[i] = (unsigned char)(i * 31 + pt->seed);
+    return in;
+}
+
+/* The permissions of the mapping holding addr in /proc/self/maps
+ * ("rw-s"...), or "" if none does. */
+static void map_perms(const void *addr, char perms[5])
+{
+    char line[512];
+    uintptr_t a = (uintptr_t)addr;
+    FILE *f = fopen("/proc/self/maps", "r");
+    perms[0] = '\0';
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char p[5];
+        if (sscanf(line, "%lx-%lx %4s", &lo, &hi, p) == 3 && a >= lo && a < hi) {
+            memcpy(perms, p, 5);
+            break;
+        }
+    }
+    fclose(f);
+}
+
+START_TEST(test_input_round_trip)
+{
+    struct env e;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    size_t sizes[] = {0, 1, 100, 64 * 1024, 64 * 1024 + 1, (size_t)3 << 20, (size_t)1 << 20};
+    enum { N = sizeof sizes / sizeof sizes[0] };
+    struct patterned pt[N];
+    o.max_procs = 2;
+    env_open(&e, &o);
+    /* Several in flight, each with its own bytes. */
+    for (unsigned k = 0; k < N; k++) {
+        pt[k] = (struct patterned){&e, sizes[k], k + 1};
+        evexec_proc_input *in = input_patterned(&e, &pt[k]);
+        ck_assert_int_eq(evexec_procpool_submit_input(e.port, e.pool, w_echo, in, on_done_pattern,
+                                                      &pt[k], NULL, NULL),
+                         0);
+    }
+    run_until(e.base, &e.done, N);
+    /* The worker reads exactly the bytes written (a kept buffer may be
+     * bigger than the input). */
+    struct outcome oc;
+    evexec_proc_input *in;
+    void *data;
+    size_t n = (size_t)1 << 20 | 3;
+    ck_assert_int_eq(evexec_proc_input_new(e.pool, n, &in, &data), 0);
+    memset(data, 2, n);
+    oc_init(&oc, &e);
+    ck_assert_int_eq(
+        evexec_procpool_submit_input(e.port, e.pool, w_sum, in, on_done, &oc, NULL, NULL), 0);
+    run_until(e.base, &e.done, N + 1);
+    ck_assert_int_eq(oc.status, 0);
+    uint64_t r[2];
+    memcpy(r, oc.out, sizeof r);
+    ck_assert_uint_eq(r[0], n);
+    ck_assert_uint_eq(r[1], 2 * (uint64_t)n);
+    env_close(&e);
+}
+END_TEST
+
+/* Bad arguments and refusals: the caller keeps the input, unchanged and
+ * writable, and a later submit of it succeeds. */
+struct input_submitter {
+    evexec_port *port;
+    evexec_procpool *pool;
+    evexec_proc_input *in;
+    int rc;
+};
+
+static void *submit_input_thread(void *arg)
+{
+    struct input_submitter *s = arg;
+    s->rc = evexec_procpool_submit_input(s->port, s->pool, w_echo, s->in, on_done, NULL, NULL,
+                                         NULL);
+    return NULL;
+}
+
+START_TEST(test_input_errors)
+{
+    struct env e;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    struct evexec_job_opts jo = EVEXEC_JOB_OPTS_INIT;
+    evexec_procpool *other;
+    evexec_proc_input *in = NULL, *small = NULL;
+    void *data = NULL, *sdata = NULL;
+    size_t n = (size_t)1 << 20;
+    o.max_payload = n;
+    env_open(&e, &o);
+    ck_assert_int_eq(evexec_procpool_new(&other, NULL), 0);
+
+    ck_assert_int_eq(evexec_proc_input_new(NULL, 1, &in, &data), -EINVAL);
+    ck_assert_int_eq(evexec_proc_input_new(e.pool, 1, NULL, &data), -EINVAL);
+    ck_assert_int_eq(evexec_proc_input_new(e.pool, 1, &in, NULL), -EINVAL);
+    ck_assert_int_eq(evexec_proc_input_new(e.pool, n + 1, &in, &data), -EMSGSIZE);
+    ck_assert_ptr_null(in);
+    ck_assert_ptr_null(data);
+    evexec_proc_input_free(NULL);
+
+    /* Freed without a submit, small and big. */
+    ck_assert_int_eq(evexec_proc_input_new(e.pool, 10, &small, &sdata), 0);
+    evexec_proc_input_free(small);
+    ck_assert_int_eq(evexec_proc_input_new(e.pool, n, &in, &data), 0);
+    memset(data, 1, n);
+    evexec_proc_input_free(in);
+
+    ck_assert_int_eq(evexec_proc_input_new(e.pool, n, &in, &data), 0);
+    memset(data, 5, n);
+    ck_assert_int_eq(evexec_proc_input_new(e.pool, 10, &small, &sdata), 0);
+    memset(sdata, 6, 10);
+    evexec_proc_input *both[] = {in, small};
+    for (unsigned k = 0; k < 2; k++) {
+        evexec_proc_input *x = both[k];
+        ck_assert_int_eq(
+            evexec_procpool_submit_input(NULL, e.pool, w_echo, x, on_done, NULL, NULL, NULL),
+            -EINVAL);
+        ck_assert_int_eq(
+            evexec_procpool_submit_input(e.port, NULL, w_echo, x, on_done, NULL, NULL, NULL),
+            -EINVAL);
+        ck_assert_int_eq(
+            evexec_procpool_submit_input(e.port, e.pool, NULL, x, on_done, NULL, NULL, NULL),
+            -EINVAL);
+        ck_assert_int_eq(
+            evexec_procpool_submit_input(e.port, e.pool, w_echo, NULL, on_done, NULL, NULL, NULL),
+            -EINVAL);
+        jo.wait_ms = 5;
+        ck_assert_int_eq(
+            evexec_procpool_submit_input(e.port, e.pool, w_echo, x, on_done, NULL, &jo, NULL),
+            -EINVAL);
+        /* Made for another pool. */
+        ck_assert_int_eq(
+            evexec_procpool_submit_input(e.port, other, w_echo, x, on_done, NULL, NULL, NULL),
+            -EINVAL);
+        evexec_future *f = NULL;
+        ck_assert_int_eq(evexec_procpool_call_input(other, w_echo, x, &f), -EINVAL);
+        ck_assert_int_eq(evexec_procpool_call_input(e.pool, w_echo, x, NULL), -EINVAL);
+        ck_assert_int_eq(evexec_procpool_call_input(e.pool, NULL, x, &f), -EINVAL);
+        ck_assert_int_eq(evexec_procpool_call_input(e.pool, w_echo, NULL, &f), -EINVAL);
+        ck_assert_ptr_null(f);
+        /* Not on the port's loop thread. */
+        struct input_submitter s = {e.port, e.pool, x, 0};
+        pthread_t t;
+        ck_assert_int_eq(pthread_create(&t, NULL, submit_input_thread, &s), 0);
+        ck_assert_int_eq(pthread_join(t, NULL), 0);
+        ck_assert_int_eq(s.rc, -EPERM);
+    }
+    /* Still the caller's: writable (the big one was made read-only during
+     * the refused submits, and writable again) and as written. */
+    char perms[5];
+    map_perms(data, perms);
+    ck_assert_str_eq(perms, "rw-s");
+    ((unsigned char *)data)[n - 1] = 5;
+    for (size_t i = 0; i < n; i++)
+        if (((unsigned char *)data)[i] != 5)
+            ck_abort_msg("byte %zu changed", i);
+    /* The retries succeed. */
+    struct outcome oc, soc;
+    oc_init(&oc, &e);
+    oc_init(&soc, &e);
+    ck_assert_int_eq(
+        evexec_procpool_submit_input(e.port, e.pool, w_sum, in, on_done, &oc, NULL, NULL), 0);
+    ck_assert_int_eq(
+        evexec_procpool_submit_input(e.port, e.pool, w_echo, small, on_done, &soc, NULL, NULL), 0);
+    run_until(e.base, &e.done, 2);
+    ck_assert_int_eq(oc.status, 0);
+    uint64_t r[2];
+    memcpy(r, oc.out, sizeof r);
+    ck_assert_uint_eq(r[0], n);
+    ck_assert_uint_eq(r[1], 5 * (uint64_t)n);
+    ck_assert_int_eq(soc.status, 0);
+    ck_assert_uint_eq(soc.out_len, 10);
+    ck_assert_int_eq(memcmp(soc.out, "\6\6\6\6\6\6\6\6\6\6", 10), 0);
+
+    /* A shut-down pool: refused, the input still the caller's. */
+    ck_assert_int_eq(evexec_proc_input_new(other, n, &in, &data), 0);
+    ck_assert_int_eq(evexec_procpool_shutdown(other, EVEXEC_DRAIN), 0);
+    ck_assert_int_eq(
+        evexec_procpool_submit_input(e.port, other, w_echo, in, on_done, NULL, NULL, NULL),
+        -ESHUTDOWN);
+    evexec_future *f = NULL;
+    ck_assert_int_eq(evexec_procpool_call_input(other, w_echo, in, &f), -ESHUTDOWN);
+    ck_assert_int_eq(evexec_proc_input_new(other, 1, &small, &sdata), -ESHUTDOWN);
+    memset(data, 0, n);
+    /* Freed after the pool: it holds the pool's memory until then. */
+    evexec_procpool_free(other);
+    evexec_proc_input_free(in);
+    env_close(&e);
+}
+END_TEST
+
+/* Cancel (queued and running) and deadlines of jobs with in-place inputs,
+ * small and big. */
+START_TEST(test_input_cancel_deadline)
+{
+    struct env e;
+    struct outcome run, queued, late;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    struct evexec_job_opts jo = EVEXEC_JOB_OPTS_INIT;
+    char path[128];
+    evexec_proc_input *in;
+    void *data;
+    evexec_job_id rid, qid;
+    o.max_procs = 1;
+    env_open(&e, &o);
+    tmp_path(path, sizeof path, "input");
+    for (int big = 0; big < 2; big++) {
+        size_t n = big ? (size_t)1 << 20 : strlen(path) + 1;
+        int base = e.done;
+        /* Running: hangs until cancelled (its input: 'H' and the path, a
+         * NUL and padding). */
+        ck_assert_int_eq(evexec_proc_input_new(e.pool, n, &in, &data), 0);
+        memset(data, 0, n);
+        ((char *)data)[0] = 'H';
+        memcpy((char *)data + 1, path, strlen(path));
+        oc_init(&run, &e);
+        ck_assert_int_eq(evexec_procpool_submit_input(e.port, e.pool, w_note_and_hang, in, on_done,
+                                                      &run, NULL, &rid),
+                         0);
+        wait_for(file_exists, path);
+        unlink(path);
+        /* Queued behind it, then cancelled. */
+        ck_assert_int_eq(evexec_proc_input_new(e.pool, n, &in, &data), 0);
+        memset(data, 'q', n);
+        oc_init(&queued, &e);
+        ck_assert_int_eq(
+            evexec_procpool_submit_input(e.port, e.pool, w_echo, in, on_done, &queued, NULL, &qid),
+            0);
+        ck_assert_int_eq(evexec_cancel(e.port, qid), 0);
+        run_until(e.base, &e.done, base + 1);
+        ck_assert_int_eq(queued.status, -ECANCELED);
+        ck_assert_int_eq(queued.res.pid, 0);
+        ck_assert_int_eq(evexec_cancel(e.port, rid), -EBUSY);
+        run_until(e.base, &e.done, base + 2);
+        ck_assert_int_eq(run.status, -ECANCELED);
+        /* Past its deadline: killed. */
+        ck_assert_int_eq(evexec_proc_input_new(e.pool, n, &in, &data), 0);
+        memset(data, 0, n);
+        jo.timeout_ms = 100;
+        oc_init(&late, &e);
+        ck_assert_int_eq(
+            evexec_procpool_submit_input(e.port, e.pool, w_spin, in, on_done, &late, &jo, NULL), 0);
+        run_until(e.base, &e.done, base + 3);
+        ck_assert_int_eq(late.status, -ETIMEDOUT);
+        still_serves(&e);
+    }
+    struct evexec_procpool_stats st = {.size = sizeof st};
+    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), 0);
+    ck_assert_uint_eq(st.killed_deadline, 2);
+    ck_assert_uint_eq(st.cancelled, 4);
+    env_close(&e);
+}
+END_TEST
+
+/* A big in-place input: the daemon's mapping is read-only from the submit
+ * on, the worker cannot make its own writable either, and once the job
+ * has ended the buffer serves the next input (the same pages, writable
+ * again). */
+START_TEST(test_input_read_only_and_reused)
+{
+    struct env e;
+    struct outcome oc;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    evexec_proc_input *in;
+    void *data, *first = NULL;
+    char perms[5];
+    size_t n = (size_t)2 << 20;
+    o.max_procs = 1;
+    env_open(&e, &o);
+    for (int round = 0; round < 3; round++) {
+        ck_assert_int_eq(evexec_proc_input_new(e.pool, n - (size_t)round, &in, &data), 0);
+        if (round == 0)
+            first = data;
+        else
+            ck_assert_ptr_eq(data, first); /* the kept buffer */
+        map_perms(data, perms);
+        ck_assert_str_eq(perms, "rw-s");
+        memset(data, round, n - (size_t)round);
+        oc_init(&oc, &e);
+        ck_assert_int_eq(evexec_procpool_submit_input(e.port, e.pool, w_write_input, in, on_done,
+                                                      &oc, NULL, NULL),
+                         0);
+        map_perms(data, perms);
+        ck_assert_str_eq(perms, "r--s");
+        run_until(e.base, &e.done, round + 1);
+        ck_assert_int_eq(oc.status, 0);
+    }
+    /* An ordinary big submit takes the kept buffer too (writable again). */
+    char *buf = calloc(1, n);
+    ck_assert_int_eq(run_one(&e, w_write_input, buf, n, NULL, &oc), 0);
+    free(buf);
+    /* An input freed unsubmitted gives its buffer back as well. */
+    ck_assert_int_eq(evexec_proc_input_new(e.pool, n, &in, &data), 0);
+    ck_assert_ptr_eq(data, first);
+    evexec_proc_input_free(in);
+    ck_assert_int_eq(evexec_proc_input_new(e.pool, n, &in, &data), 0);
+    ck_assert_ptr_eq(data, first);
+    evexec_proc_input_free(in);
+    env_close(&e);
+}
+END_TEST
+
+/* An input freed unsubmitted leaves its buffer to the pool, which releases
+ * it after a second unused like any kept buffer, though no job woke its
+ * supervisor since (waited for, up to 10 s). */
+START_TEST(test_input_freed_buffer_released)
+{
+    struct env e;
+    struct outcome oc;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    evexec_proc_input *in;
+    void *data;
+    o.max_procs = 1;
+    o.idle_timeout_ms = EVEXEC_IDLE_FOREVER;
+    env_open(&e, &o);
+    ck_assert_int_eq(run_one(&e, w_echo, "x", 1, NULL, &oc), 0); /* the worker exists */
+    int before = count_fds();
+    ck_assert_int_eq(evexec_proc_input_new(e.pool, (size_t)1 << 20, &in, &data), 0);
+    ck_assert_int_eq(count_fds(), before + 1);
+    evexec_proc_input_free(in);
+    for (int waited = 0; count_fds() != before && waited < 10000; waited += 10)
+        usleep(10000);
+    ck_assert_int_eq(count_fds(), before);
+    env_close(&e);
+}
+END_TEST
+
+/* Futures with in-place inputs, from a thread of their own. */
+static void *call_input_thread(void *arg)
+{
+    struct caller *c = arg;
+    evexec_proc_input *in;
+    evexec_future *f;
+    void *data, *result;
+    size_t n = (size_t)1 << 20;
+    ck_assert_int_eq(evexec_proc_input_new(c->pool, n, &in, &data), 0);
+    memset(data, 3, n);
+    ck_assert_int_eq(evexec_procpool_call_input(c->pool, w_sum, in, &f), 0);
+    ck_assert_int_eq(evexec_future_wait(f, EVEXEC_WAIT_FOREVER), 0);
+    c->status = evexec_future_result(f, &result);
+    const struct evexec_proc_result *res = result;
+    c->out_len = res->out_len;
+    memcpy(c->out, res->out, res->out_len);
+    evexec_future_free(f);
+    return NULL;
+}
+
+START_TEST(test_input_futures)
+{
+    struct env e;
+    struct caller c = {0};
+    pthread_t t;
+    env_open(&e, NULL);
+    c.pool = e.pool;
+    ck_assert_int_eq(pthread_create(&t, NULL, call_input_thread, &c), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(c.status, 0);
+    ck_assert_uint_eq(c.out_len, 16);
+    uint64_t r[2];
+    memcpy(r, c.out, sizeof r);
+    ck_assert_uint_eq(r[0], (size_t)1 << 20);
+    ck_assert_uint_eq(r[1], 3 * ((uint64_t)1 << 20));
+    /* A small one, and a cancelled crash-free one. */
+    evexec_proc_input *in;
+    evexec_future *f;
+    void *data, *result;
+    ck_assert_int_eq(evexec_proc_input_new(e.pool, 3, &in, &data), 0);
+    memcpy(data, "xyz", 3);
+    ck_assert_int_eq(evexec_procpool_call_input(e.pool, w_echo, in, &f), 0);
+    ck_assert_int_eq(evexec_future_wait(f, EVEXEC_WAIT_FOREVER), 0);
+    ck_assert_int_eq(evexec_future_result(f, &result), 0);
+    ck_assert_uint_eq(((const struct evexec_proc_result *)result)->out_len, 3);
+    ck_assert_int_eq(memcmp(((const struct evexec_proc_result *)result)->out, "xyz", 3), 0);
+    evexec_future_free(f);
+    ck_assert_int_eq(evexec_proc_input_new(e.pool, 0, &in, &data), 0);
+    ck_assert_int_eq(evexec_procpool_call_input(e.pool, w_spin, in, &f), 0);
+    ck_assert_int_eq(evexec_future_cancel(f), 0);
+    ck_assert_int_eq(evexec_future_result(f, NULL), -ECANCELED);
+    evexec_future_free(f);
+    still_serves(&e);
+    env_close(&e);
+}
+END_TEST
+
 static Suite *procpool_suite(void)
 {
     Suite *s = suite_create("procpool");
@@ -1449,6 +1851,15 @@ static Suite *procpool_suite(void)
     tcase_add_test(tc, test_handoff_shutdown_and_futures);
     tcase_add_test(tc, test_handoff_big_inputs_reused_mapping);
     tcase_add_test(tc, test_handoff_big_input_mapping_expires);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("inputs in place");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_input_round_trip);
+    tcase_add_test(tc, test_input_errors);
+    tcase_add_test(tc, test_input_cancel_deadline);
+    tcase_add_test(tc, test_input_read_only_and_reused);
+    tcase_add_test(tc, test_input_futures);
+    tcase_add_test(tc, test_input_freed_buffer_released);
     suite_add_tcase(s, tc);
     return s;
 }
