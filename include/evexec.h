@@ -114,7 +114,7 @@ extern "C" {
 /** Major version: changes when the API changes incompatibly. */
 #define EVEXEC_VERSION_MAJOR 0
 /** Minor version: changes when functions or options are added. */
-#define EVEXEC_VERSION_MINOR 2
+#define EVEXEC_VERSION_MINOR 3
 /** Patch level: changes with fixes only. */
 #define EVEXEC_VERSION_PATCH 0
 /** Encoded as 0xMMmmpp: major, minor, patch. */
@@ -1635,7 +1635,7 @@ EVEXEC_EXPORT unsigned evexec_version(void);
 /**
  * Gives the version of the library the program runs with, as text.
  *
- * @return a static string of the form major.minor.patch, e.g. "0.2.0".
+ * @return a static string of the form major.minor.patch, e.g. "0.3.0".
  *
  * Thread: any thread.
  */
