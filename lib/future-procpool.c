@@ -82,21 +82,15 @@ static const struct evexec__future_ops proc_future_ops = {
     .destroy = pf_destroy,
 };
 
-int evexec_procpool_call(evexec_procpool *pp, evexec_proc_work_fn work, const void *in,
-                         size_t in_len, evexec_future **out)
+/* Makes a future of rec, built by the caller, and enqueues it; on error
+ * (-ENOMEM, or the pool's refusal) the caller undoes what it built. */
+static int call_rec(evexec_procpool *pp, struct proc_rec *rec, evexec_future **out)
 {
     struct proc_future *pf;
-    struct proc_rec *rec;
     int rc;
 
-    if (!pp || !work || !out || (!in && in_len))
-        return -EINVAL;
-    if (!(rec = evexec__procrec_new(pp, work, in, in_len, NULL, NULL, &rc)))
-        return rc;
-    if (!(pf = (struct proc_future *)evexec__future_new(sizeof *pf, &proc_future_ops, 2))) {
-        evexec__procrec_free(rec);
+    if (!(pf = (struct proc_future *)evexec__future_new(sizeof *pf, &proc_future_ops, 2)))
         return -ENOMEM;
-    }
     pf->rec = rec;
     pf->pp = pp;
     rec->fut = &pf->head;
@@ -104,7 +98,6 @@ int evexec_procpool_call(evexec_procpool *pp, evexec_proc_work_fn work, const vo
     rec->cls = 1; /* normal */
     if ((rc = evexec__procpool_enqueue(pp, rec)) < 0) {
         pf->pp = NULL;
-        evexec__procrec_free(rec);
         pf->rec = NULL;
         evexec__future_discard(&pf->head);
         return rc;
@@ -113,10 +106,24 @@ int evexec_procpool_call(evexec_procpool *pp, evexec_proc_work_fn work, const vo
     return 0;
 }
 
+int evexec_procpool_call(evexec_procpool *pp, evexec_proc_work_fn work, const void *in,
+                         size_t in_len, evexec_future **out)
+{
+    struct proc_rec *rec;
+    int rc;
+
+    if (!pp || !work || !out || (!in && in_len))
+        return -EINVAL;
+    if (!(rec = evexec__procrec_new(pp, work, in, in_len, NULL, NULL, &rc)))
+        return rc;
+    if ((rc = call_rec(pp, rec, out)) < 0)
+        evexec__procrec_free(rec);
+    return rc;
+}
+
 int evexec_procpool_call_input(evexec_procpool *pp, evexec_proc_work_fn work,
                                evexec_proc_input *in, evexec_future **out)
 {
-    struct proc_future *pf;
     struct proc_rec *rec;
     int rc;
 
@@ -125,25 +132,11 @@ int evexec_procpool_call_input(evexec_procpool *pp, evexec_proc_work_fn work,
     rec = evexec__input_rec(in);
     if ((rc = evexec__procrec_arm_input(pp, rec, work, NULL, NULL)) < 0)
         return rc;
-    if (!(pf = (struct proc_future *)evexec__future_new(sizeof *pf, &proc_future_ops, 2))) {
+    if ((rc = call_rec(pp, rec, out)) < 0)
         evexec__procrec_disarm_input(rec);
-        return -ENOMEM;
-    }
-    pf->rec = rec;
-    pf->pp = pp;
-    rec->fut = &pf->head;
-    rec->fcomplete = future_complete;
-    rec->cls = 1; /* normal */
-    if ((rc = evexec__procpool_enqueue(pp, rec)) < 0) {
-        pf->pp = NULL;
-        pf->rec = NULL;
-        evexec__future_discard(&pf->head);
-        evexec__procrec_disarm_input(rec);
-        return rc;
-    }
-    evexec__procrec_input_submitted(pp, rec);
-    *out = &pf->head;
-    return 0;
+    else
+        evexec__procrec_input_submitted(pp, rec);
+    return rc;
 }
 
 #else /* no process pools here: lib/procpool-stub.c answers the rest */

@@ -67,6 +67,27 @@ static void *proc_never_runs(evexec_job *job, void *arg)
     return arg;
 }
 
+/* The job options a process pool's job takes (a size-versioned struct);
+ * a passed deadline's late job is freed when it comes home. */
+static int read_opts(const struct evexec_job_opts *opts, struct evexec_job_opts *o)
+{
+    int rc = evexec__opts_read(o, sizeof *o, opts,
+                               offsetof(struct evexec_job_opts, wait_ms) + sizeof(int));
+    o->cleanup = proc_late;
+    return rc;
+}
+
+/* Submits rec, built by the caller, through port; on error the caller
+ * undoes what it built. */
+static int submit_rec(evexec_port *port, evexec_procpool *pp, struct proc_rec *rec,
+                      const struct evexec_job_opts *o, evexec_job_id *id)
+{
+    if (o->timeout_ms)
+        rec->deadline = evexec__now_ns() + (uint64_t)o->timeout_ms * 1000000u;
+    return evexec__port_submit(port, (struct evexec__runner *)pp, proc_never_runs, proc_done, rec,
+                               o, id);
+}
+
 int evexec_procpool_submit(evexec_port *port, evexec_procpool *pp, evexec_proc_work_fn work,
                            const void *in, size_t in_len, evexec_proc_done_fn done, void *arg,
                            const struct evexec_job_opts *opts, evexec_job_id *id)
@@ -77,17 +98,11 @@ int evexec_procpool_submit(evexec_port *port, evexec_procpool *pp, evexec_proc_w
 
     if (!port || !pp || !work || (!in && in_len))
         return -EINVAL;
-    if ((rc = evexec__opts_read(&o, sizeof o, opts,
-                                offsetof(struct evexec_job_opts, wait_ms) + sizeof(int))) < 0)
+    if ((rc = read_opts(opts, &o)) < 0)
         return rc;
-    o.cleanup = proc_late;
     if (!(rec = evexec__procrec_new(pp, work, in, in_len, done, arg, &rc)))
         return rc;
-    if (o.timeout_ms)
-        rec->deadline = evexec__now_ns() + (uint64_t)o.timeout_ms * 1000000u;
-    rc = evexec__port_submit(port, (struct evexec__runner *)pp, proc_never_runs, proc_done, rec,
-                             &o, id);
-    if (rc < 0)
+    if ((rc = submit_rec(port, pp, rec, &o, id)) < 0)
         evexec__procrec_free(rec);
     return rc;
 }
@@ -103,18 +118,12 @@ int evexec_procpool_submit_input(evexec_port *port, evexec_procpool *pp,
 
     if (!port || !pp || !work || !in)
         return -EINVAL;
-    if ((rc = evexec__opts_read(&o, sizeof o, opts,
-                                offsetof(struct evexec_job_opts, wait_ms) + sizeof(int))) < 0)
+    if ((rc = read_opts(opts, &o)) < 0)
         return rc;
-    o.cleanup = proc_late;
     rec = evexec__input_rec(in);
     if ((rc = evexec__procrec_arm_input(pp, rec, work, done, arg)) < 0)
         return rc;
-    if (o.timeout_ms)
-        rec->deadline = evexec__now_ns() + (uint64_t)o.timeout_ms * 1000000u;
-    rc = evexec__port_submit(port, (struct evexec__runner *)pp, proc_never_runs, proc_done, rec,
-                             &o, id);
-    if (rc < 0)
+    if ((rc = submit_rec(port, pp, rec, &o, id)) < 0)
         evexec__procrec_disarm_input(rec);
     else
         evexec__procrec_input_submitted(pp, rec);
