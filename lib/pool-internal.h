@@ -231,6 +231,14 @@ static inline void queue_unlink(struct evexec_pool *pool, struct evexec_job *job
  * one, or a class limit applies (pool.c). */
 struct evexec_job *evexec__queue_pop_classes(struct evexec_pool *pool);
 
+/* Jobs pushed without mu wait on the inbox (pool.c, "The inbox").
+ * Sequentially consistent: it pairs with the counts of idle and searching
+ * workers there. */
+static inline int inbox_full(const struct evexec_pool *pool)
+{
+    return atomic_load(&pool->inbox) != NULL;
+}
+
 /* With mu held: moves what submitters pushed on the inbox onto the queue,
  * oldest first. Every inbox job is newer than every queued one (a submit
  * under mu drains before it appends), so FIFO order holds. Out of line. */
@@ -244,7 +252,7 @@ static inline struct evexec_job *queue_pop(struct evexec_pool *pool)
     if (!pool->nqueued) {
         /* Workers drain only an empty queue: the submitter's line moves
          * once per batch, not once per job. */
-        if (!atomic_load(&pool->inbox)) /* after nsearching: see pool.c */
+        if (!inbox_full(pool)) /* after nsearching: see pool.c */
             return NULL;
         evexec__inbox_drain(pool);
     }

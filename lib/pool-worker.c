@@ -90,12 +90,6 @@ static int has_handoff(const struct worker *w)
     return atomic_load_explicit(&w->handoff, memory_order_acquire) != NULL;
 }
 
-/* Jobs pushed without mu wait on the inbox (pool.c). */
-static int inbox_full(const struct evexec_pool *pool)
-{
-    return atomic_load(&pool->inbox) != NULL;
-}
-
 /* Bucket of a duration: 0 below 2 ns, else floor(log2(ns)), capped. */
 static unsigned hist_bucket(uint64_t ns)
 {

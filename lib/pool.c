@@ -76,9 +76,7 @@ struct evexec_job *evexec__queue_pop_classes(struct evexec_pool *pool)
     struct evexec_job *job;
     unsigned c, k;
 
-    /* Inbox jobs (all normal) may outrank a queued low one. */
-    if (atomic_load_explicit(&pool->inbox, memory_order_relaxed))
-        evexec__inbox_drain(pool);
+    evexec__inbox_drain(pool); /* its jobs (all normal) may outrank a queued low one */
     for (k = 0; k < EVEXEC__NCLASSES && !class_runnable(pool, k); k++)
         ;
     if (k == EVEXEC__NCLASSES)
@@ -154,7 +152,7 @@ void evexec__pool_unref(struct evexec_pool *pool, unsigned long n)
 void evexec__inbox_drain(struct evexec_pool *pool)
 {
     struct evexec_job *j, *fifo = NULL, *next;
-    if (!atomic_load(&pool->inbox))
+    if (!inbox_full(pool))
         return;
     j = atomic_exchange_explicit(&pool->inbox, NULL, memory_order_acquire);
     for (; j; j = next) { /* newest first: reverse */
@@ -371,8 +369,7 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
             rc = -ESHUTDOWN;
             goto reject;
         }
-        if (atomic_load_explicit(&pool->inbox, memory_order_relaxed))
-            evexec__inbox_drain(pool); /* older than this job */
+        evexec__inbox_drain(pool); /* older than this job */
         /* An idle worker takes the job at once if one searches; if all
          * sleep, one is woken, unless one is already on its way (it wakes
          * the next if work remains): see pool-worker.c. */
