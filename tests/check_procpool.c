@@ -8,8 +8,9 @@
  * fd hygiene (no daemon fd in any worker, no zombie or orphan, no leaked
  * fd after free), shutdowns, and bad arguments; the same outcomes for
  * jobs handed straight to an idle worker, and a hand-off racing the
- * worker's death. Pools are made inside each test (Check forks every
- * test).
+ * worker's death; the fork server killed from outside (idle, with jobs
+ * running and queued, with no worker ready, then freed or shut down).
+ * Pools are made inside each test (Check forks every test).
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -1806,6 +1807,280 @@ START_TEST(test_input_futures)
 }
 END_TEST
 
+/* --- the fork server's death ----------------------------------------------- */
+
+/* The fork server forks every worker and reports their exits; nothing can
+ * replace it (a fork server forked later would copy the daemon as it is
+ * then, threads running, not as it was when the pool was made). Killed
+ * from outside, it takes its workers and their children with it, and the
+ * pool fails what it cannot serve: every accepted job still gets exactly
+ * one callback, never a hang, and free reaps everything. */
+
+#define SRV_NAME "srvdeath"
+
+static int init_hangs(void *hook_arg, void **state)
+{
+    (void)state;
+    while (hook_arg)
+        pause();
+    return 0;
+}
+
+/* 1 if pid's /proc comm is name. */
+static int comm_is(pid_t pid, const char *name)
+{
+    char path[64], buf[32] = "";
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    if (!fgets(buf, sizeof buf, f))
+        buf[0] = '\0';
+    fclose(f);
+    buf[strcspn(buf, "\n")] = '\0';
+    return strcmp(buf, name) == 0;
+}
+
+static int find_server(void *arg)
+{
+    pid_t kids[16], *srv = arg;
+    int n = children_of(getpid(), kids, 16);
+    *srv = 0;
+    for (int i = 0; i < n; i++)
+        if (comm_is(kids[i], SRV_NAME "-srv")) {
+            ck_assert_int_eq(*srv, 0);
+            *srv = kids[i];
+        }
+    return *srv != 0;
+}
+
+/* The pool's fork server: our child named SRV_NAME "-srv" (the test has no
+ * other pool), once it has taken that name. */
+static pid_t server_pid(void)
+{
+    pid_t srv;
+    wait_for(find_server, &srv);
+    return srv;
+}
+
+static struct evexec_procpool_stats srv_stats(evexec_procpool *pp)
+{
+    struct evexec_procpool_stats st = {.size = sizeof st};
+    ck_assert_int_eq(evexec_procpool_stats(pp, &st), 0);
+    return st;
+}
+
+static int srv_ready(void *arg)
+{
+    struct evexec_procpool_stats st = srv_stats(arg);
+    return st.procs == 2 && st.idle == 2;
+}
+
+static int srv_starting_queued(void *arg)
+{
+    struct evexec_procpool_stats st = srv_stats(arg);
+    return st.procs == 1 && st.idle == 0 && st.busy == 0 && st.queued == 3;
+}
+
+static int srv_all_dead(void *arg)
+{
+    pid_t *pids = arg;
+    for (int i = 0; pids[i]; i++)
+        if (!dead(pids[i]))
+            return 0;
+    return 1;
+}
+
+static int srv_no_procs(void *arg)
+{
+    struct evexec_procpool_stats st = srv_stats(arg);
+    return st.procs == 0 && st.idle == 0 && st.busy == 0;
+}
+
+static void srv_opts(struct evexec_procpool_opts *o, unsigned max, unsigned min)
+{
+    *o = (struct evexec_procpool_opts)EVEXEC_PROCPOOL_OPTS_INIT;
+    o->name = SRV_NAME;
+    o->max_procs = max;
+    o->min_procs = min;
+    o->idle_timeout_ms = EVEXEC_IDLE_FOREVER;
+}
+
+/* Idle workers do not outlive their server (they die with it: nothing
+ * could reap them or learn how they ended), and the pool, which cannot
+ * fork again, refuses new jobs. */
+START_TEST(test_server_killed_idle)
+{
+    struct env e;
+    struct outcome oc;
+    struct evexec_procpool_opts o;
+    pid_t workers[4] = {0};
+    srv_opts(&o, 2, 2);
+    env_open(&e, &o);
+    wait_for(srv_ready, e.pool);
+    still_serves(&e);
+    pid_t srv = server_pid();
+    ck_assert_int_eq(children_of(srv, workers, 3), 2);
+
+    ck_assert_int_eq(kill(srv, SIGKILL), 0);
+    wait_for(srv_all_dead, workers);
+    wait_for(srv_no_procs, e.pool);
+    oc_init(&oc, &e);
+    int rc = evexec_procpool_submit(e.port, e.pool, w_echo, "x", 1, on_done, &oc, NULL, NULL);
+    ck_assert_int_lt(rc, 0);
+    ck_assert_int_eq(oc.calls, 0);
+    evexec_future *f = NULL;
+    ck_assert_int_lt(evexec_procpool_call(e.pool, w_echo, "x", 1, &f), 0);
+    ck_assert_ptr_null(f);
+    env_close(&e);
+}
+END_TEST
+
+/* A job submitted at once after the kill, before the pool can know: taken
+ * or refused, never lost. */
+START_TEST(test_server_killed_submit_races)
+{
+    struct env e;
+    struct outcome oc;
+    struct evexec_procpool_opts o;
+    srv_opts(&o, 1, 1);
+    env_open(&e, &o);
+    still_serves(&e); /* the worker is lent: the next submit goes to it */
+    ck_assert_int_eq(kill(server_pid(), SIGKILL), 0);
+    oc_init(&oc, &e);
+    int rc = evexec_procpool_submit(e.port, e.pool, w_echo, "x", 1, on_done, &oc, NULL, NULL);
+    if (rc == 0) {
+        run_until(e.base, &e.done, e.done + 1);
+        ck_assert_int_eq(oc.calls, 1); /* it ran, or it failed */
+    } else {
+        ck_assert_int_lt(rc, 0);
+        ck_assert_int_eq(oc.calls, 0);
+    }
+    env_close(&e);
+}
+END_TEST
+
+/* A running job (its worker's child too) and queued ones: each gets one
+ * callback, with a status that says the pool failed, not the job. */
+START_TEST(test_server_killed_with_jobs)
+{
+    struct env e;
+    struct outcome run, q[3];
+    char path[128];
+    pid_t procs[3] = {0};
+    struct evexec_procpool_opts o;
+    srv_opts(&o, 1, 0);
+    env_open(&e, &o);
+    tmp_path(path, sizeof path, "srvjobs");
+    start_hang(&e, 'G', path, NULL, &run, &procs[0], &procs[1]);
+    for (int i = 0; i < 3; i++) {
+        oc_init(&q[i], &e);
+        ck_assert_int_eq(
+            evexec_procpool_submit(e.port, e.pool, w_echo, "q", 1, on_done, &q[i], NULL, NULL), 0);
+    }
+    ck_assert_uint_eq(srv_stats(e.pool).queued, 3);
+
+    ck_assert_int_eq(kill(server_pid(), SIGKILL), 0);
+    run_until(e.base, &e.done, 4);
+    ck_assert_int_eq(run.calls, 1);
+    ck_assert_int_lt(run.status, 0);
+    ck_assert_int_eq(run.res.pid, procs[0]);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(q[i].calls, 1);
+        ck_assert_int_eq(q[i].status, -ENOTRECOVERABLE);
+        ck_assert_int_eq(q[i].res.pid, 0);
+    }
+    wait_for(srv_all_dead, procs); /* the worker and its grandchild */
+    struct evexec_procpool_stats st = srv_stats(e.pool);
+    ck_assert_uint_eq(st.queued, 0);
+    ck_assert_uint_eq(st.submitted, 4);
+    env_close(&e);
+}
+END_TEST
+
+/* Jobs queued while no worker is ready (the only one is still in its init
+ * hook), one of them a future's: all fail at once. */
+START_TEST(test_server_killed_none_ready)
+{
+    struct env e;
+    struct outcome q[2];
+    struct evexec_procpool_opts o;
+    static int hang = 1;
+    srv_opts(&o, 1, 0);
+    o.init = init_hangs;
+    o.hook_arg = &hang;
+    env_open(&e, &o);
+    for (int i = 0; i < 2; i++) {
+        oc_init(&q[i], &e);
+        ck_assert_int_eq(
+            evexec_procpool_submit(e.port, e.pool, w_echo, "q", 1, on_done, &q[i], NULL, NULL), 0);
+    }
+    evexec_future *f;
+    ck_assert_int_eq(evexec_procpool_call(e.pool, w_echo, "f", 1, &f), 0);
+    wait_for(srv_starting_queued, e.pool);
+
+    ck_assert_int_eq(kill(server_pid(), SIGKILL), 0);
+    run_until(e.base, &e.done, 2);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(q[i].status, -ENOTRECOVERABLE);
+    ck_assert_int_eq(evexec_future_wait(f, EVEXEC_WAIT_FOREVER), 0);
+    ck_assert_int_eq(evexec_future_result(f, NULL), -ENOTRECOVERABLE);
+    evexec_future_free(f);
+    wait_for(srv_no_procs, e.pool);
+    env_close(&e);
+}
+END_TEST
+
+/* Free at once after the kill, the pool not yet aware, with a job
+ * running: no hang; the job is delivered; nothing left behind. */
+START_TEST(test_server_killed_then_free)
+{
+    struct env e;
+    struct outcome run;
+    char path[128];
+    pid_t procs[3] = {0};
+    struct evexec_procpool_opts o;
+    srv_opts(&o, 2, 2);
+    env_open(&e, &o);
+    tmp_path(path, sizeof path, "srvfree");
+    start_hang(&e, 'G', path, NULL, &run, &procs[0], &procs[1]);
+    ck_assert_int_eq(kill(server_pid(), SIGKILL), 0);
+    evexec_procpool_free(e.pool);
+    pid_t kids[4];
+    ck_assert_int_eq(children_of(getpid(), kids, 4), 0);
+    run_until(e.base, &e.done, 1);
+    ck_assert_int_lt(run.status, 0);
+    wait_for(srv_all_dead, procs);
+    evexec_port_free(e.port);
+    event_base_dispatch(e.base);
+    event_base_free(e.base);
+    ck_assert_int_eq(count_fds(), e.fds);
+}
+END_TEST
+
+/* Shutdowns after the pool knows: no hang, nothing left behind. */
+START_TEST(test_server_killed_then_shutdown)
+{
+    struct env e;
+    struct evexec_procpool_opts o;
+    for (int how = EVEXEC_DRAIN; how <= EVEXEC_CANCEL; how++) {
+        srv_opts(&o, 1, 0);
+        env_open(&e, &o);
+        ck_assert_int_eq(kill(server_pid(), SIGKILL), 0);
+        /* The pool knows once a submit is refused or its job failed
+         * (no worker: it needed one forked). */
+        struct outcome oc;
+        oc_init(&oc, &e);
+        if (evexec_procpool_submit(e.port, e.pool, w_echo, "x", 1, on_done, &oc, NULL, NULL) == 0) {
+            run_until(e.base, &e.done, 1);
+            ck_assert_int_lt(oc.status, 0);
+        }
+        ck_assert_int_eq(evexec_procpool_shutdown(e.pool, how), 0);
+        env_close(&e);
+    }
+}
+END_TEST
+
 static Suite *procpool_suite(void)
 {
     Suite *s = suite_create("procpool");
@@ -1860,6 +2135,15 @@ static Suite *procpool_suite(void)
     tcase_add_test(tc, test_input_read_only_and_reused);
     tcase_add_test(tc, test_input_futures);
     tcase_add_test(tc, test_input_freed_buffer_released);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("server");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_server_killed_idle);
+    tcase_add_test(tc, test_server_killed_submit_races);
+    tcase_add_test(tc, test_server_killed_with_jobs);
+    tcase_add_test(tc, test_server_killed_none_ready);
+    tcase_add_test(tc, test_server_killed_then_free);
+    tcase_add_test(tc, test_server_killed_then_shutdown);
     suite_add_tcase(s, tc);
     return s;
 }
