@@ -2082,7 +2082,9 @@ struct evexec_procpool_stats {
     uint64_t spawned;      /**< workers started in all */
     int degraded;          /**< 1 while workers keep dying at once: the pool
                                 backs off (doubling up to 5 s) before it forks
-                                again; 0 once a worker runs a job */
+                                again; 0 once a worker runs a job. 1 for good
+                                once the fork server is gone (see "Process
+                                pools"): make a new pool */
 };
 
 /**

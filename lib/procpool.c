@@ -634,7 +634,7 @@ static void on_result(struct evexec_procpool *pp, struct proc_worker *w, struct 
     } else {
         pp->fails = 0;
         pthread_mutex_lock(&pp->mu);
-        pp->st.degraded = 0;
+        pp->st.degraded = pp->broken;
         pthread_mutex_unlock(&pp->mu);
     }
     if (w->st == W_BUSY) {
@@ -804,8 +804,11 @@ static void read_server(struct evexec_procpool *pp)
             epoll_ctl(pp->epfd, EPOLL_CTL_DEL, pp->srv_fd, NULL);
             close(pp->srv_fd);
             pp->srv_fd = -1;
+            /* For good: nothing may fork a new one (the daemon's threads
+             * run now), so the pool says so until it is freed. */
             pthread_mutex_lock(&pp->mu);
             pp->broken = 1;
+            pp->st.degraded = 1;
             pthread_mutex_unlock(&pp->mu);
             for (unsigned i = 0; i < pp->max_procs; i++) {
                 struct proc_worker *w = &pp->w[i];

@@ -1925,6 +1925,7 @@ START_TEST(test_server_killed_idle)
     ck_assert_int_eq(kill(srv, SIGKILL), 0);
     wait_for(srv_all_dead, workers);
     wait_for(srv_no_procs, e.pool);
+    ck_assert_int_eq(srv_stats(e.pool).degraded, 1); /* for good */
     oc_init(&oc, &e);
     int rc = evexec_procpool_submit(e.port, e.pool, w_echo, "x", 1, on_done, &oc, NULL, NULL);
     ck_assert_int_lt(rc, 0);
@@ -1994,6 +1995,7 @@ START_TEST(test_server_killed_with_jobs)
     struct evexec_procpool_stats st = srv_stats(e.pool);
     ck_assert_uint_eq(st.queued, 0);
     ck_assert_uint_eq(st.submitted, 4);
+    ck_assert_int_eq(st.degraded, 1);
     env_close(&e);
 }
 END_TEST
@@ -2027,6 +2029,7 @@ START_TEST(test_server_killed_none_ready)
     ck_assert_int_eq(evexec_future_result(f, NULL), -ENOTRECOVERABLE);
     evexec_future_free(f);
     wait_for(srv_no_procs, e.pool);
+    ck_assert_int_eq(srv_stats(e.pool).degraded, 1);
     env_close(&e);
 }
 END_TEST
