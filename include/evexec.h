@@ -1692,7 +1692,7 @@ EVEXEC_EXPORT const char *evexec_version_string(void);
  * | -ECHILD           | worker exited during the job      | exit_code |
  * | -ENOMEM           | memory limit hit (mem_limit)     | |
  * | -ETIME            | CPU-time limit hit (cpu_limit_s) | signal (SIGXCPU) |
- * | -ENOTRECOVERABLE  | no worker could be started: worker_init failed (or the fork server is gone) | work_error: init's value |
+ * | -ENOTRECOVERABLE  | no worker could be started: worker_init failed; or the fork server is gone (queued and running jobs) | work_error: init's value (0 when the server is gone) |
  *
  * Threads: as for thread pools; the supervisor is a thread of the pool
  * and never runs user code. Hooks and work functions run in the workers.

@@ -817,8 +817,10 @@ static void read_server(struct evexec_procpool *pp)
                 if (w->pid > 0)
                     kill(-w->pid, SIGKILL);
                 close_chan(pp, w);
+                /* Not the job's crash: the pool's failure, as for queued
+                 * jobs (a kill of ours keeps its reason). */
                 if (w->job)
-                    finish(pp, w->job, w->kill_reason ? w->kill_reason : -EOWNERDEAD);
+                    finish(pp, w->job, w->kill_reason ? w->kill_reason : -ENOTRECOVERABLE);
                 memset(w, 0, sizeof *w);
                 w->fd = -1;
             }
