@@ -1904,6 +1904,8 @@ typedef void (*evexec_proc_done_fn)(int status, const struct evexec_proc_result 
  *   - -EPERM: not on the port's loop thread;
  *   - -EAGAIN: the queue is at max_queued;
  *   - -ESHUTDOWN: the pool was shut down, or the port freed;
+ *   - -ENOTRECOVERABLE: the pool's fork server is gone (see "Process
+ *     pools");
  *   - -ENOMEM, -EMFILE: out of memory or fds.
  *
  * Thread: the port's loop thread.
@@ -1929,8 +1931,8 @@ EVEXEC_EXPORT int evexec_procpool_submit(evexec_port *port, evexec_procpool *poo
  * @param pool, work, in, in_len  as evexec_procpool_submit().
  * @param[out] out  receives the future; untouched on error.
  * @return 0, or -EINVAL (a NULL @p pool, @p work or @p out, or @p in NULL
- *   with a length), -EFAULT, -EMSGSIZE, -EAGAIN, -ESHUTDOWN, -ENOMEM,
- *   -EMFILE (as evexec_procpool_submit()).
+ *   with a length), -EFAULT, -EMSGSIZE, -EAGAIN, -ESHUTDOWN,
+ *   -ENOTRECOVERABLE, -ENOMEM, -EMFILE (as evexec_procpool_submit()).
  *
  * Thread: any thread.
  */
@@ -1967,6 +1969,7 @@ typedef struct evexec_proc_input evexec_proc_input;
  *   - -EINVAL: a NULL @p pool, @p out or @p data;
  *   - -EMSGSIZE: @p len above max_payload;
  *   - -ESHUTDOWN: the pool was shut down;
+ *   - -ENOTRECOVERABLE: the pool's fork server is gone;
  *   - -ENOMEM, -EMFILE: out of memory or fds.
  *
  * Thread: any thread.
@@ -1991,7 +1994,7 @@ EVEXEC_EXPORT int evexec_proc_input_new(evexec_procpool *pool, size_t len,
  * @return 0, or, with no callback ever and @p in still the caller's:
  *   - -EINVAL: a NULL @p port, @p pool, @p work or @p in, @p in made for
  *     another pool, bad opts (as evexec_submit_ex()), or a wait_ms;
- *   - -EFAULT, -EPERM, -EAGAIN, -ESHUTDOWN, -ENOMEM: as
+ *   - -EFAULT, -EPERM, -EAGAIN, -ESHUTDOWN, -ENOTRECOVERABLE, -ENOMEM: as
  *     evexec_procpool_submit().
  *
  * Thread: the port's loop thread.
@@ -2011,7 +2014,8 @@ EVEXEC_EXPORT int evexec_procpool_submit_input(evexec_port *port, evexec_procpoo
  * @param in          from evexec_proc_input_new() on this @p pool.
  * @param[out] out    receives the future; untouched on error.
  * @return 0, or -EINVAL (a NULL argument, or @p in made for another pool),
- *   -EFAULT, -EAGAIN, -ESHUTDOWN, -ENOMEM (as evexec_procpool_call()).
+ *   -EFAULT, -EAGAIN, -ESHUTDOWN, -ENOTRECOVERABLE, -ENOMEM (as
+ *   evexec_procpool_call()).
  *
  * Thread: any thread.
  */

@@ -47,7 +47,8 @@
     X(ECHILD, "ECHILD", "the worker process exited during the job")                    \
     X(ETIME, "ETIME", "the job used up its CPU-time limit")                            \
     X(ENOTRECOVERABLE, "ENOTRECOVERABLE", "no worker process could be started (its "   \
-                                          "init hook failed)")                         \
+                                          "init hook failed), or the pool's fork "     \
+                                          "server is gone (make a new pool)")          \
     X(EMSGSIZE, "EMSGSIZE", "the input is larger than the pool's max_payload")         \
     X(EFAULT, "EFAULT", "the work function is not in the fork server's image (loaded " \
                         "after the pool was made)")

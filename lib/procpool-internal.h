@@ -253,8 +253,8 @@ static inline struct proc_rec *evexec__input_rec(evexec_proc_input *in)
 }
 /* Frees a record and its buffers. Any thread. */
 void evexec__procrec_free(struct proc_rec *rec);
-/* The runner's enqueue: queues rec (rec->job set, QUEUED). 0, -EAGAIN or
- * -ESHUTDOWN. */
+/* The runner's enqueue: queues rec (rec->job set, QUEUED). 0, -EAGAIN,
+ * -ESHUTDOWN or -ENOTRECOVERABLE (the fork server is gone). */
 int evexec__procpool_enqueue(struct evexec_procpool *pp, struct proc_rec *rec);
 /* The runner's cancel, for a job seen QUEUED: 0 (taken off the queue,
  * CANCELLED; the caller completes it), -EBUSY or -EALREADY. */

@@ -1365,7 +1365,7 @@ int evexec__procrec_new_input(struct evexec_procpool *pp, size_t len, struct pro
         return -EMSGSIZE;
     pthread_mutex_lock(&pp->mu);
     if (pp->closed || pp->broken)
-        rc = -ESHUTDOWN;
+        rc = pp->closed ? -ESHUTDOWN : -ENOTRECOVERABLE;
     pthread_mutex_unlock(&pp->mu);
     if (rc < 0)
         return rc;
@@ -1482,7 +1482,7 @@ int evexec__procpool_enqueue(struct evexec_procpool *pp, struct proc_rec *rec)
     int rc = 0;
     pthread_mutex_lock(&pp->mu);
     if (pp->closed || pp->broken)
-        rc = -ESHUTDOWN;
+        rc = pp->closed ? -ESHUTDOWN : -ENOTRECOVERABLE; /* the pool's own failure */
     else if (pp->nqueued >= pp->max_queued)
         rc = -EAGAIN;
     if (rc == 0) {

@@ -1927,13 +1927,28 @@ START_TEST(test_server_killed_idle)
     wait_for(srv_all_dead, workers);
     wait_for(srv_no_procs, e.pool);
     ck_assert_int_eq(srv_stats(e.pool).degraded, 1); /* for good */
+    /* Refused with the errno the pool's failed jobs get: not -ESHUTDOWN,
+     * which the daemon's own shutdown gives. */
     oc_init(&oc, &e);
-    int rc = evexec_procpool_submit(e.port, e.pool, w_echo, "x", 1, on_done, &oc, NULL, NULL);
-    ck_assert_int_lt(rc, 0);
+    ck_assert_int_eq(
+        evexec_procpool_submit(e.port, e.pool, w_echo, "x", 1, on_done, &oc, NULL, NULL),
+        -ENOTRECOVERABLE);
     ck_assert_int_eq(oc.calls, 0);
     evexec_future *f = NULL;
-    ck_assert_int_lt(evexec_procpool_call(e.pool, w_echo, "x", 1, &f), 0);
+    ck_assert_int_eq(evexec_procpool_call(e.pool, w_echo, "x", 1, &f), -ENOTRECOVERABLE);
     ck_assert_ptr_null(f);
+    evexec_proc_input *in = NULL;
+    void *data = NULL;
+    ck_assert_int_eq(evexec_proc_input_new(e.pool, 8, &in, &data), -ENOTRECOVERABLE);
+    ck_assert_ptr_null(in);
+    ck_assert_str_eq(evexec_strerror(-ENOTRECOVERABLE),
+                     "no worker process could be started (its init hook failed), or the "
+                     "pool's fork server is gone (make a new pool)");
+    /* A shutdown of the daemon's own says so from then on. */
+    ck_assert_int_eq(evexec_procpool_shutdown(e.pool, EVEXEC_DRAIN), 0);
+    ck_assert_int_eq(
+        evexec_procpool_submit(e.port, e.pool, w_echo, "x", 1, on_done, &oc, NULL, NULL),
+        -ESHUTDOWN);
     env_close(&e);
 }
 END_TEST
