@@ -824,6 +824,12 @@ static void read_server(struct evexec_procpool *pp)
                 memset(w, 0, sizeof *w);
                 w->fd = -1;
             }
+            /* Reaped now, not left a zombie until the pool is freed: it
+             * has closed its channel, so it is exiting (or exits as it
+             * sees ours closed). */
+            if (pp->srv_pid > 0)
+                waitpid(pp->srv_pid, NULL, 0);
+            pp->srv_pid = 0;
             return;
         }
         if (f.type == F_SPAWNED && f.seq < pp->max_procs) {
@@ -1158,7 +1164,8 @@ static void *supervisor(void *arg)
         close(pp->srv_fd);
         pp->srv_fd = -1;
     }
-    waitpid(pp->srv_pid, NULL, 0); /* ECHILD if the program reaped it */
+    if (pp->srv_pid > 0) /* 0: reaped when it died */
+        waitpid(pp->srv_pid, NULL, 0); /* ECHILD if the program reaped it */
     return NULL;
 }
 

@@ -1927,6 +1927,9 @@ START_TEST(test_server_killed_idle)
     wait_for(srv_all_dead, workers);
     wait_for(srv_no_procs, e.pool);
     ck_assert_int_eq(srv_stats(e.pool).degraded, 1); /* for good */
+    /* The server is reaped at once, not left a zombie until free. */
+    pid_t kids[4];
+    ck_assert_int_eq(children_of(getpid(), kids, 4), 0);
     /* Refused with the errno the pool's failed jobs get: not -ESHUTDOWN,
      * which the daemon's own shutdown gives. */
     oc_init(&oc, &e);
