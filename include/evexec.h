@@ -1694,6 +1694,17 @@ EVEXEC_EXPORT const char *evexec_version_string(void);
  * | -ETIME            | CPU-time limit hit (cpu_limit_s) | signal (SIGXCPU) |
  * | -ENOTRECOVERABLE  | no worker could be started: worker_init failed; or the fork server is gone (queued and running jobs) | work_error: init's value (0 when the server is gone) |
  *
+ * If the fork server dies (killed from outside: the OOM killer, an
+ * operator), the pool cannot heal: a fork server forked then would copy
+ * the daemon as it is at that moment, its threads running, not as it was
+ * when the pool was made. Its workers die with it, with their process
+ * groups (nothing could reap them or learn how their jobs ended). Every
+ * job not finished, running or queued, is delivered -ENOTRECOVERABLE;
+ * submits fail with -ENOTRECOVERABLE; evexec_procpool_stats() reports
+ * degraded (and no process) for good. Free the pool (nothing is left
+ * behind: no zombie, no orphan, no fd) and make a new one, which copies
+ * the daemon as it is then.
+ *
  * Threads: as for thread pools; the supervisor is a thread of the pool
  * and never runs user code. Hooks and work functions run in the workers.
  *
