@@ -18,8 +18,9 @@
  * - ::evexec_port: the link between pools and one `event_base`. Workers push
  *   finished jobs on the port's lock-free completion list and write its wake
  *   fd (an eventfd, or a pipe) only when the list goes from empty to
- *   non-empty; the loop then runs the done callbacks. A port may receive jobs
- *   from any number of pools.
+ *   non-empty while the loop is not delivering; the loop then runs the done
+ *   callbacks, taking what finishes meanwhile without another wake-up. A
+ *   port may receive jobs from any number of pools.
  * - job: one call of a work function. It is identified by an ::evexec_job_id,
  *   which stays safe to pass to evexec_cancel() after the job is gone (the
  *   call then answers -ENOENT).
@@ -618,7 +619,8 @@ struct evexec_port_stats {
     uint64_t delivered;   /**< done callbacks run */
     uint64_t wakeups;     /**< wake-fd writes the loop has read: workers
                                write only when the completion list was
-                               empty, so one covers a whole burst */
+                               empty and the loop not delivering, so one
+                               covers a whole burst */
     uint64_t batches;     /**< runs of the delivery loop (each at most
                                max_batch callbacks) */
 };

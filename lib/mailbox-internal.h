@@ -23,11 +23,12 @@ struct evexec__wakefd {
 /*
  * A multi-producer, single-consumer mailbox into one loop thread: a
  * lock-free LIFO list of nodes and a wake fd written only when a post finds
- * the list empty.
+ * the list empty and the loop outside a run (mailbox.c).
  */
 struct evexec__mailbox {
-    /* Written by every poster: alone on its cache line. */
-    _Alignas(EVEXEC_CACHELINE) _Atomic(struct evexec__node *) head;
+    /* Written by every poster: alone on its cache line. The newest node,
+     * or'ed with MAILBOX_RUNNING while the loop is in a run. */
+    _Alignas(EVEXEC_CACHELINE) _Atomic uintptr_t head;
     _Alignas(EVEXEC_CACHELINE) struct evexec__wakefd wake; /* read by posters */
     struct event *ev;              /* EV_READ|EV_PERSIST on wake.rfd */
     /* Loop thread only. Each take of a non-empty list is owed exactly one
@@ -51,8 +52,23 @@ void evexec__mailbox_detach(struct evexec__mailbox *mb);
 void evexec__mailbox_post(struct evexec__mailbox *mb, struct evexec__node *node);
 /* Loop thread: empties the wake fd, then takes every node posted so far,
  * newest first (NULL if none). A caller that does not take on a wake-up
- * leaves the fd readable, so the event fires again. */
+ * leaves the fd readable, so the event fires again. Not for a mailbox
+ * whose owner uses runs (below). */
 struct evexec__node *evexec__mailbox_take(struct evexec__mailbox *mb);
+/*
+ * Runs, for an owner that takes many times per wake-up (a port): between
+ * evexec__mailbox_begin() and evexec__mailbox_end() the loop is known to
+ * look again, so posts write nothing and later takes read nothing.
+ * begin: starts a run and takes every node posted so far (emptying the
+ *   wake fd first if woken: the call comes from the fd's event);
+ * more: in a run, takes what was posted since the last take, no syscall;
+ * end: ends the run and returns what was posted since the last take, for
+ *   the owner to deliver later (the run is over either way).
+ * Each returns nodes newest first, or NULL.
+ */
+struct evexec__node *evexec__mailbox_begin(struct evexec__mailbox *mb, int woken);
+struct evexec__node *evexec__mailbox_more(struct evexec__mailbox *mb);
+struct evexec__node *evexec__mailbox_end(struct evexec__mailbox *mb);
 /* Loop thread: no poster can still be touching the mailbox. */
 int evexec__mailbox_quiet(const struct evexec__mailbox *mb);
 /* Loop thread: wake-fd writes read so far. */

@@ -23,6 +23,19 @@
  * write the wake fd, after its node may already have been taken. The loop
  * counts the writes it is owed (one per non-empty take) and the writes it
  * has read; the owner may release the mailbox only when they match.
+ *
+ * Runs: a port takes again and again in one wake-up (its done callbacks
+ * submit jobs that finish while it delivers), so it brackets those takes
+ * in a run. The list's head word carries MAILBOX_RUNNING meanwhile, and a
+ * post sees the flag in the same compare-and-swap that pushes its node: a
+ * post onto an empty list writes the wake fd only if the flag is clear,
+ * and a post made while it is set never touches the mailbox again. The
+ * run's first take (begin) swaps in the flag: the nodes it takes were
+ * posted without it, and the oldest one's poster writes, as before (one
+ * write owed). Later takes (more) and the end, which clears the flag and
+ * takes what came since in one exchange, take only nodes posted under
+ * the flag: nothing to read, nothing owed. So a completion that lands
+ * while the port delivers costs no system call on either side.
  */
 #include "config.h"
 
@@ -133,7 +146,7 @@ static uint64_t evexec__wakefd_drain(const struct evexec__wakefd *w)
 
 void evexec__mailbox_init(struct evexec__mailbox *mb)
 {
-    atomic_init(&mb->head, NULL);
+    atomic_init(&mb->head, 0);
     mb->signals_owed = mb->signals_read = 0;
     mb->ev = NULL;
     mb->wake.rfd = mb->wake.wfd = -1;
@@ -181,14 +194,23 @@ void evexec__mailbox_detach(struct evexec__mailbox *mb)
         event_del(mb->ev);
 }
 
+#define MAILBOX_RUNNING ((uintptr_t)1)
+_Static_assert(_Alignof(struct evexec__node) > 1, "a node's address leaves bit 0 free");
+
+static inline struct evexec__node *list_of(uintptr_t head)
+{
+    return (struct evexec__node *)(head & ~MAILBOX_RUNNING);
+}
+
 void evexec__mailbox_post(struct evexec__mailbox *mb, struct evexec__node *node)
 {
-    struct evexec__node *old = atomic_load_explicit(&mb->head, memory_order_relaxed);
+    uintptr_t old = atomic_load_explicit(&mb->head, memory_order_relaxed);
     do
-        node->next = old;
-    while (!atomic_compare_exchange_weak_explicit(&mb->head, &old, node, memory_order_release,
-                                                  memory_order_relaxed));
-    if (old == NULL)
+        node->next = list_of(old);
+    while (!atomic_compare_exchange_weak_explicit(&mb->head, &old,
+                                                  (uintptr_t)node | (old & MAILBOX_RUNNING),
+                                                  memory_order_release, memory_order_relaxed));
+    if (old == 0) /* empty, and the loop in no run */
         evexec__wakefd_signal(&mb->wake);
 }
 
@@ -202,10 +224,14 @@ int evexec__mailbox_quiet(const struct evexec__mailbox *mb)
     return mb->signals_read >= mb->signals_owed;
 }
 
-struct evexec__node *evexec__mailbox_take(struct evexec__mailbox *mb)
+/* A take of nodes posted outside a run: reads the wake fd first if asked,
+ * and leaves the head word at next (0, or MAILBOX_RUNNING to start a run). */
+static struct evexec__node *take_owed(struct evexec__mailbox *mb, int read, uintptr_t next)
 {
-    mb->signals_read += evexec__wakefd_drain(&mb->wake);
-    struct evexec__node *list = atomic_exchange_explicit(&mb->head, NULL, memory_order_acquire);
+    if (read)
+        mb->signals_read += evexec__wakefd_drain(&mb->wake);
+    struct evexec__node *list =
+        list_of(atomic_exchange_explicit(&mb->head, next, memory_order_acquire));
     if (list)
         mb->signals_owed++;
     /* Every write read was made by a post that this take or an earlier one
@@ -215,6 +241,32 @@ struct evexec__node *evexec__mailbox_take(struct evexec__mailbox *mb)
     if (mb->signals_read > mb->signals_owed)
         mb->signals_read = mb->signals_owed;
     return list;
+}
+
+struct evexec__node *evexec__mailbox_take(struct evexec__mailbox *mb)
+{
+    return take_owed(mb, 1, 0);
+}
+
+struct evexec__node *evexec__mailbox_begin(struct evexec__mailbox *mb, int woken)
+{
+    return take_owed(mb, woken, MAILBOX_RUNNING);
+}
+
+struct evexec__node *evexec__mailbox_more(struct evexec__mailbox *mb)
+{
+    if (atomic_load_explicit(&mb->head, memory_order_relaxed) == MAILBOX_RUNNING)
+        return NULL;
+    return list_of(atomic_exchange_explicit(&mb->head, MAILBOX_RUNNING, memory_order_acquire));
+}
+
+struct evexec__node *evexec__mailbox_end(struct evexec__mailbox *mb)
+{
+    uintptr_t running = MAILBOX_RUNNING;
+    if (atomic_compare_exchange_strong_explicit(&mb->head, &running, 0, memory_order_relaxed,
+                                                memory_order_relaxed))
+        return NULL;
+    return list_of(atomic_exchange_explicit(&mb->head, 0, memory_order_acquire));
 }
 
 /* --- timers -------------------------------------------------------------- */

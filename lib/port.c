@@ -135,11 +135,10 @@ heapsort:
     }
 }
 
-/* Takes every finished job and appends them, sorted, to the batch (jobs of
+/* Appends finished jobs (newest first), sorted, to the batch (jobs of
  * other threads, which have no submission number, to the remote list). */
-static void port_grab(struct evexec_port *port)
+static void port_add(struct evexec_port *port, struct evexec_job *list)
 {
-    struct evexec_job *list = (struct evexec_job *)evexec__mailbox_take(&port->mb);
     if (!list)
         return;
     size_t pending = port->batch_len - port->batch_head;
@@ -183,9 +182,23 @@ static void port_grab(struct evexec_port *port)
     port->batch_len += n;
 }
 
+/* How port_run() takes from its mailbox: its first take starts a run
+ * (reading the wake fd if the run came from it), later ones need no
+ * system call; see "Runs" in mailbox.c. */
+enum { TAKE_BEGIN, TAKE_BEGIN_WOKEN, TAKE_MORE };
+
+/* Takes every finished job that came home since the last take. */
+static void port_grab(struct evexec_port *port, int *how)
+{
+    struct evexec__node *list = *how == TAKE_MORE ? evexec__mailbox_more(&port->mb)
+                                                  : evexec__mailbox_begin(&port->mb, *how == TAKE_BEGIN_WOKEN);
+    *how = TAKE_MORE;
+    port_add(port, (struct evexec_job *)list);
+}
+
 /* The next finished job to deliver once the batch is empty: the jobs of
  * other threads, then whatever came home meanwhile. */
-static struct evexec_job *port_next_slow(struct evexec_port *port)
+static struct evexec_job *port_next_slow(struct evexec_port *port, int *how)
 {
     struct evexec_job *job;
     for (int grabbed = 0;; grabbed = 1) {
@@ -200,7 +213,7 @@ static struct evexec_job *port_next_slow(struct evexec_port *port)
         if (grabbed)
             return NULL;
         port->batch_head = port->batch_len = 0;
-        port_grab(port);
+        port_grab(port, how);
     }
 }
 
@@ -293,10 +306,11 @@ static inline int deliver(struct evexec_port *port, struct evexec_job *job,
  * costs a few writes, not one per batch. If the cap stops it with jobs
  * left, the zero timer brings it back after the loop's other events.
  */
-static void port_run(struct evexec_port *port)
+static void port_run(struct evexec_port *port, int woken)
 {
     struct runner_refs refs = {NULL, 0};
     unsigned n = 0;
+    int how = woken ? TAKE_BEGIN_WOKEN : TAKE_BEGIN;
     struct evexec_job *job;
 
     if (EVEXEC_UNLIKELY(port_inherited(port)))
@@ -308,9 +322,15 @@ static void port_run(struct evexec_port *port)
     while (n < port->max_batch) {
         if (EVEXEC_LIKELY(port->batch_head < port->batch_len))
             job = port->batch[port->batch_head++];
-        else if (!(job = port_next_slow(port)))
+        else if (!(job = port_next_slow(port, &how)))
             break;
         n += (unsigned)deliver(port, job, &refs);
+    }
+    /* What came home after the last take waits for the resume below. */
+    if (how == TAKE_MORE) {
+        if (port->batch_head == port->batch_len)
+            port->batch_head = port->batch_len = 0;
+        port_add(port, (struct evexec_job *)evexec__mailbox_end(&port->mb));
     }
     refs_flush(&refs);
     port->in_run--;
@@ -327,14 +347,14 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
     EVEXEC_UNUSED(fd);
     EVEXEC_UNUSED(what);
-    port_run(arg);
+    port_run(arg, 1);
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
 {
     EVEXEC_UNUSED(fd);
     EVEXEC_UNUSED(what);
-    port_run(arg);
+    port_run(arg, 0);
 }
 
 /* A deadline passed before the job came home: its callback runs now with

@@ -27,7 +27,9 @@
  *    thread, for all but the first, and while another loop's thread start is
  *    still in flight.
  *  - wakefd: EINTR on the wake fd's writes and reads, and a wake fd that is
- *    really full, so that a worker's write meets a genuine EAGAIN.
+ *    really full, so that a worker's write meets a genuine EAGAIN; and, not
+ *    a fault, a job finishing while the port delivers, which must cost no
+ *    write and still be delivered when the run ends before taking it.
  *  - fds: eventfd()/pipe2() failing, and a real RLIMIT_NOFILE exhaustion.
  *  - inbox: not a fault but a schedule: sched_getcpu() (wrapped too) holds
  *    a worker between its last look at the queue and its going idle, while
@@ -57,6 +59,7 @@
 #endif
 
 #include "helpers.h"
+#include "port-internal.h" /* the runs test looks at the port's mailbox */
 
 /* ========================================================================= */
 /* The wrappers                                                              */
@@ -287,7 +290,8 @@ static struct {
     _Atomic int write_eagain;    /* genuine EAGAINs the library's writes met */
     _Atomic int open_errno;      /* eventfd()/pipe2() fail with this */
     _Atomic long injected;
-} FD = {-1, -1, 0, 0, 0, 0, 0};
+    _Atomic long writes;         /* writes that reached a watched fd */
+} FD = {-1, -1, 0, 0, 0, 0, 0, 0};
 
 static int take_one(_Atomic int *n)
 {
@@ -337,6 +341,8 @@ ssize_t __wrap_write(int fd, const void *buf, size_t n)
         ssize_t r = __real_write(fd, buf, n);
         if (r < 0 && errno == EAGAIN)
             atomic_fetch_add(&FD.write_eagain, 1);
+        if (r > 0)
+            atomic_fetch_add(&FD.writes, 1);
         return r;
     }
     return __real_write(fd, buf, n);
@@ -1048,20 +1054,27 @@ struct wake_env {
     int fds0;
 };
 
-static void wake_env_new(struct wake_env *w)
+static void wake_env_new_batch(struct wake_env *w, unsigned max_batch)
 {
     int before[256], n;
     struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
+    struct evexec_port_opts po = EVEXEC_PORT_OPTS_INIT;
     w->fds0 = count_fds();
     w->b = event_base_new();
     ck_assert_ptr_nonnull(w->b);
     o.max_threads = 2;
     ck_assert_int_eq(evexec_pool_new(&w->pool, &o), 0);
     n = fd_list(before, 256);
-    ck_assert_int_eq(evexec_port_new(&w->port, w->b, NULL), 0);
+    po.max_batch = max_batch;
+    ck_assert_int_eq(evexec_port_new(&w->port, w->b, &po), 0);
     watch_new_fds(before, n);
     atomic_store(&FD.injected, 0);
     atomic_store(&FD.write_eagain, 0);
+}
+
+static void wake_env_new(struct wake_env *w)
+{
+    wake_env_new_batch(w, 0);
 }
 
 /* Runs n jobs one after the other, each delivered before the next. */
@@ -1154,6 +1167,73 @@ START_TEST(a_full_wake_fd_loses_nothing)
     fflush(stdout);
     ck_assert_int_eq(eagain, 1);
     wake_env_free(&w);
+}
+END_TEST
+
+/* Runs (mailbox.c): a job that finishes while the port delivers is taken
+ * without the wake fd. Job A's done callback lets job B go and returns only
+ * once B's completion is on the port's list, posted during the run: the
+ * worker must not write the wake fd for it. With max_batch 1 the run ends
+ * right after A's callback, and B, taken by the run's end, must still be
+ * delivered (after the loop's other events), with no write either. */
+struct run_probe {
+    struct wake_env *w;
+    struct tally *b;
+    long writes_at_a;   /* watched-fd writes when A's callback ran */
+    int posted;         /* B's completion was on the list before A returned */
+};
+
+static int port_list_nonempty(void *arg)
+{
+    evexec_port *port = arg;
+    return (atomic_load(&port->mb.head) & ~(uintptr_t)1) != 0;
+}
+
+static void a_done_lets_b_finish(int status, void *result, void *arg)
+{
+    struct run_probe *p = arg;
+    (void)result;
+    ck_assert_int_eq(status, 0);
+    p->writes_at_a = atomic_load(&FD.writes);
+    hold_set(0);
+    wait_for(port_list_nonempty, p->w->port);
+    p->posted = 1;
+}
+
+static void completion_during_a_run(unsigned max_batch)
+{
+    struct wake_env w;
+    struct tally tb;
+    struct run_probe p = {&w, &tb, 0, 0};
+    wake_env_new_batch(&w, max_batch);
+    one_by_one(&w, 2); /* both threads started */
+    tally_init(&tb);
+    hold_set(1);
+    ck_assert_int_eq(evexec_submit(w.port, w.pool, hold_work, tally_done, &tb, NULL), 0);
+    ck_assert_int_eq(evexec_submit(w.port, w.pool, echo_work, a_done_lets_b_finish, &p, NULL), 0);
+    run_until(w.b, &tb.calls, 1);
+    long writes = atomic_load(&FD.writes);
+    printf("check_faults: runs, max_batch %u: %ld wake-fd writes for B (0 expected)\n", max_batch,
+           writes - p.writes_at_a);
+    fflush(stdout);
+    ck_assert_msg(p.posted, "B's completion never reached the port's list");
+    ck_assert_int_eq(tb.ok, 1);
+    ck_assert_msg(writes == p.writes_at_a,
+                  "a completion posted during a run wrote the wake fd (%ld writes)",
+                  writes - p.writes_at_a);
+    one_by_one(&w, 2); /* and the port still wakes up for later ones */
+    wake_env_free(&w);
+}
+
+START_TEST(a_completion_during_a_run_costs_no_write)
+{
+    completion_during_a_run(0);
+}
+END_TEST
+
+START_TEST(a_completion_the_run_ends_on_is_delivered)
+{
+    completion_during_a_run(1);
 }
 END_TEST
 
@@ -1290,6 +1370,8 @@ static Suite *faults_suite(void)
     tc = add_tcase(s, "wakefd", 60, FX_FDS);
     tcase_add_test(tc, eintr_on_the_wake_fd_is_retried);
     tcase_add_test(tc, a_full_wake_fd_loses_nothing);
+    tcase_add_test(tc, a_completion_during_a_run_costs_no_write);
+    tcase_add_test(tc, a_completion_the_run_ends_on_is_delivered);
 
     tc = add_tcase(s, "inbox", 60, FX_FDS);
     tcase_add_test(tc, a_push_while_a_worker_goes_idle_is_not_stranded);
