@@ -1179,9 +1179,19 @@ END_TEST
 struct run_probe {
     struct wake_env *w;
     struct tally *b;
-    long writes_at_a;   /* watched-fd writes when A's callback ran */
+    long writes_before; /* watched-fd writes before A was submitted */
+    long writes_at_a;   /* ...once A's own write had landed */
     int posted;         /* B's completion was on the list before A returned */
 };
+
+/* A's completion, posted with the loop outside a run, writes once; its
+ * worker may still be on its way to that write when the loop, awake for
+ * another reason, delivers A. */
+static int a_has_written(void *arg)
+{
+    const struct run_probe *p = arg;
+    return atomic_load(&FD.writes) > p->writes_before;
+}
 
 static int port_list_nonempty(void *arg)
 {
@@ -1194,6 +1204,7 @@ static void a_done_lets_b_finish(int status, void *result, void *arg)
     struct run_probe *p = arg;
     (void)result;
     ck_assert_int_eq(status, 0);
+    wait_for(a_has_written, p);
     p->writes_at_a = atomic_load(&FD.writes);
     hold_set(0);
     wait_for(port_list_nonempty, p->w->port);
@@ -1204,12 +1215,13 @@ static void completion_during_a_run(unsigned max_batch)
 {
     struct wake_env w;
     struct tally tb;
-    struct run_probe p = {&w, &tb, 0, 0};
+    struct run_probe p = {&w, &tb, 0, 0, 0};
     wake_env_new_batch(&w, max_batch);
     one_by_one(&w, 2); /* both threads started */
     tally_init(&tb);
     hold_set(1);
     ck_assert_int_eq(evexec_submit(w.port, w.pool, hold_work, tally_done, &tb, NULL), 0);
+    p.writes_before = atomic_load(&FD.writes);
     ck_assert_int_eq(evexec_submit(w.port, w.pool, echo_work, a_done_lets_b_finish, &p, NULL), 0);
     run_until(w.b, &tb.calls, 1);
     long writes = atomic_load(&FD.writes);
@@ -1217,6 +1229,7 @@ static void completion_during_a_run(unsigned max_batch)
            writes - p.writes_at_a);
     fflush(stdout);
     ck_assert_msg(p.posted, "B's completion never reached the port's list");
+    ck_assert_int_eq(p.writes_at_a, p.writes_before + 1);
     ck_assert_int_eq(tb.ok, 1);
     ck_assert_msg(writes == p.writes_at_a,
                   "a completion posted during a run wrote the wake fd (%ld writes)",
