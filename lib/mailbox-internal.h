@@ -37,6 +37,9 @@ struct evexec__mailbox {
     uint64_t signals_owed, signals_read;
 };
 
+/* In the head word while the loop is in a run (node addresses are even). */
+#define MAILBOX_RUNNING ((uintptr_t)1)
+
 /* Before open: a mailbox that close may be called on. */
 void evexec__mailbox_init(struct evexec__mailbox *mb);
 /* Loop thread: opens the wake fd and adds a persistent read event calling
@@ -67,6 +70,11 @@ struct evexec__node *evexec__mailbox_take(struct evexec__mailbox *mb);
  * Each returns nodes newest first, or NULL.
  */
 struct evexec__node *evexec__mailbox_begin(struct evexec__mailbox *mb, int woken);
+/* Loop thread, in a run: 1 if something was posted since the last take. */
+static inline int evexec__mailbox_posted(struct evexec__mailbox *mb)
+{
+    return atomic_load_explicit(&mb->head, memory_order_relaxed) > MAILBOX_RUNNING;
+}
 struct evexec__node *evexec__mailbox_more(struct evexec__mailbox *mb);
 struct evexec__node *evexec__mailbox_end(struct evexec__mailbox *mb);
 /* Loop thread: no poster can still be touching the mailbox. */

@@ -194,7 +194,6 @@ void evexec__mailbox_detach(struct evexec__mailbox *mb)
         event_del(mb->ev);
 }
 
-#define MAILBOX_RUNNING ((uintptr_t)1)
 _Static_assert(_Alignof(struct evexec__node) > 1, "a node's address leaves bit 0 free");
 
 static inline struct evexec__node *list_of(uintptr_t head)

@@ -105,15 +105,6 @@ static void hist_add(_Atomic uint64_t *h, uint64_t ns)
                           memory_order_relaxed);
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 /* Searching only pays on another CPU than the submitter's: on its CPU the
  * spin would only delay it (every thread pinned to one CPU, or a worker the
  * scheduler placed beside the loop). sched_getcpu() costs no syscall; where
@@ -137,7 +128,7 @@ static int search(struct worker *w, unsigned us)
             return 1;
         if (inbox_full(w->pool))
             return 2;
-        cpu_relax();
+        evexec__cpu_relax();
         if (i % 32 == 0) {
             if (evexec__now_ns() >= deadline)
                 return 0;

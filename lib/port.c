@@ -20,6 +20,8 @@
  * port delivers -ETIMEDOUT at once and stops the job), groups (group.c)
  * and jobs of other threads with the default pool (remote.c).
  *
+ * Looking before sleeping: see port_look().
+ *
  * Release: a port freed with jobs outstanding cancels what it can and
  * releases itself once the last callback has run *and* every wake-fd write
  * owed has been read: a worker that has pushed onto the empty list may not
@@ -306,11 +308,55 @@ static inline int deliver(struct evexec_port *port, struct evexec_job *job,
  * costs a few writes, not one per batch. If the cap stops it with jobs
  * left, the zero timer brings it back after the loop's other events.
  */
+/*
+ * Looking before sleeping. A done callback that submits a job (a request's
+ * next step, a pipeline) often has it back within a microsecond or two when
+ * a worker is awake on another CPU; ending the run first costs this thread
+ * a wake-up, tens of microseconds where an idle vCPU halts. So a run whose
+ * callbacks submitted jobs, with jobs outstanding, looks at its list for up
+ * to look_ns before it ends, as an idle worker searches for work
+ * (pool-worker.c) -- no system call, the list's head word only. The budget
+ * adapts, as an adaptive mutex's spin does: a look that finds a job sets
+ * it back to LOOK_MAX_NS, one that finds nothing halves it (down to none:
+ * every thread on one CPU, where the worker cannot run while we look, or
+ * jobs that take longer); with none left, every LOOK_PROBE-th such run
+ * tries LOOK_MIN_NS again. So a look that never pays costs a few
+ * microseconds once, then about nothing.
+ */
+#define LOOK_MAX_NS 4000u
+#define LOOK_MIN_NS 500u
+#define LOOK_PROBE 64u
+
+/* 1 if a job came home within the budget. */
+static int port_look(struct evexec_port *port)
+{
+    unsigned budget = port->look_ns;
+    if (!budget) {
+        if (++port->look_idle < LOOK_PROBE)
+            return 0;
+        budget = LOOK_MIN_NS;
+    }
+    port->look_idle = 0;
+    uint64_t until = evexec__now_ns() + budget;
+    for (unsigned i = 1;; i++) {
+        if (evexec__mailbox_posted(&port->mb)) {
+            port->look_ns = LOOK_MAX_NS;
+            return 1;
+        }
+        evexec__cpu_relax();
+        if (i % 16 == 0 && evexec__now_ns() >= until) {
+            port->look_ns = budget / 2 >= LOOK_MIN_NS ? budget / 2 : 0;
+            return 0;
+        }
+    }
+}
+
 static void port_run(struct evexec_port *port, int woken)
 {
     struct runner_refs refs = {NULL, 0};
     unsigned n = 0;
     int how = woken ? TAKE_BEGIN_WOKEN : TAKE_BEGIN;
+    uint32_t seq = port->jobs.next_seq; /* moves with every submit */
     struct evexec_job *job;
 
     if (EVEXEC_UNLIKELY(port_inherited(port)))
@@ -319,12 +365,19 @@ static void port_run(struct evexec_port *port, int woken)
     port->in_run++;
     if (EVEXEC_UNLIKELY(evexec__groups_have_due(&port->groups)))
         evexec__groups_run_due(&port->groups);
-    while (n < port->max_batch) {
-        if (EVEXEC_LIKELY(port->batch_head < port->batch_len))
-            job = port->batch[port->batch_head++];
-        else if (!(job = port_next_slow(port, &how)))
+    for (;;) {
+        while (n < port->max_batch) {
+            if (EVEXEC_LIKELY(port->batch_head < port->batch_len))
+                job = port->batch[port->batch_head++];
+            else if (!(job = port_next_slow(port, &how)))
+                break;
+            n += (unsigned)deliver(port, job, &refs);
+        }
+        /* Out of jobs (not capped) after callbacks that submitted more. */
+        if (n >= port->max_batch || how != TAKE_MORE || port->jobs.next_seq == seq ||
+            !port->outstanding || !port_look(port))
             break;
-        n += (unsigned)deliver(port, job, &refs);
+        seq = port->jobs.next_seq;
     }
     /* What came home after the last take waits for the resume below. */
     if (how == TAKE_MORE) {
@@ -498,6 +551,7 @@ int evexec_port_new(evexec_port **out, struct event_base *base, const struct eve
     pthread_once(&fork_watch_once, watch_forks);
     port->forks = atomic_load_explicit(&forks_seen, memory_order_relaxed);
     port->max_batch = o.max_batch ? o.max_batch : EVEXEC__DEFAULT_MAX_BATCH;
+    port->look_ns = LOOK_MAX_NS;
     port->ev_priority = o.priority;
     evexec__mailbox_init(&port->mb);
     /* Ids are (submission number << 32 | slot). Starting each port's
@@ -526,6 +580,13 @@ int evexec_port_new(evexec_port **out, struct event_base *base, const struct eve
     rc = -EINVAL;
     if (o.priority >= 0 && event_priority_set(port->resume_ev, o.priority) < 0)
         goto fail;
+    /* Its place in the base's timer heap, taken now: the first batch that
+     * must resume then allocates nothing (no malloc in steady state). */
+    static const struct timeval zero = {0, 0};
+    rc = -ENOMEM;
+    if (event_add(port->resume_ev, &zero) < 0)
+        goto fail;
+    event_del(port->resume_ev);
     if ((rc = evexec__mailbox_open(&port->mb, base, on_wake, port, o.priority)) < 0)
         goto fail;
     *out = port;

@@ -28,4 +28,15 @@ uint64_t evexec__now_ns(void);
  * condition variables. */
 void evexec__deadline_after(struct timespec *ts, unsigned ms);
 
+/* In a polling loop: tells the CPU this thread spins (and its sibling
+ * hyperthread may have the core). */
+static inline void evexec__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 #endif /* EVEXEC_THREAD_INTERNAL_H */

@@ -1196,7 +1196,7 @@ static int a_has_written(void *arg)
 static int port_list_nonempty(void *arg)
 {
     evexec_port *port = arg;
-    return (atomic_load(&port->mb.head) & ~(uintptr_t)1) != 0;
+    return evexec__mailbox_posted(&port->mb);
 }
 
 static void a_done_lets_b_finish(int status, void *result, void *arg)
