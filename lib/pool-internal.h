@@ -77,7 +77,7 @@ struct evexec_pool {
     pthread_t zombie;              /* last exited thread, not yet joined */
     int has_zombie;
     unsigned next_number;          /* for thread names */
-    uint64_t submitted, completed, cancelled, rejected, threads_started;
+    uint64_t submitted, cancelled, rejected, threads_started;
     uint64_t dropped, init_failed;
     _Atomic uint64_t timed_out;    /* counted by ports */
 

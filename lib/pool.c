@@ -651,7 +651,7 @@ int evexec_pool_stats(evexec_pool *pool, struct evexec_pool_stats *out)
     s.running = running[0] + running[1] + running[2];
     s.queued = pool->nqueued;
     s.submitted = pool->submitted;
-    s.completed = pool->completed;
+    s.completed = 0; /* the workers count their own: their structs stay */
     for (const struct worker *w = pool->all; w; w = w->all_next)
         s.completed += w->completed;
     s.cancelled = pool->cancelled;
