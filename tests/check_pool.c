@@ -580,7 +580,7 @@ START_TEST(resize_shrinking_interrupts_no_running_job)
     ck_assert_int_eq(t.ok, 6);
     ck_assert_int_eq(count_threads(), threads0 + 1);
     ck_assert_int_eq(evexec_pool_free(pool), 0);
-    ck_assert_int_eq(count_threads(), threads0);
+    wait_threads(threads0);
     gate_destroy(&g);
 }
 END_TEST
@@ -1019,7 +1019,7 @@ START_TEST(worker_init_failing_everywhere_cancels_queued_jobs)
     ck_assert_int_eq(evexec_pool_free(pool), 0);
     ck_assert_int_eq(atomic_load(&h.finis), 0);
     ck_assert_int_eq(atomic_load(&h.inits_ok), 0);
-    ck_assert_int_eq(count_threads(), threads0);
+    wait_threads(threads0);
 }
 END_TEST
 
@@ -1407,7 +1407,7 @@ START_TEST(default_pool_is_made_once_and_serves_null_pools)
     ck_assert_int_gt(count_threads(), threads0);
     ck_assert_int_eq(evexec_port_free(fx.port), 0);
     event_base_dispatch(fx.base);
-    ck_assert_int_eq(count_threads(), threads0);
+    wait_threads(threads0);
     ck_assert_int_eq(evexec_port_new(&fx.port, fx.base, NULL), 0); /* for teardown */
 
     /* A new port has a new default pool (it may reuse the address, so
@@ -1450,7 +1450,7 @@ START_TEST(default_pool_goes_with_a_port_freed_while_it_works)
     ck_assert_ptr_eq(t.last_result, (void *)1);   /* its stop flag was set */
     ck_assert_int_eq(late_rc_pool, -ESHUTDOWN);
     ck_assert_int_eq(late_rc_submit, -ESHUTDOWN);
-    ck_assert_int_eq(count_threads(), threads0);
+    wait_threads(threads0);
     ck_assert_int_eq(evexec_port_new(&fx.port, fx.base, NULL), 0); /* for teardown */
     gate_destroy(&g);
 }

@@ -143,6 +143,16 @@ void wait_for(int (*fn)(void *), void *arg)
     }
 }
 
+static int threads_now_are(void *arg)
+{
+    return count_threads() == *(const int *)arg;
+}
+
+void wait_threads(int n)
+{
+    wait_for(threads_now_are, &n);
+}
+
 void promise_settle(evexec_promise *p, int status, void *result)
 {
     if (status == 0)

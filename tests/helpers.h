@@ -185,6 +185,11 @@ void ts_join(struct ts_waiter *c);
 
 /* Polls fn(arg) every ms until it is true; fails after 10 s. */
 void wait_for(int (*fn)(void *), void *arg);
+/* Waits (up to 10 s) until the process has n threads: a thread that
+ * pthread_join() has just returned for may stay listed in /proc/self/task
+ * for a moment (the kernel wakes the joiner before it removes the task).
+ * A thread really left running still fails the test. */
+void wait_threads(int n);
 
 /* Resolves p with result if status is 0, else fails it with status. */
 void promise_settle(evexec_promise *p, int status, void *result);
