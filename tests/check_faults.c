@@ -29,7 +29,9 @@
  *  - wakefd: EINTR on the wake fd's writes and reads, and a wake fd that is
  *    really full, so that a worker's write meets a genuine EAGAIN; and, not
  *    a fault, a job finishing while the port delivers, which must cost no
- *    write and still be delivered when the run ends before taking it.
+ *    write and still be delivered when the run ends before taking it; and
+ *    a worker's write held while a resumed run takes its job and the port
+ *    is freed, which must wait for that write.
  *  - fds: eventfd()/pipe2() failing, and a real RLIMIT_NOFILE exhaustion.
  *  - inbox: not a fault but a schedule: sched_getcpu() (wrapped too) holds
  *    a worker between its last look at the queue and its going idle, while
@@ -330,9 +332,32 @@ static void fill_wake_fd(void)
 #endif
 }
 
+/* Holds the next write to a watched fd before it is made, until let go. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int armed, parked, go;
+    _Atomic int ebadf; /* writes that found the fd closed */
+} WH = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0};
+
+static void write_hold(void)
+{
+    pthread_mutex_lock(&WH.mu);
+    if (WH.armed) {
+        WH.armed = 0;
+        WH.parked = 1;
+        pthread_cond_broadcast(&WH.cv);
+        while (!WH.go)
+            pthread_cond_wait(&WH.cv, &WH.mu);
+        WH.parked = 0;
+    }
+    pthread_mutex_unlock(&WH.mu);
+}
+
 ssize_t __wrap_write(int fd, const void *buf, size_t n)
 {
     if (watched(fd)) {
+        write_hold();
         if (take_one(&FD.write_eintr)) {
             atomic_fetch_add(&FD.injected, 1);
             errno = EINTR;
@@ -341,6 +366,8 @@ ssize_t __wrap_write(int fd, const void *buf, size_t n)
         ssize_t r = __real_write(fd, buf, n);
         if (r < 0 && errno == EAGAIN)
             atomic_fetch_add(&FD.write_eagain, 1);
+        if (r < 0 && errno == EBADF)
+            atomic_fetch_add(&WH.ebadf, 1);
         if (r > 0)
             atomic_fetch_add(&FD.writes, 1);
         return r;
@@ -1250,6 +1277,107 @@ START_TEST(a_completion_the_run_ends_on_is_delivered)
 }
 END_TEST
 
+/* Runs and release: a run that a zero timer resumes (not the wake fd) reads
+ * nothing, and may take a node whose poster has yet to write. Three jobs
+ * come home in one list; with max_batch 2 the woken run delivers two and
+ * the third waits for the resume. That callback lets job J finish, whose
+ * worker pushes onto the empty list (no run: it owes a write) and is held
+ * before its write. The resumed run then takes J without reading, and J's
+ * callback frees the port: the port must not release itself (close its
+ * wake fd, free the mailbox) until that write has come and been read. */
+struct owed_probe {
+    struct wake_env *w;
+    int x_calls, j_calls;
+};
+
+static int write_parked(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&WH.mu);
+    int parked = WH.parked;
+    pthread_mutex_unlock(&WH.mu);
+    return parked;
+}
+
+static void x_done(int status, void *result, void *arg)
+{
+    struct owed_probe *p = arg;
+    (void)result;
+    ck_assert_int_eq(status, 0);
+    if (++p->x_calls == 3) { /* the resumed run, before its first take */
+        hold_set(0);
+        wait_for(write_parked, NULL);
+    }
+}
+
+static void j_done(int status, void *result, void *arg)
+{
+    struct owed_probe *p = arg;
+    (void)result;
+    ck_assert_int_eq(status, 0);
+    p->j_calls++;
+    ck_assert_int_eq(evexec_port_free(p->w->port), 0);
+}
+
+/* The held write has been made (or found the fd closed). */
+static int held_write_made(void *arg)
+{
+    const long *writes_before = arg;
+    return atomic_load(&FD.writes) > *writes_before || atomic_load(&WH.ebadf) > 0;
+}
+
+struct x_home {
+    evexec_pool *pool;
+    uint64_t completed;
+};
+
+/* The jobs ahead of J all ran and their worker, idle, has posted them. */
+static int xs_home(void *arg)
+{
+    const struct x_home *h = arg;
+    struct evexec_pool_stats s = pool_stats(h->pool);
+    return s.completed >= h->completed && s.idle >= 1;
+}
+
+START_TEST(a_write_owed_to_a_resumed_run_keeps_a_freed_port)
+{
+    struct wake_env w;
+    struct owed_probe p = {&w, 0, 0};
+    wake_env_new_batch(&w, 2);
+    one_by_one(&w, 2);
+    struct x_home h = {w.pool, pool_stats(w.pool).completed + 3};
+    hold_set(1);
+    ck_assert_int_eq(evexec_submit(w.port, w.pool, hold_work, j_done, &p, NULL), 0);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(evexec_submit(w.port, w.pool, echo_work, x_done, &p, NULL), 0);
+    wait_for(xs_home, &h);
+    pthread_mutex_lock(&WH.mu);
+    WH.armed = 1;
+    WH.go = 0;
+    pthread_mutex_unlock(&WH.mu);
+    atomic_store(&WH.ebadf, 0);
+    long writes = atomic_load(&FD.writes);
+    run_until(w.b, &p.j_calls, 1);
+    ck_assert_int_eq(p.x_calls, 3);
+    /* J is delivered and the port freed; J's worker has not written yet. */
+    int alive = fcntl(atomic_load(&FD.fd_a), F_GETFD) != -1;
+    pthread_mutex_lock(&WH.mu);
+    WH.go = 1;
+    pthread_cond_broadcast(&WH.cv);
+    pthread_mutex_unlock(&WH.mu);
+    wait_for(held_write_made, &writes);
+    int rc = pump_until_empty(w.b, 3.0);
+    int still_open = fcntl(atomic_load(&FD.fd_a), F_GETFD) != -1;
+    unwatch();
+    ck_assert_msg(alive, "the freed port released itself with a wake-fd write still owed");
+    ck_assert_int_eq(atomic_load(&WH.ebadf), 0);
+    ck_assert_msg(rc == 0 && !still_open, "the freed port never released itself");
+    ck_assert_int_eq(evexec_pool_free(w.pool), 0);
+    event_base_free(w.b);
+    ck_assert_int_eq(count_fds(), w.fds0);
+}
+END_TEST
+
 /* ========================================================================= */
 /* fds                                                                       */
 /* ========================================================================= */
@@ -1385,6 +1513,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, a_full_wake_fd_loses_nothing);
     tcase_add_test(tc, a_completion_during_a_run_costs_no_write);
     tcase_add_test(tc, a_completion_the_run_ends_on_is_delivered);
+    tcase_add_test(tc, a_write_owed_to_a_resumed_run_keeps_a_freed_port);
 
     tc = add_tcase(s, "inbox", 60, FX_FDS);
     tcase_add_test(tc, a_push_while_a_worker_goes_idle_is_not_stranded);
