@@ -580,9 +580,11 @@ struct evexec_port_opts {
  * looks for their completions for up to 4 microseconds after the last
  * callback before it returns to the loop, instead of sleeping and being
  * woken: a job that a worker on another CPU finishes meanwhile costs no
- * system call. The look adapts: after looks that find nothing (every
- * thread on one CPU, or longer jobs) it stops, trying again about once
- * every 64 such deliveries for half a microsecond.
+ * system call, and its callback runs in the same delivery run. A run looks
+ * for 16 microseconds in all at most, then lets the loop's other events
+ * run (as it does after max_batch callbacks). The look adapts: after looks
+ * that find nothing (every thread on one CPU, or longer jobs) it stops,
+ * trying again about once every 64 such runs for half a microsecond.
  *
  * @param[out] out  receives the port; untouched on error.
  * @param base      the event_base; it must outlive the port.

@@ -31,9 +31,10 @@ struct evexec__mailbox {
     _Alignas(EVEXEC_CACHELINE) _Atomic uintptr_t head;
     _Alignas(EVEXEC_CACHELINE) struct evexec__wakefd wake; /* read by posters */
     struct event *ev;              /* EV_READ|EV_PERSIST on wake.rfd */
-    /* Loop thread only. Each take of a non-empty list is owed exactly one
-     * wake-fd write (by whoever posted onto the empty list); once every
-     * write owed has been read, no poster can still touch the mailbox. */
+    /* Loop thread only. Each take (or run's begin) of a non-empty list is
+     * owed exactly one wake-fd write (by whoever posted onto the empty
+     * list; a run's later takes are owed none); once every write owed has
+     * been read, no poster can still touch the mailbox. */
     uint64_t signals_owed, signals_read;
 };
 

@@ -5,11 +5,11 @@
  * loop side is these two files.
  *
  * Home: runners post finished jobs to the port's mailbox (mailbox.c: a
- * lock-free list whose wake fd is written only when it was empty, so a
- * burst of N completions costs one write and one read). The loop takes the
- * whole list at once, puts the batch back in submission order and runs at
- * most max_batch callbacks; if more remain, a zero timer brings it back
- * once the loop has polled its other events.
+ * lock-free list whose wake fd is written only when it was empty and the
+ * loop not delivering, so a burst of N completions costs one write and one
+ * read). The loop takes the whole list at once, puts the batch back in
+ * submission order and runs at most max_batch callbacks; if more remain, a
+ * zero timer brings it back once the loop has polled its other events.
  *
  * Delivery is one path, deliver(): recycle the job (its id dies), drop its
  * reference on its runner (once per run of equal runners), run its done
@@ -302,13 +302,6 @@ static inline int deliver(struct evexec_port *port, struct evexec_job *job,
 }
 
 /*
- * Runs up to max_batch done callbacks, taking more finished jobs whenever
- * the batch runs out. It takes only then: while the completion list is not
- * empty, workers post to it without writing the wake fd, so a long burst
- * costs a few writes, not one per batch. If the cap stops it with jobs
- * left, the zero timer brings it back after the loop's other events.
- */
-/*
  * Looking before sleeping. A done callback that submits a job (a request's
  * next step, a pipeline) often has it back within a microsecond or two when
  * a worker is awake on another CPU; ending the run first costs this thread
@@ -322,13 +315,20 @@ static inline int deliver(struct evexec_port *port, struct evexec_job *job,
  * jobs that take longer); with none left, every LOOK_PROBE-th such run
  * tries LOOK_MIN_NS again. So a look that never pays costs a few
  * microseconds once, then about nothing.
+ *
+ * The loop's other events: a run looks for LOOK_RUN_NS in all at most,
+ * whatever max_batch is, so a pipeline whose every look succeeds gives the
+ * loop back after that much looking (a few dozen round trips) as well as
+ * after max_batch callbacks.
  */
 #define LOOK_MAX_NS 4000u
 #define LOOK_MIN_NS 500u
 #define LOOK_PROBE 64u
+#define LOOK_RUN_NS 16000u
 
-/* 1 if a job came home within the budget. */
-static int port_look(struct evexec_port *port)
+/* 1 if a job came home within the budget; *left: the run's looking time
+ * left, in ns. */
+static int port_look(struct evexec_port *port, unsigned *left)
 {
     unsigned budget = port->look_ns;
     if (!budget) {
@@ -336,20 +336,37 @@ static int port_look(struct evexec_port *port)
             return 0;
         budget = LOOK_MIN_NS;
     }
+    if (*left < budget) {
+        *left = 0; /* the run has looked enough: not a failed look */
+        return 0;
+    }
     port->look_idle = 0;
-    uint64_t until = evexec__now_ns() + budget;
+    uint64_t start = evexec__now_ns(), now = start;
     for (unsigned i = 1;; i++) {
         if (evexec__mailbox_posted(&port->mb)) {
             port->look_ns = LOOK_MAX_NS;
-            return 1;
+            now = evexec__now_ns();
+            break;
         }
         evexec__cpu_relax();
-        if (i % 16 == 0 && evexec__now_ns() >= until) {
+        if (i % 16 == 0 && (now = evexec__now_ns()) - start >= budget) {
             port->look_ns = budget / 2 >= LOOK_MIN_NS ? budget / 2 : 0;
+            *left -= budget;
             return 0;
         }
     }
+    uint64_t spent = now - start;
+    *left = spent >= *left ? 0 : *left - (unsigned)spent;
+    return 1;
 }
+
+/*
+ * Runs up to max_batch done callbacks, taking more finished jobs whenever
+ * the batch runs out: the takes of one run, with no wake-fd write or read
+ * for what comes home meanwhile (mailbox.c, "Runs"), then a look before it
+ * ends (above). If the cap stops it with jobs left, or the run's end takes
+ * some, the zero timer brings it back after the loop's other events.
+ */
 
 static void port_run(struct evexec_port *port, int woken)
 {
@@ -357,6 +374,7 @@ static void port_run(struct evexec_port *port, int woken)
     unsigned n = 0;
     int how = woken ? TAKE_BEGIN_WOKEN : TAKE_BEGIN;
     uint32_t seq = port->jobs.next_seq; /* moves with every submit */
+    unsigned look_left = LOOK_RUN_NS;
     struct evexec_job *job;
 
     if (EVEXEC_UNLIKELY(port_inherited(port)))
@@ -375,7 +393,7 @@ static void port_run(struct evexec_port *port, int woken)
         }
         /* Out of jobs (not capped) after callbacks that submitted more. */
         if (n >= port->max_batch || how != TAKE_MORE || port->jobs.next_seq == seq ||
-            !port->outstanding || !port_look(port))
+            !port->outstanding || !look_left || !port_look(port, &look_left))
             break;
         seq = port->jobs.next_seq;
     }
