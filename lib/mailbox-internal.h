@@ -77,6 +77,9 @@ static inline int evexec__mailbox_posted(struct evexec__mailbox *mb)
     return atomic_load_explicit(&mb->head, memory_order_relaxed) > MAILBOX_RUNNING;
 }
 struct evexec__node *evexec__mailbox_more(struct evexec__mailbox *mb);
+/* Loop thread, in a run: empties the wake fd (a write owed by a take before
+ * the run), taking nothing. */
+void evexec__mailbox_read(struct evexec__mailbox *mb);
 struct evexec__node *evexec__mailbox_end(struct evexec__mailbox *mb);
 /* Loop thread: no poster can still be touching the mailbox. */
 int evexec__mailbox_quiet(const struct evexec__mailbox *mb);

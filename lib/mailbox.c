@@ -223,23 +223,40 @@ int evexec__mailbox_quiet(const struct evexec__mailbox *mb)
     return mb->signals_read >= mb->signals_owed;
 }
 
+/* Reads the wake fd. Every write read was made by a post that a take has
+ * taken or is about to take (and count as owed), so read <= owed once it
+ * is counted. Only a wake fd that something else filled (a full eventfd
+ * counter reads as 2^64-2) reads more: the caller clamps, so the
+ * accounting neither wraps nor runs ahead. */
+static void read_wake(struct evexec__mailbox *mb)
+{
+    mb->signals_read += evexec__wakefd_drain(&mb->wake);
+}
+
+static void clamp_read(struct evexec__mailbox *mb)
+{
+    if (mb->signals_read > mb->signals_owed)
+        mb->signals_read = mb->signals_owed;
+}
+
 /* A take of nodes posted outside a run: reads the wake fd first if asked,
  * and leaves the head word at next (0, or MAILBOX_RUNNING to start a run). */
 static struct evexec__node *take_owed(struct evexec__mailbox *mb, int read, uintptr_t next)
 {
     if (read)
-        mb->signals_read += evexec__wakefd_drain(&mb->wake);
+        read_wake(mb);
     struct evexec__node *list =
         list_of(atomic_exchange_explicit(&mb->head, next, memory_order_acquire));
     if (list)
         mb->signals_owed++;
-    /* Every write read was made by a post that this take or an earlier one
-     * has taken, so read <= owed. Only a wake fd that something else
-     * filled (a full eventfd counter reads as 2^64-2) reads more: clamp, so
-     * the accounting neither wraps nor runs ahead. */
-    if (mb->signals_read > mb->signals_owed)
-        mb->signals_read = mb->signals_owed;
+    clamp_read(mb);
     return list;
+}
+
+void evexec__mailbox_read(struct evexec__mailbox *mb)
+{
+    read_wake(mb); /* in a run: every write was owed by an earlier take */
+    clamp_read(mb);
 }
 
 struct evexec__node *evexec__mailbox_take(struct evexec__mailbox *mb)

@@ -43,6 +43,7 @@ struct evexec_port {
     struct evexec_job *remote_head, *remote_tail;
     size_t outstanding;            /* own jobs accepted, callback not run */
     unsigned look_ns, look_idle;   /* port_look()'s budget (port.c) */
+    int run_open;                  /* a run goes on at the next resume */
     size_t timed_out_away;         /* delivered -ETIMEDOUT, not yet home */
     uint64_t delivered, batches;
     /* Called at the end of a delivery run that left nothing outstanding

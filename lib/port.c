@@ -375,10 +375,18 @@ static void port_run(struct evexec_port *port, int woken)
     int how = woken ? TAKE_BEGIN_WOKEN : TAKE_BEGIN;
     uint32_t seq = port->jobs.next_seq; /* moves with every submit */
     unsigned look_left = LOOK_RUN_NS;
+    int submitted = 0; /* by this run's callbacks: worth a look */
     struct evexec_job *job;
 
     if (EVEXEC_UNLIKELY(port_inherited(port)))
         return; /* the parent's: see forks_seen */
+    if (port->run_open) { /* a run that gave the loop a turn goes on */
+        port->run_open = 0;
+        how = TAKE_MORE;
+        submitted = 1;
+        if (woken) /* a write owed from before the run: read it */
+            evexec__mailbox_read(&port->mb);
+    }
     port->batches++;
     port->in_run++;
     if (EVEXEC_UNLIKELY(evexec__groups_have_due(&port->groups)))
@@ -392,13 +400,22 @@ static void port_run(struct evexec_port *port, int woken)
             n += (unsigned)deliver(port, job, &refs);
         }
         /* Out of jobs (not capped) after callbacks that submitted more. */
-        if (n >= port->max_batch || how != TAKE_MORE || port->jobs.next_seq == seq ||
-            !port->outstanding || !look_left || !port_look(port, &look_left))
+        submitted |= port->jobs.next_seq != seq;
+        if (n >= port->max_batch || how != TAKE_MORE || !submitted || !port->outstanding ||
+            !look_left || !port_look(port, &look_left))
             break;
         seq = port->jobs.next_seq;
+        submitted = 0;
     }
-    /* What came home after the last take waits for the resume below. */
-    if (how == TAKE_MORE) {
+    if (how == TAKE_MORE && !look_left && port->outstanding && !port->closing) {
+        /* Looked its fill, and its looks paid: the loop's other events get
+         * a turn, but the run stays open (posts still write nothing) and
+         * the zero timer brings it back, so the loop does not sleep on a
+         * job that is microseconds away. */
+        port->run_open = 1;
+        evexec__soon(port->resume_ev);
+    } else if (how == TAKE_MORE) {
+        /* What came home after the last take waits for the resume below. */
         if (port->batch_head == port->batch_len)
             port->batch_head = port->batch_len = 0;
         port_add(port, (struct evexec_job *)evexec__mailbox_end(&port->mb));

@@ -400,6 +400,92 @@ START_TEST(batches_are_capped_so_other_events_run)
 }
 END_TEST
 
+/* A pipeline: each done callback submits the next job, so the port's runs
+ * look for completions and may stay open across a turn of the loop
+ * (port.c, "Looking before sleeping"). An fd that is always readable must
+ * still get a turn at least every max_batch callbacks; every job must come
+ * home once and in order; and a port freed from a callback in the middle
+ * of the pipeline must deliver the job in flight and release itself. */
+static struct {
+    evexec_port *port;
+    evexec_pool *pool;
+    int n, free_at, calls, bad, submit_rc;
+    int since_other, most_between, others;
+} PL;
+
+static void *numbered_echo(evexec_job *job, void *arg)
+{
+    (void)job;
+    return arg;
+}
+
+static void pipeline_done_numbered(int status, void *result, void *arg)
+{
+    (void)arg;
+    if (status != 0 || (intptr_t)result != PL.calls)
+        PL.bad++;
+    PL.calls++;
+    PL.since_other++;
+    if (PL.calls < PL.n && PL.calls != PL.free_at + 1 &&
+        evexec_submit(PL.port, PL.pool, numbered_echo, pipeline_done_numbered,
+                      (void *)(intptr_t)PL.calls, NULL) != 0)
+        PL.bad++;
+    if (PL.calls == PL.free_at)
+        PL.submit_rc = evexec_port_free(PL.port);
+}
+
+static void always_readable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (PL.since_other > PL.most_between)
+        PL.most_between = PL.since_other;
+    PL.since_other = 0;
+    PL.others++;
+}
+
+START_TEST(a_pipeline_shares_the_loop_and_survives_a_free)
+{
+    enum { N = 20000, CAP = 64 };
+    int sv[2];
+    struct event_base *b = event_base_new();
+    struct evexec_port_opts po = EVEXEC_PORT_OPTS_INIT;
+    ck_assert_ptr_nonnull(b);
+    memset(&PL, 0, sizeof PL);
+    PL.pool = new_pool(1, 1, 0);
+    PL.n = N;
+    PL.free_at = N / 2;
+    po.max_batch = CAP;
+    ck_assert_int_eq(evexec_port_new(&PL.port, b, &po), 0);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    ck_assert_int_eq(write(sv[1], "x", 1), 1); /* never read: always ready */
+    struct event *ev = event_new(b, sv[0], EV_READ | EV_PERSIST, always_readable, NULL);
+    ck_assert_ptr_nonnull(ev);
+    ck_assert_int_eq(event_add(ev, NULL), 0);
+    ck_assert_int_eq(evexec_submit(PL.port, PL.pool, numbered_echo, pipeline_done_numbered,
+                                   (void *)(intptr_t)0, NULL), 0);
+    /* The free at free_at leaves the job submitted just before it in
+     * flight; nothing is submitted after it. */
+    while (PL.calls < PL.free_at + 1)
+        ck_assert_int_ge(event_base_loop(b, EVLOOP_ONCE), 0);
+    event_free(ev); /* now only the freed port keeps the loop going */
+    ck_assert_int_ge(event_base_dispatch(b), 0); /* returns once it released itself */
+    printf("check_port: pipeline: %d callbacks, the other fd ran %d times, at most %d "
+           "callbacks between its turns\n", PL.calls, PL.others, PL.most_between);
+    fflush(stdout);
+    ck_assert_int_eq(PL.submit_rc, 0);
+    ck_assert_int_eq(PL.bad, 0);
+    ck_assert_int_eq(PL.calls, PL.free_at + 1);
+    ck_assert_int_gt(PL.others, 0);
+    ck_assert_int_le(PL.most_between, CAP);
+    close(sv[0]);
+    close(sv[1]);
+    event_base_free(b);
+    ck_assert_int_eq(evexec_pool_free(PL.pool), 0);
+}
+END_TEST
+
 /* ---------------------------------------------------------------------- */
 /* Topologies: one pool, four loops; one port, two pools.                 */
 
@@ -568,6 +654,7 @@ static Suite *port_suite(void)
     tcase_add_test(tc, callbacks_never_run_inside_submit_cancel_or_free);
     tcase_add_test(tc, a_burst_costs_one_wakeup_and_arrives_in_submission_order);
     tcase_add_test(tc, batches_are_capped_so_other_events_run);
+    tcase_add_test(tc, a_pipeline_shares_the_loop_and_survives_a_free);
 
     tc = add_tcase(s, "cancel-and-free", 60, FX_PORT);
     tcase_add_test(tc, cancel_queued_job_delivers_ecanceled_later);
