@@ -279,7 +279,9 @@ struct evexec_pool_opts {
      * 1 ms timer on the loop fired late by 0.8 ms at the 99th percentile
      * with any value from 0 to 10, and by 0.07-0.24 ms with 19
      * (bench/README.md, W5). Not the default: niced workers also lose CPU
-     * time to every other busy process on the machine. */
+     * time to every other busy thread of their scheduling group (Linux
+     * weighs nice values within an autogroup or a CPU cgroup: the daemon's
+     * own threads, or the whole machine where neither applies). */
     unsigned nice;
     /** What a submit does when the queue is at max_queued:
      * ::EVEXEC_OVERFLOW_REJECT (0, the default) fails it with -EAGAIN;
