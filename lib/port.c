@@ -192,8 +192,9 @@ enum { TAKE_BEGIN, TAKE_BEGIN_WOKEN, TAKE_MORE };
 /* Takes every finished job that came home since the last take. */
 static void port_grab(struct evexec_port *port, int *how)
 {
-    struct evexec__node *list = *how == TAKE_MORE ? evexec__mailbox_more(&port->mb)
-                                                  : evexec__mailbox_begin(&port->mb, *how == TAKE_BEGIN_WOKEN);
+    struct evexec__node *list =
+        *how == TAKE_MORE ? evexec__mailbox_more(&port->mb)
+                          : evexec__mailbox_begin(&port->mb, *how == TAKE_BEGIN_WOKEN);
     *how = TAKE_MORE;
     port_add(port, (struct evexec_job *)list);
 }
@@ -367,7 +368,6 @@ static int port_look(struct evexec_port *port, unsigned *left)
  * ends (above). If the cap stops it with jobs left, or the run's end takes
  * some, the zero timer brings it back after the loop's other events.
  */
-
 static void port_run(struct evexec_port *port, int woken)
 {
     struct runner_refs refs = {NULL, 0};
