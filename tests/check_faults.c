@@ -1238,6 +1238,17 @@ static void a_done_lets_b_finish(int status, void *result, void *arg)
     p->posted = 1;
 }
 
+static void wait_settled(struct wake_env *w)
+{
+    double deadline = now_s() + 10;
+    while (!evexec__mailbox_quiet(&w->port->mb)) {
+        ck_assert_msg(now_s() < deadline, "a wake-fd write owed was never read");
+        event_base_loop(w->b, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static void completion_during_a_run(unsigned max_batch)
 {
     struct wake_env w;
@@ -1245,6 +1256,10 @@ static void completion_during_a_run(unsigned max_batch)
     struct run_probe p = {&w, &tb, 0, 0, 0};
     wake_env_new_batch(&w, max_batch);
     one_by_one(&w, 2); /* both threads started */
+    /* The worker of the last of those may still be on its way to its write
+     * (the loop can deliver a job first): wait until every write owed has
+     * been read, so that the count below starts from a settled fd. */
+    wait_settled(&w);
     tally_init(&tb);
     hold_set(1);
     ck_assert_int_eq(evexec_submit(w.port, w.pool, hold_work, tally_done, &tb, NULL), 0);
