@@ -313,6 +313,14 @@ static void env_close(struct env *e)
     ck_assert_int_eq(count_fds(), e->fds);
 }
 
+/* The pool's stats; fails the test if they cannot be read. */
+static struct evexec_procpool_stats pp_stats(evexec_procpool *pool)
+{
+    struct evexec_procpool_stats st = {.size = sizeof st};
+    ck_assert_int_eq(evexec_procpool_stats(pool, &st), 0);
+    return st;
+}
+
 /* --- outcomes ------------------------------------------------------------ */
 
 START_TEST(test_success_and_error)
@@ -332,8 +340,7 @@ START_TEST(test_success_and_error)
     ck_assert_uint_eq(oc.out_len, 4);
     ck_assert_str_eq((char *)oc.out, "why");
     still_serves(&e);
-    struct evexec_procpool_stats st = {.size = sizeof st};
-    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), 0);
+    struct evexec_procpool_stats st = pp_stats(e.pool);
     ck_assert_uint_eq(st.submitted, 4);
     ck_assert_uint_eq(st.completed, 4);
     ck_assert_uint_eq(st.crashed, 0);
@@ -362,8 +369,7 @@ START_TEST(test_crashes)
     ck_assert_int_eq(oc.res.exit_code, 3);
     ck_assert_int_eq(oc.res.signal, 0);
     still_serves(&e);
-    struct evexec_procpool_stats st = {.size = sizeof st};
-    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), 0);
+    struct evexec_procpool_stats st = pp_stats(e.pool);
     ck_assert_uint_eq(st.crashed, 3);
     ck_assert_uint_ge(st.respawns, 1);
     env_close(&e);
@@ -434,8 +440,7 @@ START_TEST(test_deadline_kills_group)
     wait_for(dead_pred, &grandchild);
     wait_for(dead_pred, &worker);
     still_serves(&e);
-    struct evexec_procpool_stats st = {.size = sizeof st};
-    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), 0);
+    struct evexec_procpool_stats st = pp_stats(e.pool);
     ck_assert_uint_eq(st.killed_deadline, 2);
     env_close(&e);
 }
@@ -510,8 +515,7 @@ START_TEST(test_memory_limit)
     /* Below the limit: nothing to report. */
     char small[4096] = {0};
     ck_assert_int_eq(run_one(&e, w_echo, small, sizeof small, NULL, &oc), 0);
-    struct evexec_procpool_stats st = {.size = sizeof st};
-    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), 0);
+    struct evexec_procpool_stats st = pp_stats(e.pool);
     ck_assert_uint_eq(st.killed_memory, 2);
     env_close(&e);
 }
@@ -551,8 +555,7 @@ START_TEST(test_init_fails)
         ck_assert_int_eq(oc[i].status, -ENOTRECOVERABLE);
         ck_assert_int_eq(oc[i].res.work_error, 9);
     }
-    struct evexec_procpool_stats st = {.size = sizeof st};
-    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), 0);
+    struct evexec_procpool_stats st = pp_stats(e.pool);
     ck_assert_uint_ge(st.init_failed, 4);
     ck_assert_int_eq(st.degraded, 1);
     ck_assert_uint_eq(st.crashed, 0);
@@ -943,8 +946,7 @@ START_TEST(test_recycle)
     ck_assert_int_eq(pids[0], pids[1]);
     ck_assert_int_ne(pids[1], pids[2]);
     ck_assert_int_eq(pids[2], pids[3]);
-    struct evexec_procpool_stats st = {.size = sizeof st};
-    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), 0);
+    struct evexec_procpool_stats st = pp_stats(e.pool);
     ck_assert_uint_ge(st.recycled, 1);
     env_close(&e);
 }
@@ -1014,8 +1016,7 @@ START_TEST(test_recycle_age_rss)
     ck_assert_int_eq(run_one(&e, w_pid, NULL, 0, NULL, &oc), 0);
     b = *(int *)oc.out;
     ck_assert_int_ne(a, b);
-    struct evexec_procpool_stats st = {.size = sizeof st};
-    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), 0);
+    struct evexec_procpool_stats st = pp_stats(e.pool);
     ck_assert_uint_ge(st.recycled, 1);
     env_close(&e);
 }
@@ -1026,9 +1027,8 @@ static int want_procs, want_idle;
 
 static int procs_are(void *arg)
 {
-    struct evexec_procpool_stats st = {.size = sizeof st};
+    struct evexec_procpool_stats st = pp_stats(stats_pool);
     (void)arg;
-    ck_assert_int_eq(evexec_procpool_stats(stats_pool, &st), 0);
     return (int)st.procs == want_procs && (int)st.idle == want_idle;
 }
 
@@ -1167,8 +1167,7 @@ static pid_t warm_one(struct env *e)
 
 static int stats_busy(void *arg)
 {
-    struct evexec_procpool_stats st = {.size = sizeof st};
-    ck_assert_int_eq(evexec_procpool_stats(arg, &st), 0);
+    struct evexec_procpool_stats st = pp_stats(arg);
     return st.busy == 1 && st.idle == 0 && st.procs == 1;
 }
 
@@ -1216,8 +1215,7 @@ START_TEST(test_handoff_cancel_deadline_crash)
     ck_assert_int_eq(oc.res.signal, SIGABRT);
     ck_assert_int_eq(oc.res.pid, warm);
 
-    struct evexec_procpool_stats st = {.size = sizeof st};
-    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), 0);
+    struct evexec_procpool_stats st = pp_stats(e.pool);
     ck_assert_uint_eq(st.cancelled, 1);
     ck_assert_uint_eq(st.killed_deadline, 1);
     ck_assert_uint_eq(st.crashed, 2);
@@ -1253,8 +1251,7 @@ START_TEST(test_handoff_races_a_death)
         }
     }
     ck_assert_int_eq(died + ran, 20);
-    struct evexec_procpool_stats st = {.size = sizeof st};
-    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), 0);
+    struct evexec_procpool_stats st = pp_stats(e.pool);
     ck_assert_uint_eq(st.crashed, (unsigned)died);
     still_serves(&e);
     env_close(&e);
@@ -1670,8 +1667,7 @@ START_TEST(test_input_cancel_deadline)
         ck_assert_int_eq(late.status, -ETIMEDOUT);
         still_serves(&e);
     }
-    struct evexec_procpool_stats st = {.size = sizeof st};
-    ck_assert_int_eq(evexec_procpool_stats(e.pool, &st), 0);
+    struct evexec_procpool_stats st = pp_stats(e.pool);
     ck_assert_uint_eq(st.killed_deadline, 2);
     ck_assert_uint_eq(st.cancelled, 4);
     env_close(&e);
@@ -1864,22 +1860,15 @@ static pid_t server_pid(void)
     return srv;
 }
 
-static struct evexec_procpool_stats srv_stats(evexec_procpool *pp)
-{
-    struct evexec_procpool_stats st = {.size = sizeof st};
-    ck_assert_int_eq(evexec_procpool_stats(pp, &st), 0);
-    return st;
-}
-
 static int srv_ready(void *arg)
 {
-    struct evexec_procpool_stats st = srv_stats(arg);
+    struct evexec_procpool_stats st = pp_stats(arg);
     return st.procs == 2 && st.idle == 2;
 }
 
 static int srv_starting_queued(void *arg)
 {
-    struct evexec_procpool_stats st = srv_stats(arg);
+    struct evexec_procpool_stats st = pp_stats(arg);
     return st.procs == 1 && st.idle == 0 && st.busy == 0 && st.queued == 3;
 }
 
@@ -1894,7 +1883,7 @@ static int srv_all_dead(void *arg)
 
 static int srv_no_procs(void *arg)
 {
-    struct evexec_procpool_stats st = srv_stats(arg);
+    struct evexec_procpool_stats st = pp_stats(arg);
     return st.procs == 0 && st.idle == 0 && st.busy == 0;
 }
 
@@ -1926,7 +1915,7 @@ START_TEST(test_server_killed_idle)
     ck_assert_int_eq(kill(srv, SIGKILL), 0);
     wait_for(srv_all_dead, workers);
     wait_for(srv_no_procs, e.pool);
-    ck_assert_int_eq(srv_stats(e.pool).degraded, 1); /* for good */
+    ck_assert_int_eq(pp_stats(e.pool).degraded, 1); /* for good */
     /* The server is reaped at once, not left a zombie until free. */
     pid_t kids[4];
     ck_assert_int_eq(children_of(getpid(), kids, 4), 0);
@@ -1998,7 +1987,7 @@ START_TEST(test_server_killed_with_jobs)
         ck_assert_int_eq(
             evexec_procpool_submit(e.port, e.pool, w_echo, "q", 1, on_done, &q[i], NULL, NULL), 0);
     }
-    ck_assert_uint_eq(srv_stats(e.pool).queued, 3);
+    ck_assert_uint_eq(pp_stats(e.pool).queued, 3);
 
     ck_assert_int_eq(kill(server_pid(), SIGKILL), 0);
     run_until(e.base, &e.done, 4);
@@ -2011,7 +2000,7 @@ START_TEST(test_server_killed_with_jobs)
         ck_assert_int_eq(q[i].res.pid, 0);
     }
     wait_for(srv_all_dead, procs); /* the worker and its grandchild */
-    struct evexec_procpool_stats st = srv_stats(e.pool);
+    struct evexec_procpool_stats st = pp_stats(e.pool);
     ck_assert_uint_eq(st.queued, 0);
     ck_assert_uint_eq(st.submitted, 4);
     ck_assert_int_eq(st.degraded, 1);
@@ -2049,7 +2038,7 @@ START_TEST(test_server_killed_none_ready)
     ck_assert_int_eq(evexec_future_result(f, NULL), -ENOTRECOVERABLE);
     evexec_future_free(f);
     wait_for(srv_no_procs, e.pool);
-    ck_assert_int_eq(srv_stats(e.pool).degraded, 1);
+    ck_assert_int_eq(pp_stats(e.pool).degraded, 1);
     env_close(&e);
 }
 END_TEST
