@@ -133,25 +133,18 @@ def main():
          ratio("P1_evexec_jobs_s", "P1_python_jobs_s"), ratio("P1_evexec_jobs_s", "P1_fork_jobs_s")),
         ("P2 jobs/s", "P2_evexec_jobs_s", "P2_python_jobs_s", "P2_fork_jobs_s",
          ratio("P2_evexec_jobs_s", "P2_python_jobs_s"), ratio("P2_evexec_jobs_s", "P2_fork_jobs_s")),
-        ("P3 1 MiB echo, copying (MB/s)", "P3_1MiB_evexec_MBs", "P3_1MiB_python_MBs", "P3_1MiB_memcpy_MBs",
-         ratio("P3_1MiB_evexec_MBs", "P3_1MiB_python_MBs"), ratio("P3_1MiB_evexec_MBs", "P3_1MiB_memcpy_MBs", 2)),
-        ("P3 1 MiB echo, copying, back to back (MB/s)", "P3_1MiB_evexec_b2b_MBs", "P3_1MiB_python_MBs", "P3_1MiB_memcpy_MBs",
-         ratio("P3_1MiB_evexec_b2b_MBs", "P3_1MiB_python_MBs"), ratio("P3_1MiB_evexec_b2b_MBs", "P3_1MiB_memcpy_MBs", 2)),
-        ("P3 1 MiB echo, in place (MB/s)", "P3_1MiB_inplace_MBs", "P3_1MiB_python_MBs", "P3_1MiB_memcpy_MBs",
-         ratio("P3_1MiB_inplace_MBs", "P3_1MiB_python_MBs"), ratio("P3_1MiB_inplace_MBs", "P3_1MiB_memcpy_MBs", 2)),
-        ("P3 1 MiB echo, in place, back to back (MB/s)", "P3_1MiB_inplace_b2b_MBs", "P3_1MiB_python_MBs", "P3_1MiB_memcpy_MBs",
-         ratio("P3_1MiB_inplace_b2b_MBs", "P3_1MiB_python_MBs"), ratio("P3_1MiB_inplace_b2b_MBs", "P3_1MiB_memcpy_MBs", 2)),
-        ("P3 64 MiB echo, copying (MB/s)", "P3_64MiB_evexec_MBs", "P3_64MiB_python_MBs", "P3_64MiB_memcpy_MBs",
-         ratio("P3_64MiB_evexec_MBs", "P3_64MiB_python_MBs"), ratio("P3_64MiB_evexec_MBs", "P3_64MiB_memcpy_MBs", 2)),
-        ("P3 64 MiB echo, copying, back to back (MB/s)", "P3_64MiB_evexec_b2b_MBs", "P3_64MiB_python_MBs", "P3_64MiB_memcpy_MBs",
-         ratio("P3_64MiB_evexec_b2b_MBs", "P3_64MiB_python_MBs"), ratio("P3_64MiB_evexec_b2b_MBs", "P3_64MiB_memcpy_MBs", 2)),
-        ("P3 64 MiB echo, in place (MB/s)", "P3_64MiB_inplace_MBs", "P3_64MiB_python_MBs", "P3_64MiB_memcpy_MBs",
-         ratio("P3_64MiB_inplace_MBs", "P3_64MiB_python_MBs"), ratio("P3_64MiB_inplace_MBs", "P3_64MiB_memcpy_MBs", 2)),
-        ("P3 64 MiB echo, in place, back to back (MB/s)", "P3_64MiB_inplace_b2b_MBs", "P3_64MiB_python_MBs", "P3_64MiB_memcpy_MBs",
-         ratio("P3_64MiB_inplace_b2b_MBs", "P3_64MiB_python_MBs"), ratio("P3_64MiB_inplace_b2b_MBs", "P3_64MiB_memcpy_MBs", 2)),
         ("P4 crash recovery (ms)", "P4_evexec_ms", "P4_python_ms", None,
          ratio("P4_python_ms", "P4_evexec_ms"), "-"),
     ]
+    # P3: each size and path against Python's echo and a plain memcpy
+    p4 = rows.pop()
+    for size, mib in (("1 MiB", "1MiB"), ("64 MiB", "64MiB")):
+        for path, key in (("copying", "evexec"), ("copying, back to back", "evexec_b2b"),
+                          ("in place", "inplace"), ("in place, back to back", "inplace_b2b")):
+            ev, py, mc = "P3_%s_%s_MBs" % (mib, key), "P3_%s_python_MBs" % mib, "P3_%s_memcpy_MBs" % mib
+            rows.append(("P3 %s echo, %s (MB/s)" % (size, path), ev, py, mc,
+                         ratio(ev, py), ratio(ev, mc, 2)))
+    rows.append(p4)
     print("| workload | evexec | Python | fork per job (P3: memcpy) | vs Python | vs fork (P3: vs memcpy) |")
     print("|---|---|---|---|---|---|")
     for name, e, p, f, rp, rf in rows:
