@@ -293,7 +293,8 @@ static struct {
     _Atomic int open_errno;      /* eventfd()/pipe2() fail with this */
     _Atomic long injected;
     _Atomic long writes;         /* writes that reached a watched fd */
-} FD = {-1, -1, 0, 0, 0, 0, 0, 0};
+    _Atomic int writing;         /* writers inside __wrap_write, not yet counted */
+} FD = {-1, -1, 0, 0, 0, 0, 0, 0, 0};
 
 static int take_one(_Atomic int *n)
 {
@@ -363,13 +364,19 @@ ssize_t __wrap_write(int fd, const void *buf, size_t n)
             errno = EINTR;
             return -1;
         }
+        /* The loop may read this write before it is counted below: a
+         * count taken "after every write was read" waits for writing == 0. */
+        atomic_fetch_add(&FD.writing, 1);
         ssize_t r = __real_write(fd, buf, n);
-        if (r < 0 && errno == EAGAIN)
+        int e = errno;
+        if (r < 0 && e == EAGAIN)
             atomic_fetch_add(&FD.write_eagain, 1);
-        if (r < 0 && errno == EBADF)
+        if (r < 0 && e == EBADF)
             atomic_fetch_add(&WH.ebadf, 1);
         if (r > 0)
             atomic_fetch_add(&FD.writes, 1);
+        atomic_fetch_sub(&FD.writing, 1);
+        errno = e;
         return r;
     }
     return __real_write(fd, buf, n);
@@ -1241,7 +1248,7 @@ static void a_done_lets_b_finish(int status, void *result, void *arg)
 static void wait_settled(struct wake_env *w)
 {
     double deadline = now_s() + 10;
-    while (!evexec__mailbox_quiet(&w->port->mb)) {
+    while (!evexec__mailbox_quiet(&w->port->mb) || atomic_load(&FD.writing) > 0) {
         ck_assert_msg(now_s() < deadline, "a wake-fd write owed was never read");
         event_base_loop(w->b, EVLOOP_ONCE | EVLOOP_NONBLOCK);
         struct timespec ts = {0, 1000000};
@@ -1257,8 +1264,9 @@ static void completion_during_a_run(unsigned max_batch)
     wake_env_new_batch(&w, max_batch);
     one_by_one(&w, 2); /* both threads started */
     /* The worker of the last of those may still be on its way to its write
-     * (the loop can deliver a job first): wait until every write owed has
-     * been read, so that the count below starts from a settled fd. */
+     * (the loop can deliver a job first), or past it but yet to count it:
+     * wait until every write owed has been read and counted, so that the
+     * count below starts from a settled fd. */
     wait_settled(&w);
     tally_init(&tb);
     hold_set(1);
@@ -1360,6 +1368,7 @@ START_TEST(a_write_owed_to_a_resumed_run_keeps_a_freed_port)
     struct owed_probe p = {&w, 0, 0};
     wake_env_new_batch(&w, 2);
     one_by_one(&w, 2);
+    wait_settled(&w); /* `writes` below must not count a late write of these */
     struct x_home h = {w.pool, pool_stats(w.pool).completed + 3};
     hold_set(1);
     ck_assert_int_eq(evexec_submit(w.port, w.pool, hold_work, j_done, &p, NULL), 0);
