@@ -92,6 +92,7 @@ enum job_kind {
  *     \--submit, handed to an idle worker---------^
  *   QUEUED --cancel, shutdown, drop--> CANCELLED --delivered--> FREE
  *   QUEUED --refused after all (no thread could start)--> FREE
+ *   RUNNING --never reached a worker (a process pool's send failed)--> QUEUED
  *
  * QUEUED -> RUNNING and QUEUED -> CANCELLED happen under the runner's lock,
  * so exactly one of them wins. Only a job's owner moves it out of FREE or
@@ -101,7 +102,8 @@ enum job_kind {
 enum job_state {
     JOB_FREE = 0,
     JOB_QUEUED,         /* only here can it be cancelled */
-    JOB_RUNNING,        /* a worker has it; stays so until delivered */
+    JOB_RUNNING,        /* a worker has it; stays so until delivered,
+                           unless it never reached one (back to QUEUED) */
     JOB_CANCELLED       /* taken off the queue; delivered as -ECANCELED */
 };
 

@@ -27,7 +27,7 @@
 static const unsigned allowed_moves =
     MOVE(JOB_FREE, JOB_QUEUED) | MOVE(JOB_FREE, JOB_RUNNING) | MOVE(JOB_QUEUED, JOB_RUNNING) |
     MOVE(JOB_QUEUED, JOB_CANCELLED) | MOVE(JOB_QUEUED, JOB_FREE) | MOVE(JOB_RUNNING, JOB_FREE) |
-    MOVE(JOB_CANCELLED, JOB_FREE) | MOVE(JOB_FREE, JOB_FREE);
+    MOVE(JOB_CANCELLED, JOB_FREE) | MOVE(JOB_FREE, JOB_FREE) | MOVE(JOB_RUNNING, JOB_QUEUED);
 
 void evexec__job_set_state_checked(struct evexec_job *job, enum job_state to)
 {

@@ -392,6 +392,15 @@ static void take(struct proc_rec *rec)
         evexec__job_set_state(rec->job, JOB_RUNNING);
 }
 
+/* Undoes take() for a job that never reached a worker: at the front of its
+ * queue again, and as cancellable as before. */
+static void untake(struct evexec_procpool *pp, struct proc_rec *rec)
+{
+    if (rec->job && job_state(rec->job) == JOB_RUNNING)
+        evexec__job_set_state(rec->job, JOB_QUEUED);
+    q_push(pp, rec, 1);
+}
+
 static struct proc_rec *q_pop(struct evexec_procpool *pp)
 {
     for (unsigned c = 0; c < NCLASSES; c++)
@@ -859,11 +868,17 @@ static void dispatch(struct evexec_procpool *pp, struct proc_worker *w, struct p
     int rc = rec->in_fd >= 0 ? evexec__proc_send(w->fd, &f, NULL, 0, rec->in_fd, 1)
                              : evexec__proc_send(w->fd, &f, rec->in, rec->in_len, -1, 1);
     if (rc < 0) {
-        /* Not the job's fault: back to the front, and the worker goes. */
-        pthread_mutex_lock(&pp->mu);
-        q_push(pp, rec, 1);
-        pthread_mutex_unlock(&pp->mu);
+        /* Not the job's fault: the worker goes, and the job, unless a stop
+         * came for it meanwhile (its cancel found it taken), goes back to
+         * the front of the queue. */
         kill_worker(pp, w, 0);
+        if (evexec__procport_stop_requested(rec)) {
+            finish(pp, rec, -ECANCELED);
+            return;
+        }
+        pthread_mutex_lock(&pp->mu);
+        untake(pp, rec);
+        pthread_mutex_unlock(&pp->mu);
         return;
     }
     rec->res.pid = w->pid;

@@ -480,6 +480,95 @@ START_TEST(test_cancel)
 }
 END_TEST
 
+/* Shuts the read side of the worker's own channel (its only socket), so
+ * that the pool's next send to it fails, then returns once the file named
+ * by the input exists. */
+static int w_cut_channel(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    (void)out, (void)state;
+    char path[256];
+    size_t plen = strnlen(in, len);
+    if (plen >= sizeof path)
+        return 1;
+    memcpy(path, in, plen);
+    path[plen] = '\0';
+    int cut = 0;
+    for (int fd = 3; fd < 1024; fd++) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && shutdown(fd, SHUT_RD) == 0)
+            cut++;
+    }
+    for (int i = 0; i < 10000 && access(path, F_OK) != 0; i++)
+        usleep(1000);
+    return cut == 1 ? 0 : 2;
+}
+
+/* A worker's init waits while the file named by hook_arg exists. */
+static int init_waits(void *hook_arg, void **state)
+{
+    (void)state;
+    for (int i = 0; i < 10000 && access(hook_arg, F_OK) == 0; i++)
+        usleep(1000);
+    return 0;
+}
+
+static char gate_path[128];
+
+/* The job's send failed and its worker went: it is queued again. */
+static int requeued(void *arg)
+{
+    struct evexec_procpool_stats st = pp_stats(arg);
+    return st.queued == 1 && st.busy == 0 && st.idle == 0;
+}
+
+/* A job whose send to an idle worker fails goes back to the queue, as a
+ * queued job: a cancel then takes it out (0, -ECANCELED, never run) instead
+ * of answering -EBUSY and killing the next worker it reaches. */
+START_TEST(test_failed_send_requeues_a_queued_job)
+{
+    struct env e;
+    struct outcome first, second;
+    char go[128];
+    evexec_job_id id;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    tmp_path(gate_path, sizeof gate_path, "gate");
+    tmp_path(go, sizeof go, "go");
+    o.max_procs = 1;
+    o.init = init_waits;
+    o.hook_arg = gate_path;
+    env_open(&e, &o);
+    still_serves(&e);
+    oc_init(&first, &e);
+    ck_assert_int_eq(evexec_procpool_submit(e.port, e.pool, w_cut_channel, go, strlen(go) + 1,
+                                            on_done, &first, NULL, NULL),
+                     0);
+    oc_init(&second, &e);
+    ck_assert_int_eq(
+        evexec_procpool_submit(e.port, e.pool, w_echo, "q", 1, on_done, &second, NULL, &id), 0);
+    /* The replacement's init waits at the gate: the second job stays
+     * queued until the test opens it. */
+    int fd = open(gate_path, O_WRONLY | O_CREAT, 0600);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_ge(fd = open(go, O_WRONLY | O_CREAT, 0600), 0);
+    close(fd);
+    run_until(e.base, &e.done, e.done + 1);
+    ck_assert_int_eq(first.status, 0);
+    wait_for(requeued, e.pool);
+    ck_assert_int_eq(evexec_cancel(e.port, id), 0);
+    run_until(e.base, &e.done, e.done + 1);
+    ck_assert_int_eq(second.calls, 1);
+    ck_assert_int_eq(second.status, -ECANCELED);
+    ck_assert_int_eq(second.res.pid, 0);
+    unlink(gate_path);
+    unlink(go);
+    struct evexec_procpool_stats st = pp_stats(e.pool);
+    ck_assert_uint_eq(st.cancelled, 1);
+    still_serves(&e);
+    env_close(&e);
+}
+END_TEST
+
 START_TEST(test_killed_from_outside)
 {
     struct env e;
@@ -2102,6 +2191,7 @@ static Suite *procpool_suite(void)
     tcase_add_test(tc, test_crashes);
     tcase_add_test(tc, test_deadline_kills_group);
     tcase_add_test(tc, test_cancel);
+    tcase_add_test(tc, test_failed_send_requeues_a_queued_job);
     tcase_add_test(tc, test_killed_from_outside);
 #ifndef EVEXEC_TEST_SANITIZER
     tcase_add_test(tc, test_memory_limit); /* RLIMIT_AS: see Makefile.am */
