@@ -1976,6 +1976,12 @@ static int srv_no_procs(void *arg)
     return st.procs == 0 && st.idle == 0 && st.busy == 0;
 }
 
+static int srv_one_idle(void *arg)
+{
+    struct evexec_procpool_stats st = pp_stats(arg);
+    return st.procs == 1 && st.idle == 1 && st.busy == 0;
+}
+
 static void srv_opts(struct evexec_procpool_opts *o, unsigned max, unsigned min)
 {
     *o = (struct evexec_procpool_opts)EVEXEC_PROCPOOL_OPTS_INIT;
@@ -2030,6 +2036,31 @@ START_TEST(test_server_killed_idle)
     ck_assert_int_eq(
         evexec_procpool_submit(e.port, e.pool, w_echo, "x", 1, on_done, &oc, NULL, NULL),
         -ESHUTDOWN);
+    env_close(&e);
+}
+END_TEST
+
+/* A job handed to an idle worker, and the server killed at once, before
+ * the pool's supervisor has taken note of the hand-off: the job ends once,
+ * with its result if the worker sent it, or -ENOTRECOVERABLE. */
+START_TEST(test_server_killed_after_a_hand_off)
+{
+    struct env e;
+    struct outcome oc;
+    struct evexec_procpool_opts o;
+    srv_opts(&o, 1, 1);
+    env_open(&e, &o);
+    still_serves(&e);
+    wait_for(srv_one_idle, e.pool); /* lent: the next submit goes to it */
+    pid_t srv = server_pid();
+    oc_init(&oc, &e);
+    ck_assert_int_eq(
+        evexec_procpool_submit(e.port, e.pool, w_spin, NULL, 0, on_done, &oc, NULL, NULL), 0);
+    ck_assert_int_eq(kill(srv, SIGKILL), 0);
+    run_until(e.base, &e.done, e.done + 1);
+    ck_assert_int_eq(oc.calls, 1);
+    ck_assert_int_eq(oc.status, -ENOTRECOVERABLE);
+    wait_for(srv_no_procs, e.pool);
     env_close(&e);
 }
 END_TEST
@@ -2242,6 +2273,7 @@ static Suite *procpool_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_server_killed_idle);
     tcase_add_test(tc, test_server_killed_submit_races);
+    tcase_add_test(tc, test_server_killed_after_a_hand_off);
     tcase_add_test(tc, test_server_killed_with_jobs);
     tcase_add_test(tc, test_server_killed_none_ready);
     tcase_add_test(tc, test_server_killed_then_free);

@@ -2,13 +2,14 @@
 /*
  * Process pools under a random storm: jobs that succeed, fail, segfault,
  * exit or spin past a deadline; cancels of queued and running jobs;
- * workers killed from outside with SIGKILL; shutdowns (DRAIN, CANCEL) and
- * frees at random moments. Every accepted job gets exactly one callback,
+ * workers killed from outside with SIGKILL, and in a third of the rounds
+ * the fork server (every job not finished then ends -ENOTRECOVERABLE, and
+ * submits fail so); shutdowns (DRAIN, CANCEL) and frees at random moments. Every accepted job gets exactly one callback,
  * on the loop thread, with a status its kind allows; a rejected one gets
  * none; an echo that succeeds returns its input. After each round: no
  * child process left, no fd leaked.
  *
- * EVEXEC_STRESS_SEED (printed), EVEXEC_PROCPOOL_STRESS_ROUNDS (default 6).
+ * EVEXEC_STRESS_SEED (printed), EVEXEC_PROCPOOL_STRESS_ROUNDS (default 20).
  */
 #define _GNU_SOURCE
 #include "config.h"
@@ -84,6 +85,7 @@ struct round {
     struct job jobs[MAX_JOBS];
     int njobs, accepted, done, wrong;
     int step, shutdown_at, free_at, freed;
+    int server_kill_at; /* the step that kills the fork server, or -1 */
 };
 
 static void on_done(int status, const struct evexec_proc_result *res, void *arg)
@@ -117,14 +119,15 @@ static void submit_some(struct round *r, int n)
         if (rc == 0) {
             j->accepted = 1;
             r->accepted++;
-        } else if (rc != -EAGAIN && rc != -ESHUTDOWN) {
+        } else if (rc != -EAGAIN && rc != -ESHUTDOWN && rc != -ENOTRECOVERABLE) {
             ck_abort_msg("submit: %d", rc);
         }
     }
 }
 
-/* Kills a random worker: a grandchild of ours (a child of the server). */
-static void kill_a_worker(struct round *r)
+/* Kills a random worker: a grandchild of ours (a child of the server);
+ * or, with server set, the fork server itself. */
+static void kill_a_worker(struct round *r, int kill_server)
 {
     DIR *d = opendir("/proc");
     struct dirent *de;
@@ -156,6 +159,11 @@ static void kill_a_worker(struct round *r)
     for (int i = 0; i < na; i++)
         if (all[i][1] == me)
             server = all[i][0];
+    if (kill_server) {
+        if (server)
+            kill(server, SIGKILL);
+        return;
+    }
     for (int i = 0; i < na && n < 64; i++)
         if (server && all[i][1] == server)
             workers[n++] = all[i][0];
@@ -179,8 +187,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
                 ck_assert(rc == 0 || rc == -EBUSY || rc == -EALREADY || rc == -ENOENT);
             }
         } else {
-            kill_a_worker(r);
+            kill_a_worker(r, 0);
         }
+        if (r->step == r->server_kill_at)
+            kill_a_worker(r, 1);
         if (r->step == r->shutdown_at)
             evexec_procpool_shutdown(r->pool, (int)rnd(&r->seed, 2));
         if (r->step >= r->free_at) {
@@ -208,7 +218,8 @@ static int allowed(const struct job *j)
     case -ECANCELED:
     case -EOWNERDEAD:      /* killed from outside */
     case -ETIMEDOUT:
-    case -ENOTRECOVERABLE: /* its worker was killed before it was ready */
+    case -ENOTRECOVERABLE: /* its worker was killed before it was ready,
+                              or the fork server was */
         return 1;
     case 0: return j->kind == K_ECHO;
     case -EREMOTEIO: return j->kind == K_FAIL;
@@ -235,6 +246,7 @@ START_TEST(test_storm)
     o.idle_timeout_ms = 5 + rnd(&r->seed, 50);
     r->shutdown_at = 20 + (int)rnd(&r->seed, 100);
     r->free_at = r->shutdown_at + (int)rnd(&r->seed, 100);
+    r->server_kill_at = rnd(&r->seed, 3) ? -1 : 1 + (int)rnd(&r->seed, (unsigned)r->free_at);
     ck_assert_ptr_nonnull(r->base = event_base_new());
     ck_assert_int_eq(evexec_port_new(&r->port, r->base, NULL), 0);
     ck_assert_int_eq(evexec_procpool_new(&r->pool, &o), 0);
