@@ -46,6 +46,19 @@
  * evexec_port_new()). The library's only counter shared by every port. */
 static _Atomic uint32_t ports_made;
 
+/* Where a port's submission numbers start: the address and the count
+ * through a 64-bit finaliser (splitmix64's), so that every bit of both
+ * moves every bit of the start. A sum of two spread terms would not do:
+ * a port made next a cache line lower can undo the count's step with
+ * its address's, and start where the freed port did. */
+static uint32_t port_salt(uintptr_t addr, uint32_t made)
+{
+    uint64_t z = (uint64_t)addr + (uint64_t)made * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return (uint32_t)((z ^ (z >> 31)) >> 32);
+}
+
 /* fork(): a child that reinitialises an inherited base (event_reinit())
  * and dispatches it would run the inherited ports' events: read the wake
  * fd it shares with the parent (stealing the parent's wake-ups, so the
@@ -595,13 +608,10 @@ int evexec_port_new(evexec_port **out, struct event_base *base, const struct eve
      * rather than naming one of its jobs; they would meet only after
      * billions of submissions. The address alone is not enough: malloc
      * often gives a freed port's memory to the next port, whose ids would
-     * then be the old one's. A count of the ports made in this process,
-     * spread by the golden ratio, moves each port's start far from that of
-     * the port before it at the same address. */
+     * then be the old one's. So the start mixes the address with a count
+     * of the ports made in this process (port_salt()). */
     uint32_t made = atomic_fetch_add_explicit(&ports_made, 1, memory_order_relaxed);
-    evexec__jobs_init(&port->jobs, &port->mb,
-                      (uint32_t)(((uintptr_t)port >> 6) * 0x9E3779B97F4A7C15ull >> 32) +
-                          made * 0x9E3779B9u);
+    evexec__jobs_init(&port->jobs, &port->mb, port_salt((uintptr_t)port, made));
     evexec__deadlines_init(&port->deadlines, base, o.priority, on_deadlines, port);
     evexec__groups_init(&port->groups, port->owner, kick, cancel_member, port);
     if ((rc = evexec__remote_init(&port->remote, &port->mb)) < 0) {

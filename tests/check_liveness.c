@@ -15,7 +15,7 @@
  *  - loops: evexec_loop_start() and evexec_loop_stop() return when init
  *    fails or a call never settles (a CANCEL ends a DRAIN).
  *  - ids: a stale id of a freed port is never taken for a job of the port
- *    made next at the same address.
+ *    made next at the same address, or a cache line or a page away.
  *  - default_pool: freeing a port's default pool is refused.
  *  - errors: every errno has a text and a name.
  *  - fds: evexec_loop_start() with (almost) no fd left is an error, never
@@ -104,9 +104,18 @@ void __wrap_free(void *p);
 static _Atomic int remember_armed;
 static void *remembered, *held_block;
 static size_t remembered_size;
+/* Or the test places blocks itself: the next posix_memalign() gets *place
+ * (then place is cleared), and free() leaves [arena, arena_end) alone. */
+static void *place;
+static char *arena, *arena_end;
 
 int __wrap_posix_memalign(void **out, size_t align, size_t n)
 {
+    if (place) {
+        *out = place;
+        place = NULL;
+        return 0;
+    }
     if (held_block && n == remembered_size) {
         *out = held_block;
         held_block = NULL;
@@ -123,6 +132,8 @@ int __wrap_posix_memalign(void **out, size_t align, size_t n)
 
 void __wrap_free(void *p)
 {
+    if ((char *)p >= arena && (char *)p < arena_end)
+        return;
     if (p && p == remembered && !held_block) {
         held_block = p;
         return;
@@ -516,6 +527,66 @@ START_TEST(stale_id_of_a_freed_port_is_enoent_on_its_successor)
     ck_assert_int_eq(evexec_pool_free(pool), 0);
     event_base_free(base);
     gate_destroy(&g);
+}
+END_TEST
+
+/* Ports at nearby addresses, made one after the other: the next port is
+ * placed a cache line or a page below or above the freed one (as malloc
+ * may do with aligned blocks); no stale id may name one of its jobs. */
+static void stale_ids_at(size_t at, ptrdiff_t step)
+{
+    struct event_base *base = event_base_new();
+    struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
+    evexec_pool *pool;
+    evexec_port *old, *port;
+    evexec_job_id stale[2], now[2];
+    struct tally t;
+    struct gate g;
+    void *mem;
+
+    tally_init(&t);
+    gate_init(&g, &t);
+    o.max_threads = 1;
+    ck_assert_int_eq(evexec_pool_new(&pool, &o), 0);
+    ck_assert_int_eq(posix_memalign(&mem, 4096, 1 << 16), 0);
+    arena = mem;
+    arena_end = arena + (1 << 16);
+    place = arena + at;
+    ck_assert_int_eq(evexec_port_new(&old, base, NULL), 0);
+    ck_assert_ptr_eq(old, arena + at);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(evexec_submit(old, pool, echo_work, tally_done, &t, &stale[i]), 0);
+    run_until(base, &t.calls, 2);
+    ck_assert_int_eq(evexec_port_free(old), 0);
+
+    place = arena + at + step;
+    ck_assert_int_eq(evexec_port_new(&port, base, NULL), 0);
+    ck_assert_ptr_eq(port, arena + at + step);
+    ck_assert_int_eq(evexec_submit(port, pool, park_work, gate_done, &g, &now[0]), 0);
+    gate_wait_entered(&g, 1);
+    ck_assert_int_eq(evexec_submit(port, pool, echo_work, tally_done, &t, &now[1]), 0);
+    for (int i = 1; i >= 0; i--) {
+        ck_assert_int_eq(evexec_cancel(port, stale[i]), -ENOENT);
+        ck_assert(stale[i] != now[0] && stale[i] != now[1]);
+    }
+    gate_release(&g, 1);
+    run_until(base, &t.calls, 4);
+    ck_assert_int_eq(t.ok, 4);
+    ck_assert_int_eq(evexec_port_free(port), 0);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+    event_base_free(base);
+    gate_destroy(&g);
+    arena = arena_end = NULL;
+    free(mem);
+}
+
+START_TEST(stale_id_of_a_freed_port_is_enoent_on_a_port_nearby)
+{
+    static const ptrdiff_t steps[] = {-64, 64, -128, 128, -4096, 4096};
+    /* At 16 places: a weak salt may collide at some addresses only. */
+    for (size_t at = 0; at < 16; at++)
+        for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
+            stale_ids_at((1 << 15) + at * 64, steps[i]);
 }
 END_TEST
 
@@ -941,6 +1012,7 @@ static Suite *liveness_suite(void)
 
     tc = tcase_create("ids");
     tcase_add_test(tc, stale_id_of_a_freed_port_is_enoent_on_its_successor);
+    tcase_add_test(tc, stale_id_of_a_freed_port_is_enoent_on_a_port_nearby);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
 
