@@ -53,7 +53,9 @@ struct job_queue {
 
 struct evexec_pool {
     struct evexec__runner runner;  /* first: see pool.h */
-    pthread_mutex_t mu;
+    /* Every submit reads runner, and the workers write mu for every job:
+     * a line apart, or each submit waits for the workers' line. */
+    _Alignas(EVEXEC_CACHELINE) pthread_mutex_t mu;
     /* Everything below is guarded by mu, except refs, timed_out and the
      * settings that never change after creation. */
     struct job_queue q[EVEXEC__NCLASSES]; /* one FIFO per priority class */
@@ -95,7 +97,6 @@ struct evexec_pool {
     evexec_worker_init_fn worker_init;
     evexec_worker_fini_fn worker_fini;
     void *worker_arg;
-    _Atomic int submit_cpu;        /* CPU of the last submit (a hint) */
     int port_owned;                /* a port's default pool: only the port
                                       frees it (evexec__pool_free_owned()) */
     size_t max_queued;
@@ -105,13 +106,14 @@ struct evexec_pool {
     /* Atomic, though written only under mu: a submit without mu reads
      * them after pushing on the inbox (pool.c, "The inbox"). On a line of
      * their own, which a burst of busy workers leaves alone. */
-    _Alignas(64) _Atomic unsigned nidle;
+    _Alignas(EVEXEC_CACHELINE) _Atomic unsigned nidle;
     _Atomic unsigned nsearching;   /* idle workers awake or woken, looking */
 
     /* Written by submitters without mu, on a line of their own: */
-    _Alignas(64) _Atomic(struct evexec_job *) inbox; /* newest first */
+    _Alignas(EVEXEC_CACHELINE) _Atomic(struct evexec_job *) inbox; /* newest first */
     _Atomic unsigned gate;         /* GATE_* | jobs waiting, see above */
     _Atomic unsigned gate_max;     /* max_queued, for the path without mu */
+    _Atomic int submit_cpu;        /* CPU of the last submit (a hint) */
 };
 
 struct worker {

@@ -490,8 +490,11 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
         (o.flags & ~(EVEXEC_POOL_HISTOGRAMS | EVEXEC_POOL_SCHED_BATCH)))
         return -EINVAL;
 
-    if (!(pool = calloc(1, sizeof *pool)))
+    /* Aligned as its lines are laid out (pool-internal.h). */
+    void *mem;
+    if (posix_memalign(&mem, EVEXEC_CACHELINE, sizeof *pool) != 0)
         return -ENOMEM;
+    pool = memset(mem, 0, sizeof *pool);
     pool->runner.ops = &pool_ops;
     pool->max_threads = o.max_threads;
     pool->min_threads = o.min_threads;
