@@ -2040,9 +2040,9 @@ START_TEST(test_server_killed_idle)
 }
 END_TEST
 
-/* A job handed to an idle worker, and the server killed at once, before
- * the pool's supervisor has taken note of the hand-off: the job ends once,
- * with its result if the worker sent it, or -ENOTRECOVERABLE. */
+/* A job handed to an idle worker (one that never ends), and the server
+ * killed at once, before the pool's supervisor has taken note of the
+ * hand-off: the job ends once, -ENOTRECOVERABLE, and no process is left. */
 START_TEST(test_server_killed_after_a_hand_off)
 {
     struct env e;
