@@ -32,60 +32,15 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "procpool-work.h"
 
 /* --- work functions (in the program: in the fork server's image) --------- */
-
-static int w_echo(const void *in, size_t len, evexec_proc_out *out, void *state)
-{
-    (void)state;
-    void *p = evexec_proc_output(out, len);
-    if (!p)
-        return 99;
-    if (len)
-        memcpy(p, in, len);
-    return 0;
-}
 
 static int w_pid(const void *in, size_t len, evexec_proc_out *out, void *state)
 {
     (void)in, (void)len, (void)state;
     int *p = evexec_proc_output(out, sizeof(int));
     *p = (int)getpid();
-    return 0;
-}
-
-static int w_fail(const void *in, size_t len, evexec_proc_out *out, void *state)
-{
-    (void)in, (void)len, (void)state;
-    memcpy(evexec_proc_output(out, 4), "why", 4);
-    return 7;
-}
-
-static int w_segv(const void *in, size_t len, evexec_proc_out *out, void *state)
-{
-    (void)in, (void)len, (void)out, (void)state;
-    volatile int *volatile p = NULL;
-    *p = 1;
-    return 0;
-}
-
-static int w_abort(const void *in, size_t len, evexec_proc_out *out, void *state)
-{
-    (void)in, (void)len, (void)out, (void)state;
-    abort();
-}
-
-static int w_exit3(const void *in, size_t len, evexec_proc_out *out, void *state)
-{
-    (void)in, (void)len, (void)out, (void)state;
-    _exit(3);
-}
-
-static int w_spin(const void *in, size_t len, evexec_proc_out *out, void *state)
-{
-    (void)in, (void)len, (void)out, (void)state;
-    for (volatile unsigned long i = 0;; i++)
-        ;
     return 0;
 }
 

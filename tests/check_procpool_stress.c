@@ -23,50 +23,13 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "procpool-work.h"
 
 #define MAX_JOBS 400
 
 enum kind { K_ECHO, K_FAIL, K_SEGV, K_EXIT, K_SPIN, NKINDS };
 
-static int w_echo(const void *in, size_t len, evexec_proc_out *out, void *state)
-{
-    (void)state;
-    void *p = evexec_proc_output(out, len);
-    if (!p)
-        return 99;
-    memcpy(p, in, len);
-    return 0;
-}
-
-static int w_fail(const void *in, size_t len, evexec_proc_out *out, void *state)
-{
-    (void)in, (void)len, (void)out, (void)state;
-    return 3;
-}
-
-static int w_segv(const void *in, size_t len, evexec_proc_out *out, void *state)
-{
-    (void)in, (void)len, (void)out, (void)state;
-    volatile int *volatile p = NULL;
-    *p = 1;
-    return 0;
-}
-
-static int w_exit(const void *in, size_t len, evexec_proc_out *out, void *state)
-{
-    (void)in, (void)len, (void)out, (void)state;
-    _exit(4);
-}
-
-static int w_spin(const void *in, size_t len, evexec_proc_out *out, void *state)
-{
-    (void)in, (void)len, (void)out, (void)state;
-    for (volatile unsigned long i = 0;; i++)
-        ;
-    return 0;
-}
-
-static const evexec_proc_work_fn works[NKINDS] = {w_echo, w_fail, w_segv, w_exit, w_spin};
+static const evexec_proc_work_fn works[NKINDS] = {w_echo, w_fail, w_segv, w_exit3, w_spin};
 
 struct job {
     struct round *r;
@@ -125,17 +88,19 @@ static void submit_some(struct round *r, int n)
     }
 }
 
-/* Kills a random worker: a grandchild of ours (a child of the server);
- * or, with server set, the fork server itself. */
-static void kill_a_worker(struct round *r, int kill_server)
+/* Every process of the system: its pid, parent and state, up to max;
+ * returns how many. */
+struct proc_entry {
+    pid_t pid, parent;
+    char state;
+};
+
+static int list_procs(struct proc_entry *out, int max)
 {
     DIR *d = opendir("/proc");
     struct dirent *de;
-    pid_t me = getpid(), server = 0, workers[64];
     int n = 0;
-    pid_t all[512][2];
-    int na = 0;
-    while (d && (de = readdir(d)) != NULL && na < 512) {
+    while (d && (de = readdir(d)) != NULL && n < max) {
         char path[300], buf[512];
         int pid = atoi(de->d_name), parent;
         char state;
@@ -149,24 +114,32 @@ static void kill_a_worker(struct round *r, int kill_server)
         fclose(f);
         buf[got] = '\0';
         char *p = strrchr(buf, ')');
-        if (p && sscanf(p + 1, " %c %d", &state, &parent) == 2 && state != 'Z') {
-            all[na][0] = pid;
-            all[na++][1] = parent;
-        }
+        if (p && sscanf(p + 1, " %c %d", &state, &parent) == 2)
+            out[n++] = (struct proc_entry){pid, parent, state};
     }
     if (d)
         closedir(d);
+    return n;
+}
+
+/* Kills a random worker: a grandchild of ours (a child of the server);
+ * or, with kill_server set, the fork server itself. */
+static void kill_a_worker(struct round *r, int kill_server)
+{
+    static struct proc_entry all[4096];
+    pid_t me = getpid(), server = 0, workers[64];
+    int n = 0, na = list_procs(all, 4096);
     for (int i = 0; i < na; i++)
-        if (all[i][1] == me)
-            server = all[i][0];
+        if (all[i].parent == me && all[i].state != 'Z')
+            server = all[i].pid;
     if (kill_server) {
         if (server)
             kill(server, SIGKILL);
         return;
     }
     for (int i = 0; i < na && n < 64; i++)
-        if (server && all[i][1] == server)
-            workers[n++] = all[i][0];
+        if (server && all[i].parent == server && all[i].state != 'Z')
+            workers[n++] = all[i].pid;
     if (n)
         kill(workers[rnd(&r->seed, (unsigned)n)], SIGKILL);
 }
@@ -278,26 +251,12 @@ START_TEST(test_storm)
     event_base_dispatch(r->base);
     event_base_free(r->base);
     ck_assert_int_eq(count_fds(), fds);
-    DIR *d = opendir("/proc");
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        char path[300], buf[512];
-        int pid = atoi(de->d_name), parent;
-        char state;
-        if (pid <= 0)
-            continue;
-        snprintf(path, sizeof path, "/proc/%d/stat", pid);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        size_t got = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[got] = '\0';
-        char *p = strrchr(buf, ')');
-        if (p && sscanf(p + 1, " %c %d", &state, &parent) == 2)
-            ck_assert_msg(parent != getpid(), "child %d left (state %c)", pid, state);
-    }
-    closedir(d);
+    static struct proc_entry all[4096];
+    int na = list_procs(all, 4096);
+    ck_assert_int_lt(na, 4096);
+    for (int i = 0; i < na; i++)
+        ck_assert_msg(all[i].parent != getpid(), "child %d left (state %c)", (int)all[i].pid,
+                      all[i].state);
     free(r);
 }
 END_TEST
