@@ -194,29 +194,12 @@ static void still_serves(struct env *e)
 /* Processes whose parent is ppid, up to max; returns how many. */
 static int children_of(pid_t ppid, pid_t *out, int max)
 {
-    DIR *d = opendir("/proc");
-    struct dirent *de;
-    int n = 0;
-    ck_assert_ptr_nonnull(d);
-    while ((de = readdir(d)) != NULL) {
-        char path[300], buf[512];
-        int pid = atoi(de->d_name);
-        if (pid <= 0)
-            continue;
-        snprintf(path, sizeof path, "/proc/%d/stat", pid);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        size_t got = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[got] = '\0';
-        char *p = strrchr(buf, ')');
-        char state;
-        int parent;
-        if (p && sscanf(p + 1, " %c %d", &state, &parent) == 2 && parent == ppid && n < max)
-            out[n++] = pid;
-    }
-    closedir(d);
+    static struct proc_entry all[4096];
+    int n = 0, na = list_procs(all, 4096);
+    ck_assert_int_lt(na, 4096);
+    for (int i = 0; i < na; i++)
+        if (all[i].parent == ppid && n < max)
+            out[n++] = all[i].pid;
     return n;
 }
 

@@ -88,40 +88,6 @@ static void submit_some(struct round *r, int n)
     }
 }
 
-/* Every process of the system: its pid, parent and state, up to max;
- * returns how many. */
-struct proc_entry {
-    pid_t pid, parent;
-    char state;
-};
-
-static int list_procs(struct proc_entry *out, int max)
-{
-    DIR *d = opendir("/proc");
-    struct dirent *de;
-    int n = 0;
-    while (d && (de = readdir(d)) != NULL && n < max) {
-        char path[300], buf[512];
-        int pid = atoi(de->d_name), parent;
-        char state;
-        if (pid <= 0)
-            continue;
-        snprintf(path, sizeof path, "/proc/%d/stat", pid);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        size_t got = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[got] = '\0';
-        char *p = strrchr(buf, ')');
-        if (p && sscanf(p + 1, " %c %d", &state, &parent) == 2)
-            out[n++] = (struct proc_entry){pid, parent, state};
-    }
-    if (d)
-        closedir(d);
-    return n;
-}
-
 /* Kills a random worker: a grandchild of ours (a child of the server);
  * or, with kill_server set, the fork server itself. */
 static void kill_a_worker(struct round *r, int kill_server)

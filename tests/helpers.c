@@ -219,6 +219,33 @@ int count_threads(void)
     return count_entries("/proc/self/task");
 }
 
+int list_procs(struct proc_entry *out, int max)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    int n = 0;
+    while (d && (de = readdir(d)) != NULL && n < max) {
+        char path[300], buf[512];
+        int pid = atoi(de->d_name), parent;
+        char state;
+        if (pid <= 0)
+            continue;
+        snprintf(path, sizeof path, "/proc/%d/stat", pid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t got = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[got] = '\0';
+        char *p = strrchr(buf, ')');
+        if (p && sscanf(p + 1, " %c %d", &state, &parent) == 2)
+            out[n++] = (struct proc_entry){pid, parent, state};
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
 int fd_list(int *fds, int max)
 {
     int n = 0;

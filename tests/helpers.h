@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <check.h>
 #include <event2/event.h>
@@ -209,6 +210,13 @@ int count_fds(void);
 int fd_list(int *fds, int max);
 /* Number of threads of this process. */
 int count_threads(void);
+/* A process of the system, as /proc/<pid>/stat shows it. */
+struct proc_entry {
+    pid_t pid, parent;
+    char state; /* R, S, D, Z, ... */
+};
+/* Up to max of the processes of the system; returns how many. */
+int list_procs(struct proc_entry *out, int max);
 /* CLOCK_MONOTONIC, in seconds. */
 double now_s(void);
 /* Monotonic nanoseconds. */
