@@ -217,8 +217,9 @@ static int idle_wait(struct evexec_pool *pool, struct worker *w)
         pool->nsearching--;
     }
     /* Counted idle (nidle) and no longer searching: a last look at the
-     * inbox, which a submitter fills before it reads those counts. */
-    if (inbox_full(pool)) {
+     * inbox, which a submitter fills before it reads those counts, and at
+     * the queue, where another worker may have moved the inbox meanwhile. */
+    if (inbox_full(pool) || (pool->nqueued && !(pool->slow & SLOW_LIMITED))) {
         idle_remove(pool, w);
         return IDLE_LOOK;
     }
@@ -339,6 +340,8 @@ void evexec__worker_dispatch_idle(struct evexec_pool *pool)
  *   workers in flight, and workers parked, wakes one or two (after
  *   unlocking), which do the same in turn: a backlog wakes n workers in
  *   about log2(n) steps, every wake-up made by a worker, none by the loop.
+ *   A searcher is handed a queued job first (it polls its hand-off word,
+ *   not the queue).
  *
  * Why no wake-up is lost: a job is queued only (a) when no worker is idle,
  * and every busy worker looks at the queue under mu before it goes idle;
@@ -349,7 +352,10 @@ void evexec__worker_dispatch_idle(struct evexec_pool *pool)
  * 1 applies, and jobs that class limits hold back are handed to idle
  * workers by the worker whose job frees the limit, as before. The searcher
  * stops under mu: a hand-off that lands between its last poll and the lock
- * has already taken it off the list and the count, and it finds the job.
+ * has already taken it off the list and the count, and it finds the job;
+ * and it looks at the queue before it parks, where a busy worker may have
+ * moved the inbox while it searched (jobs that would otherwise have waited
+ * for that worker's job, however long).
  * A parked worker sleeps only while its word is 0 and whoever wakes it sets
  * the word before the syscall, so a wake-up between its unlock and its
  * futex wait is not lost (the condition variable build waits with mu held).
@@ -444,9 +450,16 @@ static void *worker_main(void *arg)
              * pushed without mu count too, once on the queue. */
             if (EVEXEC_UNLIKELY(pool->idle != NULL) && !pool->idle->searching && inbox_full(pool))
                 evexec__inbox_drain(pool);
-            while (EVEXEC_UNLIKELY(pool->nqueued > pool->nsearching) && nkick < 2 &&
-                   pool->idle && !pool->idle->searching)
-                kick[nkick++] = evexec__worker_kick(pool, this_cpu());
+            if (EVEXEC_UNLIKELY(pool->nqueued > pool->nsearching) && pool->idle) {
+                /* A searcher polls its hand-off word and the inbox, not
+                 * the queue: it is handed a job first. */
+                struct evexec_job *next;
+                if (pool->idle->searching && (next = queue_pop(pool)) != NULL)
+                    evexec__worker_hand_off(pool, next, this_cpu());
+                while (pool->nqueued > pool->nsearching && nkick < 2 && pool->idle &&
+                       !pool->idle->searching)
+                    kick[nkick++] = evexec__worker_kick(pool, this_cpu());
+            }
             pthread_mutex_unlock(&pool->mu);
             for (unsigned i = 0; i < nkick; i++)
                 evexec__worker_unpark(kick[i]);
