@@ -340,6 +340,16 @@ struct evexec_pool_opts {
  * worker_init fails exits and is not replaced by this call, which still
  * returns 0 (see evexec_pool_stats() worker_init_failed).
  *
+ * Sleeping workers are woken for queued jobs by the workers, not by the
+ * submitting thread where it can be helped. A backlog of up to four jobs
+ * behind busy workers may wake nobody at once: the busy workers take it
+ * when they finish, and one sleeping worker looks again within 0.1 to
+ * 1 ms and takes a job if, at the pace the busy workers have been
+ * finishing jobs, the backlog would wait longer than about 0.1 ms (they
+ * block, or their jobs are long). So a few short jobs run where the CPU is
+ * already warm, and jobs queued behind blocking calls wait at most about a
+ * millisecond for a worker of their own.
+ *
  * @param[out] out  receives the pool; untouched on error.
  * @param opts      options, or NULL for all defaults. Only read during the call.
  * @return 0, or

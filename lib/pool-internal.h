@@ -68,6 +68,12 @@ struct evexec_pool {
     pthread_cond_t space_cv;       /* a queue slot freed, for space_waiters */
     unsigned space_waiters;
     struct worker *idle;           /* idle workers, most recent first */
+    /* The watchman (pool-worker.c, "Small backlogs and the watchman"). */
+    struct worker *watchman;       /* the idle worker that sleeps with a
+                                      timeout, or NULL */
+    int watch_wanted;              /* a small backlog found none: the next
+                                      worker to go idle takes the role */
+    uint64_t unkicked;             /* small backlogs left to the watchman */
     struct worker *all;            /* every worker struct, alive or not */
     unsigned nthreads;             /* alive, including starting */
     unsigned nstarting;            /* created, not yet looking for work */
@@ -141,6 +147,8 @@ struct worker {
     int inflight;                  /* woken to work, not yet back under mu:
                                       counted in pool->nsearching */
     int last_cpu;                  /* the CPU it went idle on (Linux) */
+    unsigned watch_us;             /* the watchman's next sleep */
+    uint64_t seen_completed, seen_unkicked, seen_ns; /* at the watchman's last look */
     void *state;                   /* set by worker_init */
     /* EVEXEC_POOL_HISTOGRAMS: written by this worker only, summed by
      * evexec_pool_histograms() without a lock. */
@@ -297,6 +305,8 @@ void evexec__pool_unref(struct evexec_pool *pool, unsigned long n);
 
 static inline void idle_remove(struct evexec_pool *pool, struct worker *w)
 {
+    if (pool->watchman == w) /* only an idle worker watches */
+        pool->watchman = NULL;
     if (w->idle_prev)
         w->idle_prev->idle_next = w->idle_next;
     else

@@ -193,6 +193,93 @@ static int park(struct evexec_pool *pool, struct worker *w, const struct timespe
 
 enum { IDLE_EXIT, IDLE_LOOK, IDLE_GOT };
 
+/*
+ * Small backlogs and the watchman. A worker that takes a job and sees more
+ * queued than workers on their way wakes one or two parked ones ("Who
+ * wakes whom"). For a backlog of a few short jobs that costs more than it
+ * saves: the woken worker arrives tens of microseconds later, on the other
+ * CPU, after the busy one has run them all, and from then on hand-offs
+ * cross CPUs (W4 in bench/README.md). But a busy worker may be in a call
+ * that blocks, and the jobs behind it must not wait for it. So a backlog
+ * of up to WATCH_BACKLOG jobs wakes nobody while there is a watchman: one
+ * idle worker that sleeps with a timeout and, if it wakes to find jobs
+ * still queued, takes one itself (and, taking it, wakes more for what
+ * remains, as any worker taking a job does). A small backlog that finds
+ * no watchman is kicked as before, and the next worker to go idle becomes
+ * the watchman. It sleeps WATCH_MIN_US, then twice as long each time, up
+ * to WATCH_MAX_US, while small backlogs keep being left to it; after a
+ * sleep in which none was and with nothing queued it stands down (sleeps
+ * on without a timeout, no longer the watchman). So a small backlog waits
+ * at most about WATCH_MAX_US for a second worker, and a pool that leaves
+ * no backlog to a watchman has no timer running.
+ *
+ * The watchman is only about latency: a job left to it is queued, and the
+ * busy worker takes it when it finishes, like any queued job ("Why no
+ * wake-up is lost" holds without it). Pools with class limits keep
+ * kicking: a job held back by its limit is queued but may not start.
+ */
+#define WATCH_BACKLOG 4u
+#define WATCH_MIN_US 100u
+#define WATCH_MAX_US 1000u
+
+/* With mu held, a worker taking a job, more jobs queued than workers on
+ * their way, and a worker parked: 1 to leave them to the watchman. */
+static int leave_to_watchman(struct evexec_pool *pool)
+{
+    if (pool->nqueued > WATCH_BACKLOG || (pool->slow & SLOW_LIMITED))
+        return 0;
+    if (!pool->watchman) {
+        pool->watch_wanted = 1;
+        return 0;
+    }
+    pool->unkicked++;
+    return 1;
+}
+
+/* With mu held: jobs the workers have finished, all together. */
+static uint64_t completed_jobs(const struct evexec_pool *pool)
+{
+    uint64_t n = 0;
+    for (const struct worker *w = pool->all; w; w = w->all_next)
+        n += w->completed;
+    return n;
+}
+
+/* With mu held: idle worker w becomes the watchman. */
+static void watch_start(struct evexec_pool *pool, struct worker *w)
+{
+    pool->watchman = w;
+    pool->watch_wanted = 0;
+    w->watch_us = WATCH_MIN_US;
+    w->seen_unkicked = pool->unkicked;
+    w->seen_completed = completed_jobs(pool);
+    w->seen_ns = evexec__now_ns();
+}
+
+/* With mu held, the watchman's sleep over: 1 if it takes a job (no longer
+ * the watchman): jobs wait that the busy workers, at the pace they have
+ * finished jobs since its last look, would not all have started within
+ * WATCH_MIN_US. Else 0, to sleep again, as the watchman if a small
+ * backlog was left to it meanwhile. */
+static int watch_look(struct evexec_pool *pool, struct worker *w)
+{
+    uint64_t now = evexec__now_ns(), done = completed_jobs(pool);
+    uint64_t pace = done > w->seen_completed ? (now - w->seen_ns) / (done - w->seen_completed)
+                                             : UINT64_MAX;
+
+    if (pool->nqueued && pace > WATCH_MIN_US * 1000u / pool->nqueued)
+        return 1; /* leaving the idle list, it stops watching */
+    if (pool->unkicked == w->seen_unkicked && !pool->nqueued) {
+        pool->watchman = NULL;
+        return 0;
+    }
+    w->seen_unkicked = pool->unkicked;
+    w->seen_completed = done;
+    w->seen_ns = now;
+    w->watch_us = w->watch_us >= WATCH_MAX_US / 2 ? WATCH_MAX_US : w->watch_us * 2;
+    return 0;
+}
+
 /* With mu held: waits idle for a job. Returns IDLE_GOT with mu dropped if a
  * submitter handed this worker a job while it searched (w->handoff);
  * otherwise with mu held: IDLE_LOOK to look at the pool again, IDLE_EXIT if
@@ -223,6 +310,8 @@ static int idle_wait(struct evexec_pool *pool, struct worker *w)
         idle_remove(pool, w);
         return IDLE_LOOK;
     }
+    if (pool->watch_wanted && !pool->watchman && !pool->closed)
+        watch_start(pool, w);
     while (w->idle && !pool->closed && !timedout && pool->nthreads <= pool->max_threads) {
         /* Surplus now (evexec_pool_resize() may have lowered min_threads
          * while we slept): the idle timeout starts. */
@@ -230,9 +319,23 @@ static int idle_wait(struct evexec_pool *pool, struct worker *w)
             timed = 1;
             evexec__deadline_after(&deadline, pool->idle_ms);
         }
+        const struct timespec *until = timed ? &deadline : NULL;
+        struct timespec look;
+        if (pool->watchman == w) {
+            evexec__deadline_after_us(&look, w->watch_us);
+            if (!until || evexec__timespec_before(&look, until))
+                until = &look;
+        }
         w->parked = 1;
-        timedout = park(pool, w, timed ? &deadline : NULL);
+        timedout = park(pool, w, until);
         w->parked = 0;
+        if (timedout && until == &look) {
+            timedout = 0;
+            if (w->idle && watch_look(pool, w)) {
+                idle_remove(pool, w);
+                break;
+            }
+        }
     }
     if (w->inflight) { /* back under mu: whoever wakes next needs no help */
         w->inflight = 0;
@@ -341,7 +444,9 @@ void evexec__worker_dispatch_idle(struct evexec_pool *pool)
  *   unlocking), which do the same in turn: a backlog wakes n workers in
  *   about log2(n) steps, every wake-up made by a worker, none by the loop.
  *   A searcher is handed a queued job first (it polls its hand-off word,
- *   not the queue).
+ *   not the queue). A backlog of a few jobs is left to the watchman
+ *   instead of woken workers, if there is one ("Small backlogs and the
+ *   watchman").
  *
  * Why no wake-up is lost: a job is queued only (a) when no worker is idle,
  * and every busy worker looks at the queue under mu before it goes idle;
@@ -456,9 +561,11 @@ static void *worker_main(void *arg)
                 struct evexec_job *next;
                 if (pool->idle->searching && (next = queue_pop(pool)) != NULL)
                     evexec__worker_hand_off(pool, next, this_cpu());
-                while (pool->nqueued > pool->nsearching && nkick < 2 && pool->idle &&
-                       !pool->idle->searching)
-                    kick[nkick++] = evexec__worker_kick(pool, this_cpu());
+                if (pool->nqueued > pool->nsearching && pool->idle && !pool->idle->searching &&
+                    !leave_to_watchman(pool))
+                    while (pool->nqueued > pool->nsearching && nkick < 2 && pool->idle &&
+                           !pool->idle->searching)
+                        kick[nkick++] = evexec__worker_kick(pool, this_cpu());
             }
             pthread_mutex_unlock(&pool->mu);
             for (unsigned i = 0; i < nkick; i++)

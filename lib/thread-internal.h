@@ -27,6 +27,14 @@ uint64_t evexec__now_ns(void);
 /* *ts = now + ms, for pthread_cond_timedwait() on evexec__cond_init()'s
  * condition variables. */
 void evexec__deadline_after(struct timespec *ts, unsigned ms);
+/* The same, us microseconds from now. */
+void evexec__deadline_after_us(struct timespec *ts, unsigned us);
+
+/* 1 if a is earlier than b. */
+static inline int evexec__timespec_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
 
 /* In a polling loop: tells the CPU this thread spins (and its sibling
  * hyperthread may have the core). */

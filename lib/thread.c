@@ -73,15 +73,26 @@ void evexec__clock_now(struct timespec *ts)
     clock_gettime(COND_CLOCK, ts);
 }
 
-void evexec__deadline_after(struct timespec *ts, unsigned ms)
+static void add_ns(struct timespec *ts, time_t sec, long ns)
 {
-    evexec__clock_now(ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    ts->tv_sec += sec;
+    ts->tv_nsec += ns;
     if (ts->tv_nsec >= 1000000000L) {
         ts->tv_sec++;
         ts->tv_nsec -= 1000000000L;
     }
+}
+
+void evexec__deadline_after(struct timespec *ts, unsigned ms)
+{
+    evexec__clock_now(ts);
+    add_ns(ts, (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L);
+}
+
+void evexec__deadline_after_us(struct timespec *ts, unsigned us)
+{
+    evexec__clock_now(ts);
+    add_ns(ts, (time_t)(us / 1000000), (long)(us % 1000000) * 1000L);
 }
 
 uint64_t evexec__now_ns(void)

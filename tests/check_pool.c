@@ -215,6 +215,44 @@ START_TEST(an_idle_worker_is_reused_not_a_new_thread_started)
 }
 END_TEST
 
+/* Jobs queued behind a worker that blocks must not wait for it. A few of
+ * them wake no worker at once when there is a watchman: the watchman must
+ * take them (pool-worker.c, "Small backlogs and the watchman"). Blocking
+ * jobs and backlogs follow each other at once, so that backlogs find the
+ * watchman the earlier ones made; the jobs that block are let go only
+ * after the backlogs ran. */
+START_TEST(a_small_backlog_behind_a_blocked_worker_does_not_wait_for_it)
+{
+    struct gate g;
+    struct tally t, quick;
+    evexec_pool *pool = new_pool(4, 4, 0);
+    int backlogs = 0;
+
+    tally_init(&t);
+    tally_init(&quick);
+    gate_init(&g, &t);
+    wait_idle(pool, 4);
+    for (int round = 1; round <= 30; round++) {
+        for (int blocked = 1; blocked <= 3; blocked++) {
+            ck_assert_int_eq(evexec_submit(fx.port, pool, park_work, gate_done, &g, NULL), 0);
+            for (int i = 0; i < 3; i++)
+                ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &quick, NULL),
+                                 0);
+            backlogs++;
+            run_until(fx.base, &quick.calls, 3 * backlogs); /* fails after 10 s */
+        }
+        ck_assert_int_eq(t.calls, 3 * (round - 1)); /* the blocked jobs still block */
+        gate_wait_entered(&g, 3);
+        gate_release(&g, 3);
+        run_until(fx.base, &t.calls, 3 * round);
+    }
+    ck_assert_int_eq(quick.ok, 3 * backlogs);
+    ck_assert_int_eq(t.ok, 90);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+    gate_destroy(&g);
+}
+END_TEST
+
 /* With spinning on, a worker that has just finished polls for the next job
  * instead of sleeping; submits that find it spinning hand the job over
  * without a signal. Ping-pong through such a worker must lose nothing. */
@@ -1484,6 +1522,9 @@ static Suite *pool_suite(void)
     tcase_add_test(tc, idle_threads_are_reaped_down_to_min);
     tcase_add_test(tc, workers_carry_their_names);
     tcase_add_test(tc, workers_block_signals_and_signal_events_fire);
+
+    tc = add_tcase(s, "backlog", 60, FX_PORT);
+    tcase_add_test(tc, a_small_backlog_behind_a_blocked_worker_does_not_wait_for_it);
 
     tc = add_tcase(s, "shutdown-and-free", 60, FX_PORT);
     tcase_add_test(tc, shutdown_drain_runs_everything_queued);
