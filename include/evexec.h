@@ -348,7 +348,7 @@ struct evexec_pool_opts {
  * finishing jobs, the backlog would wait longer than about 0.1 ms (they
  * block, or their jobs are long). So a few short jobs run where the CPU is
  * already warm, and jobs queued behind blocking calls wait at most about a
- * millisecond for a worker of their own.
+ * millisecond for a worker of their own while one is idle.
  *
  * @param[out] out  receives the pool; untouched on error.
  * @param opts      options, or NULL for all defaults. Only read during the call.
