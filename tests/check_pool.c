@@ -220,36 +220,61 @@ END_TEST
  * take them (pool-worker.c, "Small backlogs and the watchman"). Blocking
  * jobs and backlogs follow each other at once, so that backlogs find the
  * watchman the earlier ones made; the jobs that block are let go only
- * after the backlogs ran. */
+ * after the backlogs ran. With a seed: pool size (2..6), backlogs (1..5
+ * jobs), the number of jobs that block (up to all workers but one) and
+ * spinning at random, round by round; without, 4 workers, 3 and 3. */
+static void backlogs_behind_blocked_workers(int rounds, const unsigned *seed)
+{
+    unsigned st = seed ? *seed : 0;
+    for (int round = 1; round <= rounds; round++) {
+        struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
+        struct gate g;
+        struct tally t, quick;
+        evexec_pool *pool;
+        unsigned n = seed ? 2 + rnd(&st, 5) : 4;
+        unsigned blockers = seed ? 1 + rnd(&st, n - 1) : n - 1;
+
+        o.max_threads = o.min_threads = n;
+        o.spin_us = seed && rnd(&st, 2) ? 300 : 0;
+        ck_assert_int_eq(evexec_pool_new(&pool, &o), 0);
+        tally_init(&t);
+        tally_init(&quick);
+        gate_init(&g, &t);
+        wait_idle(pool, n);
+        for (int again = 0; again < (seed ? 3 : 30); again++) {
+            int want = quick.calls;
+            for (unsigned blocked = 1; blocked <= blockers; blocked++) {
+                unsigned k = seed ? 1 + rnd(&st, 5) : 3;
+                ck_assert_int_eq(evexec_submit(fx.port, pool, park_work, gate_done, &g, NULL), 0);
+                for (unsigned i = 0; i < k; i++)
+                    ck_assert_int_eq(
+                        evexec_submit(fx.port, pool, echo_work, tally_done, &quick, NULL), 0);
+                want += (int)k;
+                run_until(fx.base, &quick.calls, want); /* fails after 10 s */
+            }
+            ck_assert_int_eq(t.calls, again * (int)blockers); /* still blocked */
+            gate_wait_entered(&g, (int)blockers);
+            gate_release(&g, (int)blockers);
+            run_until(fx.base, &t.calls, (again + 1) * (int)blockers);
+        }
+        ck_assert_int_eq(quick.ok, quick.calls);
+        ck_assert_int_eq(t.ok, t.calls);
+        ck_assert_int_eq(evexec_pool_free(pool), 0);
+        gate_destroy(&g);
+    }
+}
+
 START_TEST(a_small_backlog_behind_a_blocked_worker_does_not_wait_for_it)
 {
-    struct gate g;
-    struct tally t, quick;
-    evexec_pool *pool = new_pool(4, 4, 0);
-    int backlogs = 0;
+    backlogs_behind_blocked_workers(1, NULL);
+}
+END_TEST
 
-    tally_init(&t);
-    tally_init(&quick);
-    gate_init(&g, &t);
-    wait_idle(pool, 4);
-    for (int round = 1; round <= 30; round++) {
-        for (int blocked = 1; blocked <= 3; blocked++) {
-            ck_assert_int_eq(evexec_submit(fx.port, pool, park_work, gate_done, &g, NULL), 0);
-            for (int i = 0; i < 3; i++)
-                ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &quick, NULL),
-                                 0);
-            backlogs++;
-            run_until(fx.base, &quick.calls, 3 * backlogs); /* fails after 10 s */
-        }
-        ck_assert_int_eq(t.calls, 3 * (round - 1)); /* the blocked jobs still block */
-        gate_wait_entered(&g, 3);
-        gate_release(&g, 3);
-        run_until(fx.base, &t.calls, 3 * round);
-    }
-    ck_assert_int_eq(quick.ok, 3 * backlogs);
-    ck_assert_int_eq(t.ok, 90);
-    ck_assert_int_eq(evexec_pool_free(pool), 0);
-    gate_destroy(&g);
+START_TEST(small_backlogs_behind_blocked_workers_at_random)
+{
+    unsigned seed = stress_seed();
+    fprintf(stderr, "check_pool: backlogs: seed=%u (replay: EVEXEC_STRESS_SEED=%u)\n", seed, seed);
+    backlogs_behind_blocked_workers(10, &seed);
 }
 END_TEST
 
@@ -1525,6 +1550,7 @@ static Suite *pool_suite(void)
 
     tc = add_tcase(s, "backlog", 60, FX_PORT);
     tcase_add_test(tc, a_small_backlog_behind_a_blocked_worker_does_not_wait_for_it);
+    tcase_add_test(tc, small_backlogs_behind_blocked_workers_at_random);
 
     tc = add_tcase(s, "shutdown-and-free", 60, FX_PORT);
     tcase_add_test(tc, shutdown_drain_runs_everything_queued);
