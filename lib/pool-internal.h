@@ -73,7 +73,9 @@ struct evexec_pool {
                                       timeout, or NULL */
     int watch_wanted;              /* a small backlog found none: the next
                                       worker to go idle takes the role */
+    unsigned watch_us;             /* the watchman's next sleep */
     uint64_t unkicked;             /* small backlogs left to the watchman */
+    uint64_t seen_unkicked, seen_completed, seen_ns; /* at its last look */
     struct worker *all;            /* every worker struct, alive or not */
     unsigned nthreads;             /* alive, including starting */
     unsigned nstarting;            /* created, not yet looking for work */
@@ -147,8 +149,6 @@ struct worker {
     int inflight;                  /* woken to work, not yet back under mu:
                                       counted in pool->nsearching */
     int last_cpu;                  /* the CPU it went idle on (Linux) */
-    unsigned watch_us;             /* the watchman's next sleep */
-    uint64_t seen_completed, seen_unkicked, seen_ns; /* at the watchman's last look */
     void *state;                   /* set by worker_init */
     /* EVEXEC_POOL_HISTOGRAMS: written by this worker only, summed by
      * evexec_pool_histograms() without a lock. */

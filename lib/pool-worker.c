@@ -250,10 +250,10 @@ static void watch_start(struct evexec_pool *pool, struct worker *w)
 {
     pool->watchman = w;
     pool->watch_wanted = 0;
-    w->watch_us = WATCH_MIN_US;
-    w->seen_unkicked = pool->unkicked;
-    w->seen_completed = completed_jobs(pool);
-    w->seen_ns = evexec__now_ns();
+    pool->watch_us = WATCH_MIN_US;
+    pool->seen_unkicked = pool->unkicked;
+    pool->seen_completed = completed_jobs(pool);
+    pool->seen_ns = evexec__now_ns();
 }
 
 /* With mu held, the watchman's sleep over: 1 if it takes a job (no longer
@@ -261,22 +261,23 @@ static void watch_start(struct evexec_pool *pool, struct worker *w)
  * finished jobs since its last look, would not all have started within
  * WATCH_MIN_US. Else 0, to sleep again, as the watchman if a small
  * backlog was left to it meanwhile. */
-static int watch_look(struct evexec_pool *pool, struct worker *w)
+static int watch_look(struct evexec_pool *pool)
 {
     uint64_t now = evexec__now_ns(), done = completed_jobs(pool);
-    uint64_t pace = done > w->seen_completed ? (now - w->seen_ns) / (done - w->seen_completed)
-                                             : UINT64_MAX;
+    uint64_t pace = done > pool->seen_completed
+                        ? (now - pool->seen_ns) / (done - pool->seen_completed)
+                        : UINT64_MAX;
 
     if (pool->nqueued && pace > WATCH_MIN_US * 1000u / pool->nqueued)
         return 1; /* leaving the idle list, it stops watching */
-    if (pool->unkicked == w->seen_unkicked && !pool->nqueued) {
+    if (pool->unkicked == pool->seen_unkicked && !pool->nqueued) {
         pool->watchman = NULL;
         return 0;
     }
-    w->seen_unkicked = pool->unkicked;
-    w->seen_completed = done;
-    w->seen_ns = now;
-    w->watch_us = w->watch_us >= WATCH_MAX_US / 2 ? WATCH_MAX_US : w->watch_us * 2;
+    pool->seen_unkicked = pool->unkicked;
+    pool->seen_completed = done;
+    pool->seen_ns = now;
+    pool->watch_us = pool->watch_us >= WATCH_MAX_US / 2 ? WATCH_MAX_US : pool->watch_us * 2;
     return 0;
 }
 
@@ -322,7 +323,7 @@ static int idle_wait(struct evexec_pool *pool, struct worker *w)
         const struct timespec *until = timed ? &deadline : NULL;
         struct timespec look;
         if (pool->watchman == w) {
-            evexec__deadline_after_us(&look, w->watch_us);
+            evexec__deadline_after_us(&look, pool->watch_us);
             if (!until || evexec__timespec_before(&look, until))
                 until = &look;
         }
@@ -331,7 +332,7 @@ static int idle_wait(struct evexec_pool *pool, struct worker *w)
         w->parked = 0;
         if (timedout && until == &look) {
             timedout = 0;
-            if (w->idle && watch_look(pool, w)) {
+            if (w->idle && pool->watchman == w && watch_look(pool)) {
                 idle_remove(pool, w);
                 break;
             }
