@@ -440,6 +440,10 @@ void evexec__worker_dispatch_idle(struct evexec_pool *pool)
  *   3. otherwise queue it: a worker in flight or busy takes it (the queue
  *      at its bound with workers idle: 2., so a full queue never refuses
  *      a job an idle worker could take).
+ *   In 1. and 2., if jobs are queued already (a few left to the watchman,
+ *   or just moved from the inbox), the new job is queued behind them and
+ *   the worker is handed the queue's next: no job overtakes an older one
+ *   of its priority.
  * A worker that takes a job (mu held) and sees more jobs queued than
  *   workers in flight, and workers parked, wakes one or two (after
  *   unlocking), which do the same in turn: a backlog wakes n workers in

@@ -379,7 +379,18 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
             pool->submitted++;
             atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
             note_submit_cpu(pool, cpu);
-            struct worker *taker = evexec__worker_hand_off(pool, job, cpu);
+            struct evexec_job *give = job;
+            if (EVEXEC_UNLIKELY(pool->nqueued) && !(pool->slow & SLOW_LIMITED)) {
+                /* Jobs wait already (a few left to the watchman, or just
+                 * moved from the inbox): the new one queues behind them,
+                 * by its priority, and the worker takes the queue's next.
+                 * Its slot on the gate is the one the pop gives back. */
+                atomic_fetch_add(&pool->gate, 1);
+                evexec__job_set_state(job, JOB_QUEUED);
+                queue_append(pool, job);
+                give = queue_pop(pool);
+            }
+            struct worker *taker = evexec__worker_hand_off(pool, give, cpu);
             pthread_mutex_unlock(&pool->mu);
             if (taker)
                 evexec__worker_unpark(taker); /* it outlives this: see DESIGN */
