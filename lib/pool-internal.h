@@ -254,6 +254,14 @@ static inline int inbox_full(const struct evexec_pool *pool)
  * under mu drains before it appends), so FIFO order holds. Out of line. */
 void evexec__inbox_drain(struct evexec_pool *pool);
 
+/* 1 if queue_pop() will return a job: jobs are queued and no class limit
+ * may hold them back. (With limits, queued jobs may all wait for their
+ * class: the caller then keeps to what it did before limits mattered.) */
+static inline int queue_startable(const struct evexec_pool *pool)
+{
+    return pool->nqueued && !(pool->slow & SLOW_LIMITED);
+}
+
 static inline struct evexec_job *queue_pop(struct evexec_pool *pool)
 {
     struct job_queue *q = &pool->q[EVEXEC__CLASS_NORMAL];

@@ -226,7 +226,7 @@ enum { IDLE_EXIT, IDLE_LOOK, IDLE_GOT };
  * their way, and a worker parked: 1 to leave them to the watchman. */
 static int leave_to_watchman(struct evexec_pool *pool)
 {
-    if (pool->nqueued > WATCH_BACKLOG || (pool->slow & SLOW_LIMITED))
+    if (pool->nqueued > WATCH_BACKLOG || !queue_startable(pool))
         return 0;
     if (!pool->watchman) {
         pool->watch_wanted = 1;
@@ -307,7 +307,7 @@ static int idle_wait(struct evexec_pool *pool, struct worker *w)
     /* Counted idle (nidle) and no longer searching: a last look at the
      * inbox, which a submitter fills before it reads those counts, and at
      * the queue, where another worker may have moved the inbox meanwhile. */
-    if (inbox_full(pool) || (pool->nqueued && !(pool->slow & SLOW_LIMITED))) {
+    if (inbox_full(pool) || queue_startable(pool)) {
         idle_remove(pool, w);
         return IDLE_LOOK;
     }

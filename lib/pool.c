@@ -380,7 +380,7 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
             atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
             note_submit_cpu(pool, cpu);
             struct evexec_job *give = job;
-            if (EVEXEC_UNLIKELY(pool->nqueued) && !(pool->slow & SLOW_LIMITED)) {
+            if (EVEXEC_UNLIKELY(queue_startable(pool))) {
                 /* Jobs wait already (a few left to the watchman, or just
                  * moved from the inbox): the new one queues behind them,
                  * by its priority, and the worker takes the queue's next.
