@@ -1689,6 +1689,19 @@ EVEXEC_EXPORT const char *evexec_version_string(void);
  * replaces dead workers, and hands finished jobs to their port like a
  * thread worker does.
  *
+ * While every worker of a pool at max_procs is busy and jobs are queued,
+ * each busy worker may be sent its next queued job ahead, so that it
+ * starts it as soon as it finishes the one it runs, without waiting for
+ * the supervisor (most of the throughput of small jobs). Such a job is
+ * still a queued job until its worker starts it: a worker that goes idle
+ * first takes it over, a queued job of a higher priority takes its place,
+ * evexec_cancel() and deadlines end it as a queued job (0, never run, no
+ * worker killed), and if its worker dies it goes back to the front of the
+ * queue; the stats count it as queued. Queued jobs may thus start in
+ * another order than they were queued, as they may end in any order. A
+ * pool that recycles workers by age or size sends no job ahead (the
+ * check comes after each job); by job count, not past the count.
+ *
  * The work function runs in a child of the fork server, so it must exist
  * in the server's memory image: a function of the program or of a library
  * loaded before evexec_procpool_new(), never of one dlopen()ed later
@@ -2105,7 +2118,7 @@ struct evexec_procpool_stats {
     unsigned procs;        /**< worker processes alive (starting, idle or busy) */
     unsigned busy;         /**< running a job */
     unsigned idle;         /**< ready, waiting for a job */
-    size_t queued;         /**< jobs waiting */
+    size_t queued;         /**< jobs waiting (those sent ahead included) */
     uint64_t submitted;    /**< jobs accepted */
     uint64_t completed;    /**< jobs whose work function returned (0 or not) */
     uint64_t cancelled;    /**< jobs delivered -ECANCELED */

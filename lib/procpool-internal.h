@@ -53,11 +53,29 @@
  *                     of its channel), REAP (code: pid)
  *   server -> daemon: SPAWNED (seq: slot, code: pid or -errno),
  *                     EXITED (code: pid, aux: wait status)
- *   daemon -> worker: JOB (seq, payload), EXIT
- *   worker -> daemon: READY (code: pid), INITFAIL (code: init's return),
+ *   daemon -> worker: JOB (seq, payload; code: 0, or 1 + the index of
+ *                     its claim word, below), EXIT
+ *   worker -> daemon: READY (code: pid; fd: its claim words, or none),
+ *                     INITFAIL (code: init's return),
  *                     RESULT (seq, code: work's return, payload),
  *                     MEMLIMIT (seq: the job hit the memory limit; sent
  *                     before a RESULT or a crash)
+ *
+ * Claim words (a second job sent ahead): a worker makes a small memfd of
+ * PROC_CLAIMS words, sealed against shrinking, maps it shared and sends it
+ * with READY; the daemon maps it too. A JOB frame that names a word is a
+ * job sent while the worker may still be busy with an earlier one, so that
+ * it finds its next job in its channel instead of waiting a round trip for
+ * it. Such a job is not the worker's until it claims it: the daemon sets
+ * the word to CLAIM(seq, CLAIM_SENT) before the send, and then exactly one
+ * compare-and-swap from that value wins: the worker's, to CLAIM_STARTED,
+ * just before it runs the job; or the daemon's, to CLAIM_DROPPED, when
+ * the job is cancelled, passes its deadline, is wanted by an idle worker
+ * or must go back to the queue because its worker died or is retired. A
+ * worker that loses skips the frame and sends nothing for it. The words
+ * carry the job's seq, so a word reused for a later job never lets a
+ * skipped frame's claim succeed. A worker can only lie about its own jobs,
+ * which is the daemon's concern no more than its crashing.
  *
  * The server reaps nothing on its own: it reports each worker's exit with
  * waitid(WNOWAIT), leaving the zombie, and reaps only on REAP. So until the
@@ -67,6 +85,7 @@
 #ifndef EVEXEC_PROC_INTERNAL_H
 #define EVEXEC_PROC_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -166,6 +185,19 @@ int evexec__proc_memfd_map(int fd, size_t len, int exact, const void **map);
  * error. */
 int evexec__proc_inbuf_new(size_t cap, void **map);
 
+/* Claim words: see "Claim words" above. */
+#define PROC_CLAIMS 2u
+#define PROC_CLAIMS_BYTES ((size_t)PROC_CLAIMS * sizeof(uint64_t))
+enum { CLAIM_SENT = 0, CLAIM_STARTED = 1, CLAIM_DROPPED = 2 };
+#define CLAIM(seq, st) ((uint64_t)(seq) << 2 | (uint64_t)(st))
+/* Worker: makes its claim words, mapped shared at *map; the fd (to send
+ * with READY, then close) or -errno. */
+int evexec__proc_claims_new(_Atomic uint64_t **map);
+/* Daemon: maps a worker's claim words after checking that the memfd can
+ * neither shrink nor grow and holds them all. 0 or -EPROTO / -errno. */
+int evexec__proc_claims_map(int fd, _Atomic uint64_t **map);
+void evexec__proc_claims_unmap(_Atomic uint64_t *map);
+
 /* Reads a field of /proc/<pid>/statm (0: size, 1: resident) in bytes; pid
  * 0: self. 0 on error. */
 uint64_t evexec__proc_statm(pid_t pid, int field);
@@ -176,6 +208,7 @@ uint64_t evexec__proc_statm(pid_t pid, int field);
 #ifndef EVEXEC_PROC_NO_POOL
 struct evexec_job;
 struct evexec_port;
+struct proc_worker;
 
 /*
  * One job of a process pool, from submit until its done callback has run:
@@ -200,6 +233,10 @@ struct proc_rec {
     _Atomic int fstop;             /* a future's cancel: kill it */
     int queued;                    /* in the pool's queue (under mu) */
     uint64_t seq;
+    unsigned claim;                /* sent ahead: 1 + the index of its claim
+                                      word; 0: not, or taken back */
+    struct proc_worker *sent_to;   /* sent ahead to this worker and not yet
+                                      its job, else NULL (under mu) */
     uint64_t deadline;             /* monotonic ns; 0: none (the supervisor
                                       kills on time even while the port's
                                       loop thread is busy) */

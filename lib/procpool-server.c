@@ -302,6 +302,47 @@ int evexec__proc_memfd_map(int fd, size_t len, int exact, const void **map)
     return 0;
 }
 
+int evexec__proc_claims_new(_Atomic uint64_t **map)
+{
+    int fd = (int)syscall(SYS_memfd_create, "evexec-claims", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return -errno;
+    void *p = MAP_FAILED;
+    if (ftruncate(fd, (off_t)PROC_CLAIMS_BYTES) < 0 ||
+        (p = mmap(NULL, PROC_CLAIMS_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) ==
+            MAP_FAILED ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+        int e = errno;
+        if (p != MAP_FAILED)
+            munmap(p, PROC_CLAIMS_BYTES);
+        close(fd);
+        return -e;
+    }
+    *map = p;
+    return fd;
+}
+
+int evexec__proc_claims_map(int fd, _Atomic uint64_t **map)
+{
+    struct stat st;
+    int seals = fcntl(fd, F_GET_SEALS);
+    /* Shrinking it would SIGBUS the daemon on its next look at a word. */
+    if (seals < 0 || !(seals & F_SEAL_SHRINK) || fstat(fd, &st) < 0 ||
+        (uint64_t)st.st_size < PROC_CLAIMS_BYTES)
+        return -EPROTO;
+    void *p = mmap(NULL, PROC_CLAIMS_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    *map = p;
+    return 0;
+}
+
+void evexec__proc_claims_unmap(_Atomic uint64_t *map)
+{
+    if (map)
+        munmap((void *)map, PROC_CLAIMS_BYTES);
+}
+
 /* --- /proc, async-signal-safe -------------------------------------------- */
 
 static ssize_t read_file(const char *path, char *buf, size_t cap)
@@ -741,8 +782,14 @@ static void worker_main(const struct proc_conf *c, int chan, unsigned number)
         _exit(0);
     }
     limit_memory(c, chan);
+    /* Without claim words (no memfd to be had) it is sent no job ahead. */
+    _Atomic uint64_t *claims = NULL;
+    int cfd = evexec__proc_claims_new(&claims);
     struct proc_frame f = {.type = F_READY, .code = getpid()};
-    if (evexec__proc_send(chan, &f, NULL, 0, -1, 0) < 0)
+    rc = evexec__proc_send(chan, &f, NULL, 0, cfd, 0);
+    if (cfd >= 0)
+        close(cfd);
+    if (rc < 0)
         _exit(0);
 
     for (int polled = 1;;) {
@@ -772,6 +819,19 @@ static void worker_main(const struct proc_conf *c, int chan, unsigned number)
             if (fd >= 0)
                 close(fd);
             break;
+        }
+        if (f.code) {
+            /* A job sent ahead: it is ours only if we claim it first (see
+             * "Claim words"); else the daemon has taken it back. */
+            uint64_t sent = CLAIM(f.seq, CLAIM_SENT);
+            if (!claims || f.code < 0 || f.code > (int64_t)PROC_CLAIMS)
+                _exit(0); /* the daemon sent garbage: leave */
+            if (!atomic_compare_exchange_strong(&claims[f.code - 1], &sent,
+                                                CLAIM(f.seq, CLAIM_STARTED))) {
+                if (fd >= 0)
+                    close(fd);
+                continue;
+            }
         }
         if (run_job(c, chan, &f, inbuf, fd, &out, state) < 0)
             _exit(0); /* after a memory-limit report: be replaced */

@@ -45,9 +45,13 @@
  * on the fd after that), and at the top of each round for shutdowns,
  * cancels and deadlines. A submit with a deadline wakes it, so it kills on
  * time. A failed send (a dying worker) leaves the job to the queue, as
- * before. Jobs are never overtaken: the hand-off happens only with the
- * queue empty, and the supervisor takes a worker back (unlend) before it
+ * before. The hand-off overtakes no job: it happens only with the queue
+ * empty, and the supervisor takes a worker back (unlend) before it
  * dispatches queued jobs to it.
+ *
+ * With every worker busy, the supervisor sends each its next job ahead
+ * (see "jobs sent ahead" below): the worker's channel then holds the job
+ * it runs and the next, and a job ends the same whichever path it took.
  *
  * A worker slot goes FREE -> SPAWNING (SPAWN sent) -> STARTING (SPAWNED
  * got) -> IDLE (READY got) <-> BUSY -> EXITING (asked to exit, or killed)
@@ -122,6 +126,8 @@ struct proc_worker {
     enum wstate st;
     unsigned number;
     struct proc_rec *job;          /* BUSY (or killed while BUSY) */
+    _Atomic uint64_t *claims;      /* its claim words, or NULL: no job is
+                                      sent ahead to it */
     uint64_t ready_ns, idle_ns;
     uint64_t jobs;
     int ready;                     /* READY was received */
@@ -133,6 +139,8 @@ struct proc_worker {
     int lent;                      /* on the pool's idle stack */
     struct proc_rec *handed;       /* a job a submitter sent it, not yet
                                       collected by the supervisor */
+    struct proc_rec *ahead;        /* a job sent ahead behind job, not yet
+                                      its job (see "jobs sent ahead") */
 };
 
 /* An idle worker lent to submitters (struct evexec_procpool's idle). */
@@ -160,6 +168,7 @@ struct evexec_procpool {
      * still be polling for its next job): see "direct hand-off". */
     struct proc_lent idle[PROC_MAX_PROCS];
     unsigned nidle;
+    unsigned nahead;               /* workers with a job sent ahead */
     _Atomic unsigned nhanded;      /* jobs handed and not yet collected
                                       (written under mu; read without it
                                       by the supervisor, as a hint) */
@@ -309,12 +318,22 @@ static struct proc_inbuf inbuf_take(struct evexec_procpool *pp, size_t len, int 
     return b;
 }
 
+/* With mu held: the job is the supervisor's from now on; the port can no
+ * longer take it back. A job pushed back after a failed dispatch is
+ * RUNNING already. */
+static void take(struct proc_rec *rec)
+{
+    if (rec->job && job_state(rec->job) == JOB_QUEUED)
+        evexec__job_set_state(rec->job, JOB_RUNNING);
+}
+
 /* Ends a record: the one place, so exactly once. Supervisor, no lock. */
 static void finish(struct evexec_procpool *pp, struct proc_rec *rec, int status)
 {
     struct proc_inbuf drop = {.fd = -1};
     rec->status = status;
     pthread_mutex_lock(&pp->mu);
+    take(rec); /* one sent ahead is QUEUED to its port until it ends */
     if (rec->in_fd >= 0) {
         /* Its worker has replied or is dead (or never had it): the buffer
          * serves the next big input. */
@@ -383,15 +402,6 @@ static void q_unlink(struct evexec_procpool *pp, struct proc_rec *rec)
     rec->queued = 0;
 }
 
-/* With mu held: the job is the supervisor's from now on; the port can no
- * longer take it back. A job pushed back after a failed dispatch is
- * RUNNING already. */
-static void take(struct proc_rec *rec)
-{
-    if (rec->job && job_state(rec->job) == JOB_QUEUED)
-        evexec__job_set_state(rec->job, JOB_RUNNING);
-}
-
 /* Undoes take() for a job that never reached a worker: at the front of its
  * queue again, and as cancellable as before. */
 static void untake(struct evexec_procpool *pp, struct proc_rec *rec)
@@ -401,16 +411,33 @@ static void untake(struct evexec_procpool *pp, struct proc_rec *rec)
     q_push(pp, rec, 1);
 }
 
-static struct proc_rec *q_pop(struct evexec_procpool *pp)
+/* The first queued job, off the queue but still QUEUED to its port. */
+static struct proc_rec *q_first(struct evexec_procpool *pp)
 {
     for (unsigned c = 0; c < NCLASSES; c++)
         if (pp->qhead[c]) {
             struct proc_rec *rec = pp->qhead[c];
             q_unlink(pp, rec);
-            take(rec);
             return rec;
         }
     return NULL;
+}
+
+static struct proc_rec *q_pop(struct evexec_procpool *pp)
+{
+    struct proc_rec *rec = q_first(pp);
+    if (rec)
+        take(rec);
+    return rec;
+}
+
+/* Sends rec's JOB frame on fd (non-blocking). 0 or -errno. */
+static int send_job(int fd, struct proc_rec *rec)
+{
+    struct proc_frame f = {.type = F_JOB, .seq = rec->seq, .len = rec->in_len,
+                           .code = rec->claim, .aux = (int64_t)(uintptr_t)rec->work};
+    return rec->in_fd >= 0 ? evexec__proc_send(fd, &f, NULL, 0, rec->in_fd, 1)
+                           : evexec__proc_send(fd, &f, rec->in, rec->in_len, -1, 1);
 }
 
 /* --- the direct hand-off (mu held) ---------------------------------------- */
@@ -478,16 +505,12 @@ static int hand_off(struct evexec_procpool *pp, struct proc_rec *rec)
         return 0;
     struct proc_lent l = pp->idle[--pp->nidle];
     struct proc_worker *w = &pp->w[l.slot];
-    struct proc_frame f = {.type = F_JOB, .seq = rec->seq, .len = rec->in_len,
-                           .aux = (int64_t)(uintptr_t)rec->work};
     w->lent = 0;
     /* Handed before the send: the worker's RESULT may reach the
      * supervisor before this thread returns from sendmsg(). */
     w->handed = rec;
     atomic_fetch_add(&pp->nhanded, 1);
-    int rc = rec->in_fd >= 0 ? evexec__proc_send(l.fd, &f, NULL, 0, rec->in_fd, 1)
-                             : evexec__proc_send(l.fd, &f, rec->in, rec->in_len, -1, 1);
-    if (rc < 0) {
+    if (send_job(l.fd, rec) < 0) {
         /* A dying worker (or a full channel): the supervisor finds out;
          * the job is queued as usual. */
         w->handed = NULL;
@@ -578,6 +601,15 @@ static void close_chan(struct evexec_procpool *pp, struct proc_worker *w)
     }
 }
 
+/* Makes w a free slot again (its jobs ended or given back). */
+static void slot_free(struct proc_worker *w)
+{
+    evexec__proc_claims_unmap(w->claims);
+    memset(w, 0, sizeof *w);
+    w->fd = -1;
+    w->st = W_FREE;
+}
+
 /* Kills a worker and its process group; reason: what its job becomes. */
 static void kill_worker(struct evexec_procpool *pp, struct proc_worker *w, int reason)
 {
@@ -598,6 +630,173 @@ static void retire(struct evexec_procpool *pp, struct proc_worker *w)
     w->st = W_EXITING;
     if (w->fd < 0 || evexec__proc_send(w->fd, &f, NULL, 0, -1, 1) < 0)
         kill_worker(pp, w, 0);
+}
+
+/* A job taken back from a worker that never ran it: to the front of its
+ * queue, as cancellable as before, unless a stop came for it meanwhile
+ * (its cancel found it taken). Supervisor, no lock. */
+static void requeue(struct evexec_procpool *pp, struct proc_rec *rec)
+{
+    if (evexec__procport_stop_requested(rec)) {
+        finish(pp, rec, -ECANCELED);
+        return;
+    }
+    pthread_mutex_lock(&pp->mu);
+    untake(pp, rec);
+    pthread_mutex_unlock(&pp->mu);
+}
+
+/* Sends a job to an idle worker. */
+static void dispatch(struct evexec_procpool *pp, struct proc_worker *w, struct proc_rec *rec)
+{
+    if (send_job(w->fd, rec) < 0) {
+        /* Not the job's fault: the worker goes, and the job back. */
+        kill_worker(pp, w, 0);
+        requeue(pp, rec);
+        return;
+    }
+    rec->res.pid = w->pid;
+    w->job = rec;
+    w->st = W_BUSY;
+}
+
+/* --- jobs sent ahead -------------------------------------------------------
+ *
+ * While jobs are queued and the pool is at its size with every worker
+ * busy, each busy worker is sent its next job behind the one it runs
+ * (w->ahead), guarded by a claim word (procpool-internal.h, "Claim words"):
+ * it finds the job in its channel when it finishes, instead of sleeping
+ * until the supervisor has read its result and answered. Under a stream of
+ * small jobs that saves most wake-ups of the workers and of the supervisor
+ * (bench/README.md, P2). A job sent ahead is not its worker's until the
+ * worker claims it; until then it stays QUEUED to its port and is taken
+ * back (unclaim()) rather than made to wait or die with another job:
+ * evexec_cancel() and a port's deadline take it back as from the queue (0,
+ * never run); a worker that goes idle runs it (ahead_steal()); a queued job
+ * of a higher priority takes its place; if its worker dies or is recycled,
+ * it goes back to the front of the queue; the supervisor's own deadline
+ * check ends it without a kill. So a job waits behind another only while
+ * no worker is free, one per worker, and a priority is overtaken at most by
+ * the jobs workers have claimed. Jobs may start in another order than
+ * queued (each worker claims its own), as they may finish in any order.
+ * Recycling is checked after each job, before the next: nothing is sent
+ * ahead to a worker whose job count is up after its job, nor in a pool
+ * that recycles by age or size (which the job might pass).
+ *
+ * w->ahead, pp->nahead and rec->sent_to are under mu: the daemon's side of a
+ * claim word is only ever changed under mu, by the supervisor or by a
+ * port's cancel. Once the result before it has been read, the job becomes
+ * its worker's job (w->job, RUNNING, the supervisor's alone); unclaimed,
+ * it can still end without a kill (scan()) or go back to the queue when
+ * its worker dies.
+ */
+
+/* Takes back rec, sent ahead to w, if w has not claimed it: 1 if taken
+ * (w will skip its frame); 0: w has it, or it was not sent ahead. For a job
+ * still w->ahead, with mu held. */
+static int unclaim(struct proc_worker *w, struct proc_rec *rec)
+{
+    if (!rec->claim || !w->claims)
+        return 0;
+    uint64_t sent = CLAIM(rec->seq, CLAIM_SENT);
+    if (!atomic_compare_exchange_strong(&w->claims[rec->claim - 1], &sent,
+                                        CLAIM(rec->seq, CLAIM_DROPPED)))
+        return 0;
+    rec->claim = 0;
+    rec->res.pid = 0; /* it never ran */
+    return 1;
+}
+
+/* mu held: w's job sent ahead, no longer sent ahead (taken back, or now
+ * w's job). */
+static struct proc_rec *ahead_take(struct evexec_procpool *pp, struct proc_worker *w)
+{
+    struct proc_rec *rec = w->ahead;
+    if (rec) {
+        w->ahead = NULL;
+        rec->sent_to = NULL;
+        pp->nahead--;
+    }
+    return rec;
+}
+
+/* mu held (a port's cancel may take rec back from the moment it is w's
+ * next): sends rec, just off the queue, to busy w behind its job; its
+ * claim word (the one w's job does not use) first. A failed send (a full
+ * channel, or a dying worker, which the supervisor learns of anyway) puts
+ * it back: w never saw it. */
+static void send_ahead(struct evexec_procpool *pp, struct proc_worker *w, struct proc_rec *rec)
+{
+    unsigned i = w->job->claim == 1 ? 1 : 0;
+    atomic_store(&w->claims[i], CLAIM(rec->seq, CLAIM_SENT));
+    rec->claim = i + 1;
+    if (send_job(w->fd, rec) < 0) {
+        rec->claim = 0;
+        q_push(pp, rec, 1);
+        return;
+    }
+    rec->res.pid = w->pid;
+    rec->sent_to = w;
+    w->ahead = rec;
+    pp->nahead++;
+}
+
+/* mu held, for an idle worker: the oldest job sent ahead, if its worker
+ * has not claimed it, taken back and RUNNING; NULL if none. */
+static struct proc_rec *ahead_steal(struct evexec_procpool *pp)
+{
+    struct proc_worker *best = NULL;
+    for (unsigned i = 0; i < pp->max_procs && pp->nahead; i++) {
+        struct proc_worker *w = &pp->w[i];
+        if (w->ahead && (!best || w->ahead->seq < best->ahead->seq))
+            best = w;
+    }
+    if (!best || !unclaim(best, best->ahead))
+        return NULL;
+    struct proc_rec *rec = ahead_take(pp, best);
+    take(rec);
+    return rec;
+}
+
+/* The class of the first queued job, or NCLASSES. mu held. */
+static unsigned q_first_class(const struct evexec_procpool *pp)
+{
+    unsigned c = 0;
+    while (c < NCLASSES && !pp->qhead[c])
+        c++;
+    return c;
+}
+
+/* Sends up to n queued jobs ahead to busy workers; a job sent ahead with a
+ * lower priority than a queued one gives it its place. Supervisor. */
+static void send_ahead_all(struct evexec_procpool *pp, size_t n)
+{
+    pthread_mutex_lock(&pp->mu);
+    for (unsigned i = 0; i < pp->max_procs && n; i++) {
+        struct proc_worker *w = &pp->w[i];
+        unsigned c = q_first_class(pp);
+        if (c == NCLASSES)
+            break;
+        if (w->st != W_BUSY || !w->job || !w->claims || w->fd < 0 ||
+            (pp->recycle_jobs && w->jobs + 1 >= pp->recycle_jobs) || pp->recycle_age_ms ||
+            pp->recycle_rss)
+            continue;
+        if (w->ahead && c < w->ahead->cls && unclaim(w, w->ahead))
+            q_push(pp, ahead_take(pp, w), 1);
+        if (!w->ahead) {
+            send_ahead(pp, w, q_first(pp));
+            n--;
+        }
+    }
+    pthread_mutex_unlock(&pp->mu);
+}
+
+/* w should be replaced now that a job ended (checked between jobs). */
+static int recycle_due(struct evexec_procpool *pp, struct proc_worker *w, uint64_t now)
+{
+    return (pp->recycle_jobs && w->jobs >= pp->recycle_jobs) ||
+           (pp->recycle_age_ms && now - w->ready_ns >= (uint64_t)pp->recycle_age_ms * 1000000u) ||
+           (pp->recycle_rss && evexec__proc_statm(w->pid, 1) > pp->recycle_rss);
 }
 
 static void on_result(struct evexec_procpool *pp, struct proc_worker *w, struct proc_frame *f,
@@ -642,17 +841,20 @@ static void on_result(struct evexec_procpool *pp, struct proc_worker *w, struct 
         w->st = W_EXITING;
     } else {
         pp->fails = 0;
-        pthread_mutex_lock(&pp->mu);
-        pp->st.degraded = pp->broken;
-        pthread_mutex_unlock(&pp->mu);
     }
-    if (w->st == W_BUSY) {
+    pthread_mutex_lock(&pp->mu);
+    if (!w->memlimit)
+        pp->st.degraded = pp->broken;
+    /* A job sent ahead is in its channel (or runs already): now its job.
+     * (Never one due for recycling: see "jobs sent ahead".) */
+    if (w->st == W_BUSY && (w->job = ahead_take(pp, w)) != NULL)
+        take(w->job);
+    pthread_mutex_unlock(&pp->mu);
+    if (w->st == W_BUSY && !w->job) {
         uint64_t now = evexec__now_ns();
         w->st = W_IDLE;
         w->idle_ns = now;
-        if ((pp->recycle_jobs && w->jobs >= pp->recycle_jobs) ||
-            (pp->recycle_age_ms && now - w->ready_ns >= (uint64_t)pp->recycle_age_ms * 1000000u) ||
-            (pp->recycle_rss && evexec__proc_statm(w->pid, 1) > pp->recycle_rss)) {
+        if (recycle_due(pp, w, now)) {
             pthread_mutex_lock(&pp->mu);
             pp->st.recycled++;
             pthread_mutex_unlock(&pp->mu);
@@ -689,7 +891,11 @@ static void read_worker(struct evexec_procpool *pp, struct proc_worker *w, int d
         }
         switch (f.type) {
         case F_READY:
-            if (w->ready || fd >= 0)
+            if (w->ready)
+                goto bad;
+            /* Its claim words: without them (none to be had), no job is
+             * sent ahead to it. */
+            if (fd >= 0 && evexec__proc_claims_map(fd, &w->claims) == -EPROTO)
                 goto bad;
             w->ready = 1;
             if (!w->pid)
@@ -758,14 +964,28 @@ static void on_exited(struct evexec_procpool *pp, pid_t pid, int status)
 
     uint64_t now = evexec__now_ns();
     int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    struct proc_rec *rec = w->job;
+    /* Jobs it never claimed go back to the front of the queue (its job
+     * before the one sent ahead); what it ran died. */
+    struct proc_rec *rec = w->job, *next;
+    w->job = NULL;
+    pthread_mutex_lock(&pp->mu);
+    if ((next = ahead_take(pp, w)) != NULL && unclaim(w, next)) {
+        q_push(pp, next, 1);
+        next = NULL;
+    }
+    pthread_mutex_unlock(&pp->mu);
+    if (rec && unclaim(w, rec)) {
+        requeue(pp, rec);
+        rec = NULL;
+    }
+    if (!rec) {
+        rec = next;
+        next = NULL;
+    }
     int early = !w->kill_reason && !w->retiring &&
                 (!w->ready || (w->jobs == 0 && rec && now - w->ready_ns < EARLY_MS * 1000000u));
     if (rec) {
         int st;
-        rec->res.signal = sig;
-        rec->res.core_dumped = WIFSIGNALED(status) && WCOREDUMP(status);
-        rec->res.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
         if (w->kill_reason)
             st = w->kill_reason;
         else if (w->memlimit)
@@ -776,8 +996,13 @@ static void on_exited(struct evexec_procpool *pp, pid_t pid, int status)
             st = -EOWNERDEAD;
         else
             st = -ECHILD;
-        w->job = NULL;
-        finish(pp, rec, st);
+        for (struct proc_rec *r = rec; r; r = r == rec ? next : NULL) {
+            /* Both only from a worker that claimed a job it never reached. */
+            r->res.signal = sig;
+            r->res.core_dumped = WIFSIGNALED(status) && WCOREDUMP(status);
+            r->res.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+            finish(pp, r, st);
+        }
     }
     if (!w->retiring || rec) {
         pthread_mutex_lock(&pp->mu);
@@ -787,9 +1012,7 @@ static void on_exited(struct evexec_procpool *pp, pid_t pid, int status)
         pp->owed_respawns++;
     }
     int was_ready = w->ready, init_code = w->init_failed ? w->init_code : 0;
-    memset(w, 0, sizeof *w);
-    w->fd = -1;
-    w->st = W_FREE;
+    slot_free(w);
     if (early)
         backoff(pp, now);
     if (!was_ready)
@@ -830,8 +1053,14 @@ static void read_server(struct evexec_procpool *pp)
                  * jobs (a kill of ours keeps its reason). */
                 if (w->job)
                     finish(pp, w->job, w->kill_reason ? w->kill_reason : -ENOTRECOVERABLE);
-                memset(w, 0, sizeof *w);
-                w->fd = -1;
+                pthread_mutex_lock(&pp->mu);
+                struct proc_rec *next = ahead_take(pp, w);
+                if (next)
+                    unclaim(w, next);
+                pthread_mutex_unlock(&pp->mu);
+                if (next)
+                    finish(pp, next, -ENOTRECOVERABLE);
+                slot_free(w);
             }
             /* Reaped now, not left a zombie until the pool is freed: it
              * has closed its channel, so it is exiting (or exits as it
@@ -850,8 +1079,7 @@ static void read_server(struct evexec_procpool *pp)
                     w->st = W_STARTING;
             } else if (w->st == W_SPAWNING) {
                 close_chan(pp, w);
-                memset(w, 0, sizeof *w);
-                w->fd = -1;
+                slot_free(w);
                 backoff(pp, evexec__now_ns());
             }
         } else if (f.type == F_EXITED) {
@@ -860,45 +1088,55 @@ static void read_server(struct evexec_procpool *pp)
     }
 }
 
-/* Sends a job to an idle worker. */
-static void dispatch(struct evexec_procpool *pp, struct proc_worker *w, struct proc_rec *rec)
-{
-    struct proc_frame f = {.type = F_JOB, .seq = rec->seq, .len = rec->in_len,
-                           .aux = (int64_t)(uintptr_t)rec->work};
-    int rc = rec->in_fd >= 0 ? evexec__proc_send(w->fd, &f, NULL, 0, rec->in_fd, 1)
-                             : evexec__proc_send(w->fd, &f, rec->in, rec->in_len, -1, 1);
-    if (rc < 0) {
-        /* Not the job's fault: the worker goes, and the job, unless a stop
-         * came for it meanwhile (its cancel found it taken), goes back to
-         * the front of the queue. */
-        kill_worker(pp, w, 0);
-        if (evexec__procport_stop_requested(rec)) {
-            finish(pp, rec, -ECANCELED);
-            return;
-        }
-        pthread_mutex_lock(&pp->mu);
-        untake(pp, rec);
-        pthread_mutex_unlock(&pp->mu);
-        return;
-    }
-    rec->res.pid = w->pid;
-    w->job = rec;
-    w->st = W_BUSY;
-}
-
 /* Stops asked by ports (a cancel, a deadline, a port's free) of running
  * jobs: their workers are killed. Queued jobs the port takes back itself
  * (evexec__procpool_cancel()). */
+static int stop_reason(const struct proc_rec *rec, uint64_t now)
+{
+    if (rec->deadline && now >= rec->deadline)
+        return -ETIMEDOUT;
+    return evexec__procport_stop_requested(rec) ? -ECANCELED : 0;
+}
+
 static void scan(struct evexec_procpool *pp, uint64_t now)
 {
     for (unsigned i = 0; i < pp->max_procs; i++) {
         struct proc_worker *w = &pp->w[i];
+        struct proc_rec *gone = NULL;
+        int why = 0, kill = 0;
         if (w->st != W_BUSY || !w->job)
             continue;
-        if (w->job->deadline && now >= w->job->deadline)
-            kill_worker(pp, w, -ETIMEDOUT);
-        else if (evexec__procport_stop_requested(w->job))
-            kill_worker(pp, w, -ECANCELED);
+        /* Jobs not claimed end without a kill. A job sent ahead and
+         * claimed runs: the one before it has ended, its RESULT on the way
+         * (read before the worker's EXITED). */
+        pthread_mutex_lock(&pp->mu);
+        if (w->ahead && (why = stop_reason(w->ahead, now)) != 0) {
+            if (unclaim(w, w->ahead))
+                gone = ahead_take(pp, w);
+            else
+                kill = why;
+        }
+        pthread_mutex_unlock(&pp->mu);
+        if (gone)
+            finish(pp, gone, why);
+        if (!kill && (why = stop_reason(w->job, now)) != 0) {
+            gone = w->job;
+            if (unclaim(w, gone)) {
+                pthread_mutex_lock(&pp->mu);
+                if ((w->job = ahead_take(pp, w)) != NULL)
+                    take(w->job);
+                pthread_mutex_unlock(&pp->mu);
+                if (!w->job) {
+                    w->st = W_IDLE;
+                    w->idle_ns = now;
+                }
+                finish(pp, gone, why);
+            } else {
+                kill = why;
+            }
+        }
+        if (kill)
+            kill_worker(pp, w, kill);
     }
     /* Queued jobs past their deadline, when the port's loop is too busy
      * to take them back itself. */
@@ -1000,7 +1238,8 @@ static int housekeeping(struct evexec_procpool *pp)
         scan(pp, now);
     }
 
-    /* Dispatch to idle workers. */
+    /* Dispatch to idle workers: queued jobs, else jobs sent ahead to busy
+     * ones. */
     unsigned alive = 0, busy = 0, starting = 0;
     for (unsigned i = 0; i < pp->max_procs; i++) {
         struct proc_worker *w = &pp->w[i];
@@ -1008,13 +1247,13 @@ static int housekeeping(struct evexec_procpool *pp)
             struct proc_rec *rec = NULL;
             pthread_mutex_lock(&pp->mu);
             collect(pp, w);
-            if (w->st == W_IDLE && pp->nqueued) {
+            if (w->st == W_IDLE && (pp->nqueued || pp->nahead)) {
                 unlend(pp, w);
-                if (w->st == W_IDLE)
-                    rec = q_pop(pp);
-            } else if (!pp->closed) {
-                lend(pp, w);
+                if (w->st == W_IDLE && !(rec = q_pop(pp)))
+                    rec = ahead_steal(pp);
             }
+            if (!rec && !pp->closed)
+                lend(pp, w);
             pthread_mutex_unlock(&pp->mu);
             if (rec)
                 dispatch(pp, w, rec);
@@ -1025,13 +1264,14 @@ static int housekeeping(struct evexec_procpool *pp)
     }
 
     pthread_mutex_lock(&pp->mu);
-    size_t queued = pp->nqueued;
+    size_t queued = pp->nqueued, ahead = pp->nahead;
     pthread_mutex_unlock(&pp->mu);
 
-    /* Spawn: for queued jobs no starting worker will take, and up to min. */
+    /* Spawn: for queued jobs (and jobs sent ahead: a worker freed or made
+     * takes them) no starting worker will take, and up to min. */
     if (!broken) {
         while (alive < pp->max_procs &&
-               (queued > starting || (!freeing && alive < pp->min_procs))) {
+               (queued + ahead > starting || (!freeing && alive < pp->min_procs))) {
             if (now < pp->next_spawn_ns) {
                 uint64_t ms = (pp->next_spawn_ns - now) / 1000000u + 1;
                 timeout = (int)(ms < INT32_MAX ? ms : INT32_MAX);
@@ -1044,6 +1284,13 @@ static int housekeeping(struct evexec_procpool *pp)
             alive++;
             starting++;
         }
+    }
+    /* A pool at its size sends what starting workers will not take ahead. */
+    if (alive >= pp->max_procs && queued > starting) {
+        send_ahead_all(pp, queued - starting);
+        pthread_mutex_lock(&pp->mu);
+        queued = pp->nqueued;
+        pthread_mutex_unlock(&pp->mu);
     }
 
     /* Idle workers above min_procs, or all of them once freeing. */
@@ -1505,7 +1752,7 @@ int evexec__procpool_enqueue(struct evexec_procpool *pp, struct proc_rec *rec)
     pthread_mutex_lock(&pp->mu);
     if (pp->closed || pp->broken)
         rc = pp->closed ? -ESHUTDOWN : -ENOTRECOVERABLE; /* the pool's own failure */
-    else if (pp->nqueued >= pp->max_queued)
+    else if (pp->nqueued + pp->nahead >= pp->max_queued)
         rc = -EAGAIN;
     if (rc == 0) {
         rec->seq = ++pp->next_seq;
@@ -1531,9 +1778,19 @@ int evexec__procpool_enqueue(struct evexec_procpool *pp, struct proc_rec *rec)
 int evexec__procpool_cancel(struct evexec_procpool *pp, struct proc_rec *rec, int deadline)
 {
     pthread_mutex_lock(&pp->mu);
-    enum job_state st = rec->job ? job_state(rec->job) : rec->queued ? JOB_QUEUED : JOB_RUNNING;
-    if (st == JOB_QUEUED) {
+    enum job_state st = rec->job                  ? job_state(rec->job)
+                        : rec->queued || rec->sent_to ? JOB_QUEUED
+                                                    : JOB_RUNNING;
+    if (st == JOB_QUEUED && rec->sent_to) {
+        /* Sent ahead: taken back, unless its worker claimed it. */
+        if (unclaim(rec->sent_to, rec))
+            ahead_take(pp, rec->sent_to);
+        else
+            st = JOB_RUNNING;
+    } else if (st == JOB_QUEUED) {
         q_unlink(pp, rec);
+    }
+    if (st == JOB_QUEUED) {
         if (rec->job)
             evexec__job_set_state(rec->job, JOB_CANCELLED);
         if (deadline)
@@ -1604,7 +1861,7 @@ int evexec_procpool_stats(evexec_procpool *pp, struct evexec_procpool_stats *out
         return -EINVAL;
     pthread_mutex_lock(&pp->mu);
     struct evexec_procpool_stats s = pp->st;
-    s.queued = pp->nqueued;
+    s.queued = pp->nqueued + pp->nahead; /* jobs sent ahead wait too */
     /* Jobs handed to idle workers run, though the supervisor has not
      * collected them yet. */
     unsigned handed = atomic_load(&pp->nhanded);
