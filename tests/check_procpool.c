@@ -8,8 +8,11 @@
  * fd hygiene (no daemon fd in any worker, no zombie or orphan, no leaked
  * fd after free), shutdowns, and bad arguments; the same outcomes for
  * jobs handed straight to an idle worker, and a hand-off racing the
- * worker's death; the fork server killed from outside (idle, with jobs
- * running and queued, with no worker ready, then freed or shut down).
+ * worker's death; jobs sent ahead to a busy worker (cancelled, past their
+ * deadline, moved to a free worker, overtaken by a higher priority, back
+ * from a dead worker, with recycling by job count); the fork server
+ * killed from outside (idle, with jobs running and queued, with no worker
+ * ready, then freed or shut down).
  * Pools are made inside each test (Check forks every test).
  */
 #define _GNU_SOURCE
@@ -29,6 +32,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -69,6 +73,33 @@ static int w_note_and_hang(const void *in, size_t len, evexec_proc_out *out, voi
     rename(tmp, path); /* appears whole */
     for (;;)
         pause();
+}
+
+/* Writes its pid to the file named by the input (as w_note_and_hang), then
+ * waits while the file of that name with ".gate" added exists; outputs its
+ * pid. */
+static int w_note_and_wait(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    (void)state;
+    char path[256], tmp[300], buf[32];
+    size_t plen = strnlen(in, len);
+    if (plen >= sizeof path)
+        return 1;
+    memcpy(path, in, plen);
+    path[plen] = '\0';
+    int n = snprintf(buf, sizeof buf, "%d 0\n", (int)getpid());
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || write(fd, buf, (size_t)n) != n)
+        return 1;
+    close(fd);
+    rename(tmp, path);
+    snprintf(tmp, sizeof tmp, "%s.gate", path);
+    while (access(tmp, F_OK) == 0)
+        usleep(1000);
+    int *p = evexec_proc_output(out, sizeof(int));
+    *p = (int)getpid();
+    return 0;
 }
 
 /* Where w_hog's blocks escape to: a compiler may otherwise drop a malloc()
@@ -142,6 +173,33 @@ static void on_done(int status, const struct evexec_proc_result *res, void *arg)
     o->res.out = NULL;
     if (o->counter)
         ++*o->counter;
+}
+
+/* When it started (CLOCK_MONOTONIC) and where: start order, whatever
+ * order the callbacks run in (a port delivers what came home together in
+ * submission order). */
+struct stamp {
+    uint64_t ns;
+    int pid;
+};
+
+static int w_stamp(const void *in, size_t len, evexec_proc_out *out, void *state)
+{
+    (void)in, (void)len, (void)state;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    struct stamp *p = evexec_proc_output(out, sizeof *p);
+    p->ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    p->pid = (int)getpid();
+    return 0;
+}
+
+static struct stamp stamp_of(const struct outcome *oc)
+{
+    struct stamp st;
+    ck_assert_uint_eq(oc->out_len, sizeof st);
+    memcpy(&st, oc->out, sizeof st);
+    return st;
 }
 
 struct env {
@@ -2151,6 +2209,225 @@ START_TEST(test_server_killed_then_shutdown)
 }
 END_TEST
 
+/* --- jobs sent ahead -------------------------------------------------------
+ * While every worker is busy, a queued job may already wait in a busy
+ * worker's channel (procpool.c, "jobs sent ahead"); it must behave as a
+ * queued job in every way. Each test leaves the supervisor AHEAD_SETTLE_US
+ * after the submit to send it there (it does so within microseconds of
+ * the submit's wake-up), so the job is sent ahead, not merely queued. */
+#define AHEAD_SETTLE_US 30000
+
+/* Starts w_note_and_wait behind a gate; returns its id and worker's pid. */
+static evexec_job_id start_gated(struct env *e, const char *path,
+                                 const struct evexec_job_opts *jo, struct outcome *oc,
+                                 pid_t *worker)
+{
+    char gate[160];
+    evexec_job_id id;
+    snprintf(gate, sizeof gate, "%s.gate", path);
+    int fd = open(gate, O_WRONLY | O_CREAT, 0600);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    oc_init(oc, e);
+    ck_assert_int_eq(evexec_procpool_submit(e->port, e->pool, w_note_and_wait, path,
+                                            strlen(path) + 1, on_done, oc, jo, &id),
+                     0);
+    wait_for(file_exists, (void *)path);
+    FILE *f = fopen(path, "r");
+    int a = 0, b = 0;
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fscanf(f, "%d %d", &a, &b), 2);
+    fclose(f);
+    unlink(path);
+    *worker = a;
+    return id;
+}
+
+static void open_gate(const char *path)
+{
+    char gate[160];
+    snprintf(gate, sizeof gate, "%s.gate", path);
+    ck_assert_int_eq(unlink(gate), 0);
+}
+
+static evexec_job_id submit_stamp(struct env *e, struct outcome *oc, int priority, int timeout_ms)
+{
+    struct evexec_job_opts jo = EVEXEC_JOB_OPTS_INIT;
+    evexec_job_id id;
+    jo.priority = priority;
+    jo.timeout_ms = timeout_ms;
+    oc_init(oc, e);
+    ck_assert_int_eq(
+        evexec_procpool_submit(e->port, e->pool, w_stamp, NULL, 0, on_done, oc, &jo, &id), 0);
+    return id;
+}
+
+/* Cancelled, or past its deadline, in a busy worker's channel: it ends as a
+ * queued job does (0 from evexec_cancel(), never run), and the worker and
+ * the job it runs are untouched. */
+START_TEST(test_ahead_cancel_and_deadline_spare_the_worker)
+{
+    struct env e;
+    struct outcome run, cancelled, late;
+    char path[128];
+    pid_t worker;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.max_procs = 1;
+    env_open(&e, &o);
+    tmp_path(path, sizeof path, "ahead-cancel");
+    start_gated(&e, path, NULL, &run, &worker);
+
+    evexec_job_id id = submit_stamp(&e, &cancelled, EVEXEC_PRIO_NORMAL, 0);
+    usleep(AHEAD_SETTLE_US);
+    ck_assert_int_eq(evexec_cancel(e.port, id), 0);
+    ck_assert_int_eq(evexec_cancel(e.port, id), -EALREADY);
+    run_until(e.base, &e.done, 1);
+    ck_assert_int_eq(cancelled.status, -ECANCELED);
+    ck_assert_int_eq(cancelled.res.pid, 0);
+
+    submit_stamp(&e, &late, EVEXEC_PRIO_NORMAL, 100);
+    run_until(e.base, &e.done, 2);
+    ck_assert_int_eq(late.status, -ETIMEDOUT);
+    ck_assert_int_eq(run.calls, 0);
+    ck_assert_int_eq(dead(worker), 0);
+
+    open_gate(path);
+    run_until(e.base, &e.done, 3);
+    ck_assert_int_eq(run.status, 0);
+    ck_assert_int_eq(*(int *)run.out, worker);
+    struct evexec_procpool_stats st = pp_stats(e.pool);
+    ck_assert_uint_eq(st.spawned, 1);
+    ck_assert_uint_eq(st.cancelled, 1);
+    ck_assert_uint_eq(st.killed_deadline, 1);
+    ck_assert_uint_eq(st.completed, 1);
+    still_serves(&e);
+    env_close(&e);
+}
+END_TEST
+
+/* A job waiting in a busy worker's channel runs on the first worker that
+ * goes idle, not after the job before it. */
+START_TEST(test_ahead_job_moves_to_a_free_worker)
+{
+    struct env e;
+    struct outcome slow, hung, next;
+    char slow_path[128], hung_path[128];
+    pid_t slow_worker, hung_worker;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.max_procs = 2;
+    env_open(&e, &o);
+    tmp_path(slow_path, sizeof slow_path, "ahead-slow");
+    tmp_path(hung_path, sizeof hung_path, "ahead-hung");
+    start_gated(&e, slow_path, NULL, &slow, &slow_worker);
+    evexec_job_id hung_id = start_hang(&e, 'H', hung_path, NULL, &hung, &hung_worker, NULL);
+    submit_stamp(&e, &next, EVEXEC_PRIO_NORMAL, 0);
+    usleep(AHEAD_SETTLE_US);
+    /* Its worker killed and replaced: the replacement, idle, takes the
+     * job waiting behind the gated one (or the job comes back from the
+     * dead worker's channel). */
+    ck_assert_int_eq(evexec_cancel(e.port, hung_id), -EBUSY);
+    run_until(e.base, &e.done, 2);
+    ck_assert_int_eq(hung.status, -ECANCELED);
+    ck_assert_int_eq(next.status, 0);
+    ck_assert_int_ne(stamp_of(&next).pid, slow_worker);
+    ck_assert_int_ne(stamp_of(&next).pid, hung_worker);
+    ck_assert_int_eq(next.res.pid, stamp_of(&next).pid);
+    ck_assert_int_eq(slow.calls, 0);
+    open_gate(slow_path);
+    run_until(e.base, &e.done, 3);
+    ck_assert_int_eq(slow.status, 0);
+    still_serves(&e);
+    env_close(&e);
+}
+END_TEST
+
+/* A job of a higher priority queued while one of a lower priority waits in
+ * the busy worker's channel starts first. */
+START_TEST(test_ahead_gives_way_to_a_higher_priority)
+{
+    struct env e;
+    struct outcome run, low, high;
+    char path[128];
+    pid_t worker;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.max_procs = 1;
+    env_open(&e, &o);
+    tmp_path(path, sizeof path, "ahead-prio");
+    start_gated(&e, path, NULL, &run, &worker);
+    submit_stamp(&e, &low, EVEXEC_PRIO_LOW, 0);
+    usleep(AHEAD_SETTLE_US);
+    submit_stamp(&e, &high, EVEXEC_PRIO_HIGH, 0);
+    usleep(AHEAD_SETTLE_US);
+    open_gate(path);
+    run_until(e.base, &e.done, 3);
+    ck_assert_int_eq(run.status, 0);
+    ck_assert_int_eq(low.status, 0);
+    ck_assert_int_eq(high.status, 0);
+    ck_assert_uint_lt(stamp_of(&high).ns, stamp_of(&low).ns);
+    ck_assert_int_eq(stamp_of(&low).pid, worker); /* nobody died */
+    env_close(&e);
+}
+END_TEST
+
+/* A job waiting in the channel of a worker that dies goes back to the
+ * queue and runs on the replacement: it was never the dead worker's. */
+START_TEST(test_ahead_requeued_when_its_worker_dies)
+{
+    struct env e;
+    struct outcome run, next;
+    char path[128];
+    pid_t worker;
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.max_procs = 1;
+    env_open(&e, &o);
+    tmp_path(path, sizeof path, "ahead-dies");
+    start_hang(&e, 'H', path, NULL, &run, &worker, NULL);
+    submit_stamp(&e, &next, EVEXEC_PRIO_NORMAL, 0);
+    usleep(AHEAD_SETTLE_US);
+    ck_assert_int_eq(kill(worker, SIGKILL), 0);
+    run_until(e.base, &e.done, 2);
+    ck_assert_int_eq(run.status, -EOWNERDEAD);
+    ck_assert_int_eq(run.res.signal, SIGKILL);
+    ck_assert_int_eq(next.status, 0);
+    ck_assert_int_ne(stamp_of(&next).pid, worker);
+    struct evexec_procpool_stats st = pp_stats(e.pool);
+    ck_assert_uint_eq(st.crashed, 1);
+    ck_assert_uint_eq(st.completed, 1);
+    env_close(&e);
+}
+END_TEST
+
+/* Recycling by job count stays exact with jobs queued behind each other:
+ * a worker runs its recycle_jobs jobs, no more. */
+START_TEST(test_ahead_recycle_jobs_exact)
+{
+    struct env e;
+    struct outcome oc[6];
+    struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
+    o.max_procs = 1;
+    o.recycle_jobs = 2;
+    env_open(&e, &o);
+    for (int i = 0; i < 6; i++)
+        submit_stamp(&e, &oc[i], EVEXEC_PRIO_NORMAL, 0);
+    run_until(e.base, &e.done, 6);
+    struct stamp by_start[6];
+    for (int i = 0; i < 6; i++) {
+        ck_assert_int_eq(oc[i].status, 0);
+        struct stamp st = stamp_of(&oc[i]);
+        int k = i;
+        for (; k > 0 && by_start[k - 1].ns > st.ns; k--)
+            by_start[k] = by_start[k - 1];
+        by_start[k] = st;
+    }
+    for (int k = 0; k < 6; k += 2) {
+        ck_assert_int_eq(by_start[k].pid, by_start[k + 1].pid);
+        if (k > 0)
+            ck_assert_int_ne(by_start[k].pid, by_start[k - 1].pid);
+    }
+    env_close(&e);
+}
+END_TEST
+
 static Suite *procpool_suite(void)
 {
     Suite *s = suite_create("procpool");
@@ -2197,6 +2474,14 @@ static Suite *procpool_suite(void)
     tcase_add_test(tc, test_handoff_shutdown_and_futures);
     tcase_add_test(tc, test_handoff_big_inputs_reused_mapping);
     tcase_add_test(tc, test_handoff_big_input_mapping_expires);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("sent ahead");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_ahead_cancel_and_deadline_spare_the_worker);
+    tcase_add_test(tc, test_ahead_job_moves_to_a_free_worker);
+    tcase_add_test(tc, test_ahead_gives_way_to_a_higher_priority);
+    tcase_add_test(tc, test_ahead_requeued_when_its_worker_dies);
+    tcase_add_test(tc, test_ahead_recycle_jobs_exact);
     suite_add_tcase(s, tc);
     tc = tcase_create("inputs in place");
     tcase_set_timeout(tc, 60);
