@@ -116,9 +116,15 @@ int evexec__proc_recv(int fd, struct proc_frame *f, void *buf, size_t cap, int *
     ssize_t n;
 
     *passfd = -1;
+    /* A peer that closes its end with frames unread in it (a worker that
+     * dies with jobs sent ahead) makes our next read fail ECONNRESET once,
+     * although frames it sent before are still queued here (Linux reports
+     * the socket's error first and clears it): read again, so that none
+     * of them is lost; after the last one the read returns 0. */
+    int resets = 0;
     do
         n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC | (nonblock ? MSG_DONTWAIT : 0));
-    while (n < 0 && errno == EINTR);
+    while (n < 0 && (errno == EINTR || (errno == ECONNRESET && resets++ < 1)));
     if (n < 0)
         return errno == ECONNRESET ? 0 : -errno;
     if (n == 0)
