@@ -1690,9 +1690,9 @@ EVEXEC_EXPORT const char *evexec_version_string(void);
  * thread worker does.
  *
  * While every worker of a pool at max_procs is busy and jobs are queued,
- * each busy worker may be sent its next queued job ahead, so that it
- * starts it as soon as it finishes the one it runs, without waiting for
- * the supervisor (most of the throughput of small jobs). Such a job is
+ * each busy worker may be sent up to two queued jobs ahead, so that it
+ * starts the next as soon as it finishes the one it runs, without waiting
+ * for the supervisor (most of the throughput of small jobs). Such a job is
  * still a queued job until its worker starts it: a worker that goes idle
  * first takes it over, a queued job of a higher priority takes its place,
  * evexec_cancel() and deadlines end it as a queued job (0, never run, no

@@ -53,28 +53,30 @@
  *                     of its channel), REAP (code: pid)
  *   server -> daemon: SPAWNED (seq: slot, code: pid or -errno),
  *                     EXITED (code: pid, aux: wait status)
- *   daemon -> worker: JOB (seq, payload; code: 0, or 1 + the index of
- *                     its claim word, below), EXIT
+ *   daemon -> worker: JOB (seq, payload; code: 0, or its claim: an id
+ *                     << 2 | 1 + the index of its claim word, below), EXIT
  *   worker -> daemon: READY (code: pid; fd: its claim words, or none),
  *                     INITFAIL (code: init's return),
  *                     RESULT (seq, code: work's return, payload),
  *                     MEMLIMIT (seq: the job hit the memory limit; sent
  *                     before a RESULT or a crash)
  *
- * Claim words (a second job sent ahead): a worker makes a small memfd of
+ * Claim words (jobs sent ahead): a worker makes a small memfd of
  * PROC_CLAIMS words, sealed against shrinking, maps it shared and sends it
  * with READY; the daemon maps it too. A JOB frame that names a word is a
  * job sent while the worker may still be busy with an earlier one, so that
  * it finds its next job in its channel instead of waiting a round trip for
- * it. Such a job is not the worker's until it claims it: the daemon sets
- * the word to CLAIM(seq, CLAIM_SENT) before the send, and then exactly one
+ * it. Such a job is not the worker's until it claims it: the daemon gives
+ * each such send an id of its own, sets the word to CLAIM(id, CLAIM_SENT)
+ * before the send, and then exactly one
  * compare-and-swap from that value wins: the worker's, to CLAIM_STARTED,
  * just before it runs the job; or the daemon's, to CLAIM_DROPPED, when
  * the job is cancelled, passes its deadline, is wanted by an idle worker
  * or must go back to the queue because its worker died or is retired. A
  * worker that loses skips the frame and sends nothing for it. The words
- * carry the job's seq, so a word reused for a later job never lets a
- * skipped frame's claim succeed. A worker can only lie about its own jobs,
+ * carry the send's id, not the job's seq, so neither a word reused for a
+ * later send nor the same job sent again (taken back, then sent ahead
+ * once more) lets a skipped frame's claim succeed. A worker can only lie about its own jobs,
  * which is the daemon's concern no more than its crashing.
  *
  * The server reaps nothing on its own: it reports each worker's exit with
@@ -186,10 +188,10 @@ int evexec__proc_memfd_map(int fd, size_t len, int exact, const void **map);
 int evexec__proc_inbuf_new(size_t cap, void **map);
 
 /* Claim words: see "Claim words" above. */
-#define PROC_CLAIMS 2u
+#define PROC_CLAIMS 3u               /* its job and two sent ahead */
 #define PROC_CLAIMS_BYTES ((size_t)PROC_CLAIMS * sizeof(uint64_t))
 enum { CLAIM_SENT = 0, CLAIM_STARTED = 1, CLAIM_DROPPED = 2 };
-#define CLAIM(seq, st) ((uint64_t)(seq) << 2 | (uint64_t)(st))
+#define CLAIM(id, st) ((uint64_t)(id) << 2 | (uint64_t)(st))
 /* Worker: makes its claim words, mapped shared at *map; the fd (to send
  * with READY, then close) or -errno. */
 int evexec__proc_claims_new(_Atomic uint64_t **map);
@@ -235,6 +237,7 @@ struct proc_rec {
     uint64_t seq;
     unsigned claim;                /* sent ahead: 1 + the index of its claim
                                       word; 0: not, or taken back */
+    uint64_t claim_id;             /* that send's id */
     struct proc_worker *sent_to;   /* sent ahead to this worker and not yet
                                       its job, else NULL (under mu) */
     uint64_t deadline;             /* monotonic ns; 0: none (the supervisor

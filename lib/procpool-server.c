@@ -829,11 +829,12 @@ static void worker_main(const struct proc_conf *c, int chan, unsigned number)
         if (f.code) {
             /* A job sent ahead: it is ours only if we claim it first (see
              * "Claim words"); else the daemon has taken it back. */
-            uint64_t sent = CLAIM(f.seq, CLAIM_SENT);
-            if (!claims || f.code < 0 || f.code > (int64_t)PROC_CLAIMS)
+            uint64_t id = (uint64_t)f.code >> 2, sent = CLAIM(id, CLAIM_SENT);
+            unsigned word = (unsigned)(f.code & 3);
+            if (!claims || f.code < 0 || word < 1 || word > PROC_CLAIMS)
                 _exit(0); /* the daemon sent garbage: leave */
-            if (!atomic_compare_exchange_strong(&claims[f.code - 1], &sent,
-                                                CLAIM(f.seq, CLAIM_STARTED))) {
+            if (!atomic_compare_exchange_strong(&claims[word - 1], &sent,
+                                                CLAIM(id, CLAIM_STARTED))) {
                 if (fd >= 0)
                     close(fd);
                 continue;

@@ -49,9 +49,10 @@
  * empty, and the supervisor takes a worker back (unlend) before it
  * dispatches queued jobs to it.
  *
- * With every worker busy, the supervisor sends each its next job ahead
+ * With every worker busy, the supervisor sends each its next jobs ahead
  * (see "jobs sent ahead" below): the worker's channel then holds the job
- * it runs and the next, and a job ends the same whichever path it took.
+ * it runs and up to two more, and a job ends the same whichever path it
+ * took.
  *
  * A worker slot goes FREE -> SPAWNING (SPAWN sent) -> STARTING (SPAWNED
  * got) -> IDLE (READY got) <-> BUSY -> EXITING (asked to exit, or killed)
@@ -112,6 +113,10 @@
 #define NCLASSES 3
 #define PROC_INBUF_CACHE 4
 #define INBUF_KEEP_MS 1000         /* kept input buffers unused this long go */
+/* Jobs sent ahead to a busy worker at most: with one, a worker still
+ * waited for the supervisor after half its jobs under a stream of small
+ * ones (bench/README.md, P2); three did no better than two. */
+#define PROC_AHEAD (PROC_CLAIMS - 1)
 
 /* An executable segment loaded when the pool was made: [lo, hi). */
 struct proc_range {
@@ -139,8 +144,10 @@ struct proc_worker {
     int lent;                      /* on the pool's idle stack */
     struct proc_rec *handed;       /* a job a submitter sent it, not yet
                                       collected by the supervisor */
-    struct proc_rec *ahead;        /* a job sent ahead behind job, not yet
-                                      its job (see "jobs sent ahead") */
+    struct proc_rec *ahead[PROC_AHEAD]; /* jobs sent ahead behind job, the
+                                      oldest first, not yet its job (see
+                                      "jobs sent ahead") */
+    unsigned nahead;
 };
 
 /* An idle worker lent to submitters (struct evexec_procpool's idle). */
@@ -168,7 +175,8 @@ struct evexec_procpool {
      * still be polling for its next job): see "direct hand-off". */
     struct proc_lent idle[PROC_MAX_PROCS];
     unsigned nidle;
-    unsigned nahead;               /* workers with a job sent ahead */
+    unsigned nahead;               /* jobs sent ahead, all workers */
+    uint64_t claim_ids;            /* the last id a job sent ahead took */
     _Atomic unsigned nhanded;      /* jobs handed and not yet collected
                                       (written under mu; read without it
                                       by the supervisor, as a hint) */
@@ -435,7 +443,8 @@ static struct proc_rec *q_pop(struct evexec_procpool *pp)
 static int send_job(int fd, struct proc_rec *rec)
 {
     struct proc_frame f = {.type = F_JOB, .seq = rec->seq, .len = rec->in_len,
-                           .code = rec->claim, .aux = (int64_t)(uintptr_t)rec->work};
+                           .code = rec->claim ? (int64_t)(rec->claim_id << 2 | rec->claim) : 0,
+                           .aux = (int64_t)(uintptr_t)rec->work};
     return rec->in_fd >= 0 ? evexec__proc_send(fd, &f, NULL, 0, rec->in_fd, 1)
                            : evexec__proc_send(fd, &f, rec->in, rec->in_len, -1, 1);
 }
@@ -663,27 +672,29 @@ static void dispatch(struct evexec_procpool *pp, struct proc_worker *w, struct p
 /* --- jobs sent ahead -------------------------------------------------------
  *
  * While jobs are queued and the pool is at its size with every worker
- * busy, each busy worker is sent its next job behind the one it runs
- * (w->ahead), guarded by a claim word (procpool-internal.h, "Claim words"):
- * it finds the job in its channel when it finishes, instead of sleeping
- * until the supervisor has read its result and answered. Under a stream of
- * small jobs that saves most wake-ups of the workers and of the supervisor
- * (bench/README.md, P2). A job sent ahead is not its worker's until the
+ * busy, each busy worker is sent its next jobs (up to PROC_AHEAD) behind
+ * the one it runs (w->ahead), each guarded by a claim word
+ * (procpool-internal.h, "Claim words"): it finds them in its channel when
+ * it finishes, instead of sleeping until the supervisor has read its
+ * result and answered. Under a stream of small jobs that saves most
+ * wake-ups of the workers and of the supervisor (bench/README.md, P2). A
+ * job sent ahead is not its worker's until the
  * worker claims it; until then it stays QUEUED to its port and is taken
  * back (unclaim()) rather than made to wait or die with another job:
  * evexec_cancel() and a port's deadline take it back as from the queue (0,
  * never run); a worker that goes idle runs it (ahead_steal()); a queued job
  * of a higher priority takes its place; if its worker dies or is recycled,
  * it goes back to the front of the queue; the supervisor's own deadline
- * check ends it without a kill. So a job waits behind another only while
- * no worker is free, one per worker, and a priority is overtaken at most by
- * the jobs workers have claimed. Jobs may start in another order than
- * queued (each worker claims its own), as they may finish in any order.
+ * check ends it without a kill. So a job waits behind others only while
+ * no worker is free, PROC_AHEAD at most per worker, and a priority is
+ * overtaken at most by the jobs workers have claimed. Jobs may start in
+ * another order than queued (each worker claims its own), as they may
+ * finish in any order.
  * Recycling is checked after each job, before the next: nothing is sent
  * ahead to a worker whose job count is up after its job, nor in a pool
  * that recycles by age or size (which the job might pass).
  *
- * w->ahead, pp->nahead and rec->sent_to are under mu: the daemon's side of a
+ * w->ahead, the counts and rec->sent_to are under mu: the daemon's side of a
  * claim word is only ever changed under mu, by the supervisor or by a
  * port's cancel. Once the result before it has been read, the job becomes
  * its worker's job (w->job, RUNNING, the supervisor's alone); unclaimed,
@@ -698,37 +709,48 @@ static int unclaim(struct proc_worker *w, struct proc_rec *rec)
 {
     if (!rec->claim || !w->claims)
         return 0;
-    uint64_t sent = CLAIM(rec->seq, CLAIM_SENT);
+    uint64_t sent = CLAIM(rec->claim_id, CLAIM_SENT);
     if (!atomic_compare_exchange_strong(&w->claims[rec->claim - 1], &sent,
-                                        CLAIM(rec->seq, CLAIM_DROPPED)))
+                                        CLAIM(rec->claim_id, CLAIM_DROPPED)))
         return 0;
     rec->claim = 0;
     rec->res.pid = 0; /* it never ran */
     return 1;
 }
 
-/* mu held: w's job sent ahead, no longer sent ahead (taken back, or now
- * w's job). */
-static struct proc_rec *ahead_take(struct evexec_procpool *pp, struct proc_worker *w)
+/* mu held: w's job sent ahead at k (0: the oldest), no longer sent ahead
+ * (taken back, or now w's job). */
+static struct proc_rec *ahead_remove(struct evexec_procpool *pp, struct proc_worker *w,
+                                     unsigned k)
 {
-    struct proc_rec *rec = w->ahead;
-    if (rec) {
-        w->ahead = NULL;
-        rec->sent_to = NULL;
-        pp->nahead--;
-    }
+    struct proc_rec *rec = w->ahead[k];
+    memmove(&w->ahead[k], &w->ahead[k + 1], (w->nahead - k - 1) * sizeof w->ahead[0]);
+    w->nahead--;
+    pp->nahead--;
+    rec->sent_to = NULL;
     return rec;
 }
 
-/* mu held (a port's cancel may take rec back from the moment it is w's
- * next): sends rec, just off the queue, to busy w behind its job; its
- * claim word (the one w's job does not use) first. A failed send (a full
+/* mu held: w's oldest job sent ahead, taken off, or NULL. */
+static struct proc_rec *ahead_first(struct evexec_procpool *pp, struct proc_worker *w)
+{
+    return w->nahead ? ahead_remove(pp, w, 0) : NULL;
+}
+
+/* mu held (a port's cancel may take rec back from the moment it is sent
+ * ahead): sends rec, just off the queue, to busy w behind its jobs, with a
+ * claim word that none of them uses, set first. A failed send (a full
  * channel, or a dying worker, which the supervisor learns of anyway) puts
  * it back: w never saw it. */
 static void send_ahead(struct evexec_procpool *pp, struct proc_worker *w, struct proc_rec *rec)
 {
-    unsigned i = w->job->claim == 1 ? 1 : 0;
-    atomic_store(&w->claims[i], CLAIM(rec->seq, CLAIM_SENT));
+    unsigned used = w->job->claim ? 1u << (w->job->claim - 1) : 0, i = 0;
+    for (unsigned k = 0; k < w->nahead; k++)
+        used |= 1u << (w->ahead[k]->claim - 1);
+    while (used & (1u << i))
+        i++;
+    rec->claim_id = ++pp->claim_ids;
+    atomic_store(&w->claims[i], CLAIM(rec->claim_id, CLAIM_SENT));
     rec->claim = i + 1;
     if (send_job(w->fd, rec) < 0) {
         rec->claim = 0;
@@ -737,7 +759,7 @@ static void send_ahead(struct evexec_procpool *pp, struct proc_worker *w, struct
     }
     rec->res.pid = w->pid;
     rec->sent_to = w;
-    w->ahead = rec;
+    w->ahead[w->nahead++] = rec;
     pp->nahead++;
 }
 
@@ -746,14 +768,18 @@ static void send_ahead(struct evexec_procpool *pp, struct proc_worker *w, struct
 static struct proc_rec *ahead_steal(struct evexec_procpool *pp)
 {
     struct proc_worker *best = NULL;
+    unsigned bk = 0;
     for (unsigned i = 0; i < pp->max_procs && pp->nahead; i++) {
         struct proc_worker *w = &pp->w[i];
-        if (w->ahead && (!best || w->ahead->seq < best->ahead->seq))
-            best = w;
+        for (unsigned k = 0; k < w->nahead; k++)
+            if (!best || w->ahead[k]->seq < best->ahead[bk]->seq) {
+                best = w;
+                bk = k;
+            }
     }
-    if (!best || !unclaim(best, best->ahead))
+    if (!best || !unclaim(best, best->ahead[bk]))
         return NULL;
-    struct proc_rec *rec = ahead_take(pp, best);
+    struct proc_rec *rec = ahead_remove(pp, best, bk);
     take(rec);
     return rec;
 }
@@ -767,27 +793,31 @@ static unsigned q_first_class(const struct evexec_procpool *pp)
     return c;
 }
 
-/* Sends up to n queued jobs ahead to busy workers; a job sent ahead with a
- * lower priority than a queued one gives it its place. Supervisor. */
+/* Sends up to n queued jobs ahead to busy workers, one to each in turn;
+ * the newest job sent ahead to a worker gives its place to a queued one
+ * of a higher priority. Supervisor. */
 static void send_ahead_all(struct evexec_procpool *pp, size_t n)
 {
     pthread_mutex_lock(&pp->mu);
-    for (unsigned i = 0; i < pp->max_procs && n; i++) {
-        struct proc_worker *w = &pp->w[i];
-        unsigned c = q_first_class(pp);
-        if (c == NCLASSES)
-            break;
-        if (w->st != W_BUSY || !w->job || !w->claims || w->fd < 0 ||
-            (pp->recycle_jobs && w->jobs + 1 >= pp->recycle_jobs) || pp->recycle_age_ms ||
-            pp->recycle_rss)
-            continue;
-        if (w->ahead && c < w->ahead->cls && unclaim(w, w->ahead))
-            q_push(pp, ahead_take(pp, w), 1);
-        if (!w->ahead) {
-            send_ahead(pp, w, q_first(pp));
-            n--;
+    for (unsigned depth = 1; depth <= PROC_AHEAD; depth++)
+        for (unsigned i = 0; i < pp->max_procs && n; i++) {
+            struct proc_worker *w = &pp->w[i];
+            unsigned c = q_first_class(pp);
+            if (c == NCLASSES)
+                goto out;
+            if (w->st != W_BUSY || !w->job || !w->claims || w->fd < 0 ||
+                (pp->recycle_jobs && w->jobs + w->nahead + 1 >= pp->recycle_jobs) ||
+                pp->recycle_age_ms || pp->recycle_rss)
+                continue;
+            struct proc_rec *last = w->nahead ? w->ahead[w->nahead - 1] : NULL;
+            if (w->nahead == depth && c < last->cls && unclaim(w, last))
+                q_push(pp, ahead_remove(pp, w, w->nahead - 1), 1);
+            if (w->nahead < depth) {
+                send_ahead(pp, w, q_first(pp));
+                n--;
+            }
         }
-    }
+out:
     pthread_mutex_unlock(&pp->mu);
 }
 
@@ -845,9 +875,11 @@ static void on_result(struct evexec_procpool *pp, struct proc_worker *w, struct 
     pthread_mutex_lock(&pp->mu);
     if (!w->memlimit)
         pp->st.degraded = pp->broken;
-    /* A job sent ahead is in its channel (or runs already): now its job.
-     * (Never one due for recycling: see "jobs sent ahead".) */
-    if (w->st == W_BUSY && (w->job = ahead_take(pp, w)) != NULL)
+    /* The oldest job sent ahead is next in its channel (or runs already):
+     * now its job, even if the worker is to go (then it goes back to the
+     * queue if unclaimed, see on_exited()). Never one due for recycling:
+     * see "jobs sent ahead". */
+    if ((w->job = ahead_first(pp, w)) != NULL)
         take(w->job);
     pthread_mutex_unlock(&pp->mu);
     if (w->st == W_BUSY && !w->job) {
@@ -964,27 +996,28 @@ static void on_exited(struct evexec_procpool *pp, pid_t pid, int status)
 
     uint64_t now = evexec__now_ns();
     int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    /* Jobs it never claimed go back to the front of the queue (its job
-     * before the one sent ahead); what it ran died. */
-    struct proc_rec *rec = w->job, *next;
-    w->job = NULL;
+    /* Jobs it never claimed go back to the front of the queue, in their
+     * order; what it ran died with it (more than one job only from a
+     * worker that claimed jobs it never reached). */
+    struct proc_rec *died[1 + PROC_AHEAD];
+    unsigned ndied = 0;
     pthread_mutex_lock(&pp->mu);
-    if ((next = ahead_take(pp, w)) != NULL && unclaim(w, next)) {
-        q_push(pp, next, 1);
-        next = NULL;
+    while (w->nahead) {
+        struct proc_rec *r = ahead_remove(pp, w, w->nahead - 1);
+        if (unclaim(w, r))
+            q_push(pp, r, 1);
+        else
+            died[ndied++] = r;
     }
     pthread_mutex_unlock(&pp->mu);
-    if (rec && unclaim(w, rec)) {
-        requeue(pp, rec);
-        rec = NULL;
-    }
-    if (!rec) {
-        rec = next;
-        next = NULL;
-    }
+    if (w->job && unclaim(w, w->job))
+        requeue(pp, w->job);
+    else if (w->job)
+        died[ndied++] = w->job;
+    w->job = NULL;
     int early = !w->kill_reason && !w->retiring &&
-                (!w->ready || (w->jobs == 0 && rec && now - w->ready_ns < EARLY_MS * 1000000u));
-    if (rec) {
+                (!w->ready || (w->jobs == 0 && ndied && now - w->ready_ns < EARLY_MS * 1000000u));
+    if (ndied) {
         int st;
         if (w->kill_reason)
             st = w->kill_reason;
@@ -996,15 +1029,15 @@ static void on_exited(struct evexec_procpool *pp, pid_t pid, int status)
             st = -EOWNERDEAD;
         else
             st = -ECHILD;
-        for (struct proc_rec *r = rec; r; r = r == rec ? next : NULL) {
-            /* Both only from a worker that claimed a job it never reached. */
+        for (unsigned k = 0; k < ndied; k++) {
+            struct proc_rec *r = died[k];
             r->res.signal = sig;
             r->res.core_dumped = WIFSIGNALED(status) && WCOREDUMP(status);
             r->res.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
             finish(pp, r, st);
         }
     }
-    if (!w->retiring || rec) {
+    if (!w->retiring || ndied) {
         pthread_mutex_lock(&pp->mu);
         if (!w->ready)
             pp->st.init_failed++;
@@ -1051,15 +1084,20 @@ static void read_server(struct evexec_procpool *pp)
                 close_chan(pp, w);
                 /* Not the job's crash: the pool's failure, as for queued
                  * jobs (a kill of ours keeps its reason). */
-                if (w->job)
+                if (w->job) {
+                    unclaim(w, w->job); /* pid 0 if it never ran */
                     finish(pp, w->job, w->kill_reason ? w->kill_reason : -ENOTRECOVERABLE);
-                pthread_mutex_lock(&pp->mu);
-                struct proc_rec *next = ahead_take(pp, w);
-                if (next)
-                    unclaim(w, next);
-                pthread_mutex_unlock(&pp->mu);
-                if (next)
+                }
+                for (;;) {
+                    pthread_mutex_lock(&pp->mu);
+                    struct proc_rec *next = ahead_first(pp, w);
+                    if (next)
+                        unclaim(w, next); /* pid 0: never ran */
+                    pthread_mutex_unlock(&pp->mu);
+                    if (!next)
+                        break;
                     finish(pp, next, -ENOTRECOVERABLE);
+                }
                 slot_free(w);
             }
             /* Reaped now, not left a zombie until the pool is freed: it
@@ -1107,23 +1145,30 @@ static void scan(struct evexec_procpool *pp, uint64_t now)
         if (w->st != W_BUSY || !w->job)
             continue;
         /* Jobs not claimed end without a kill. A job sent ahead and
-         * claimed runs: the one before it has ended, its RESULT on the way
-         * (read before the worker's EXITED). */
+         * claimed runs: the ones before it have ended, their RESULTs on
+         * the way (read before the worker's EXITED). */
+        struct proc_rec *ended[PROC_AHEAD];
+        int ended_why[PROC_AHEAD];
+        unsigned nended = 0;
         pthread_mutex_lock(&pp->mu);
-        if (w->ahead && (why = stop_reason(w->ahead, now)) != 0) {
-            if (unclaim(w, w->ahead))
-                gone = ahead_take(pp, w);
-            else
+        for (unsigned k = 0; k < w->nahead && !kill;) {
+            if ((why = stop_reason(w->ahead[k], now)) == 0) {
+                k++;
+            } else if (unclaim(w, w->ahead[k])) {
+                ended_why[nended] = why;
+                ended[nended++] = ahead_remove(pp, w, k);
+            } else {
                 kill = why;
+            }
         }
         pthread_mutex_unlock(&pp->mu);
-        if (gone)
-            finish(pp, gone, why);
+        for (unsigned k = 0; k < nended; k++)
+            finish(pp, ended[k], ended_why[k]);
         if (!kill && (why = stop_reason(w->job, now)) != 0) {
             gone = w->job;
             if (unclaim(w, gone)) {
                 pthread_mutex_lock(&pp->mu);
-                if ((w->job = ahead_take(pp, w)) != NULL)
+                if ((w->job = ahead_first(pp, w)) != NULL)
                     take(w->job);
                 pthread_mutex_unlock(&pp->mu);
                 if (!w->job) {
@@ -1783,8 +1828,12 @@ int evexec__procpool_cancel(struct evexec_procpool *pp, struct proc_rec *rec, in
                                                     : JOB_RUNNING;
     if (st == JOB_QUEUED && rec->sent_to) {
         /* Sent ahead: taken back, unless its worker claimed it. */
-        if (unclaim(rec->sent_to, rec))
-            ahead_take(pp, rec->sent_to);
+        struct proc_worker *w = rec->sent_to;
+        unsigned k = 0;
+        while (w->ahead[k] != rec)
+            k++;
+        if (unclaim(w, rec))
+            ahead_remove(pp, w, k);
         else
             st = JOB_RUNNING;
     } else if (st == JOB_QUEUED) {
