@@ -794,8 +794,9 @@ static unsigned q_first_class(const struct evexec_procpool *pp)
 }
 
 /* Sends up to n queued jobs ahead to busy workers, one to each in turn;
- * the newest job sent ahead to a worker gives its place to a queued one
- * of a higher priority. Supervisor. */
+ * jobs sent ahead and not claimed give their places to a queued one of a
+ * higher priority (back to the front of the queue, in their order).
+ * Supervisor. */
 static void send_ahead_all(struct evexec_procpool *pp, size_t n)
 {
     pthread_mutex_lock(&pp->mu);
@@ -809,8 +810,8 @@ static void send_ahead_all(struct evexec_procpool *pp, size_t n)
                 (pp->recycle_jobs && w->jobs + w->nahead + 1 >= pp->recycle_jobs) ||
                 pp->recycle_age_ms || pp->recycle_rss)
                 continue;
-            struct proc_rec *last = w->nahead ? w->ahead[w->nahead - 1] : NULL;
-            if (w->nahead == depth && c < last->cls && unclaim(w, last))
+            while (w->nahead && c < w->ahead[w->nahead - 1]->cls &&
+                   unclaim(w, w->ahead[w->nahead - 1]))
                 q_push(pp, ahead_remove(pp, w, w->nahead - 1), 1);
             if (w->nahead < depth) {
                 send_ahead(pp, w, q_first(pp));

@@ -2341,12 +2341,13 @@ START_TEST(test_ahead_job_moves_to_a_free_worker)
 }
 END_TEST
 
-/* A job of a higher priority queued while one of a lower priority waits in
- * the busy worker's channel starts first. */
+/* A job of a higher priority queued while jobs of a lower priority wait
+ * in the busy worker's channel starts before them, and they keep their
+ * order. */
 START_TEST(test_ahead_gives_way_to_a_higher_priority)
 {
     struct env e;
-    struct outcome run, low, high;
+    struct outcome run, low[2], high;
     char path[128];
     pid_t worker;
     struct evexec_procpool_opts o = EVEXEC_PROCPOOL_OPTS_INIT;
@@ -2354,17 +2355,20 @@ START_TEST(test_ahead_gives_way_to_a_higher_priority)
     env_open(&e, &o);
     tmp_path(path, sizeof path, "ahead-prio");
     start_gated(&e, path, NULL, &run, &worker);
-    submit_stamp(&e, &low, EVEXEC_PRIO_LOW, 0);
+    submit_stamp(&e, &low[0], EVEXEC_PRIO_LOW, 0);
+    submit_stamp(&e, &low[1], EVEXEC_PRIO_LOW, 0);
     usleep(AHEAD_SETTLE_US);
     submit_stamp(&e, &high, EVEXEC_PRIO_HIGH, 0);
     usleep(AHEAD_SETTLE_US);
     open_gate(path);
-    run_until(e.base, &e.done, 3);
+    run_until(e.base, &e.done, 4);
     ck_assert_int_eq(run.status, 0);
-    ck_assert_int_eq(low.status, 0);
+    ck_assert_int_eq(low[0].status, 0);
+    ck_assert_int_eq(low[1].status, 0);
     ck_assert_int_eq(high.status, 0);
-    ck_assert_uint_lt(stamp_of(&high).ns, stamp_of(&low).ns);
-    ck_assert_int_eq(stamp_of(&low).pid, worker); /* nobody died */
+    ck_assert_uint_lt(stamp_of(&high).ns, stamp_of(&low[0]).ns);
+    ck_assert_uint_lt(stamp_of(&low[0]).ns, stamp_of(&low[1]).ns);
+    ck_assert_int_eq(stamp_of(&low[1]).pid, worker); /* nobody died */
     env_close(&e);
 }
 END_TEST
