@@ -117,7 +117,7 @@ extern "C" {
 /** Minor version: changes when functions or options are added. */
 #define EVEXEC_VERSION_MINOR 3
 /** Patch level: changes with fixes only. */
-#define EVEXEC_VERSION_PATCH 3
+#define EVEXEC_VERSION_PATCH 4
 /** Encoded as 0xMMmmpp: major, minor, patch. */
 #define EVEXEC_VERSION_NUMBER \
     ((EVEXEC_VERSION_MAJOR << 16) | (EVEXEC_VERSION_MINOR << 8) | EVEXEC_VERSION_PATCH)
@@ -1659,7 +1659,7 @@ EVEXEC_EXPORT unsigned evexec_version(void);
 /**
  * Gives the version of the library the program runs with, as text.
  *
- * @return a static string of the form major.minor.patch, e.g. "0.3.3".
+ * @return a static string of the form major.minor.patch, e.g. "0.3.4".
  *
  * Thread: any thread.
  */
