@@ -477,8 +477,9 @@ START_TEST(test_cancel)
 END_TEST
 
 /* Shuts the read side of the worker's own channel (its only socket), so
- * that the pool's next send to it fails, then returns once the file named
- * by the input exists. */
+ * that the pool's next send to it fails, makes the file named by the input
+ * with ".cut" added, then returns once the file named by the input
+ * exists. */
 static int w_cut_channel(const void *in, size_t len, evexec_proc_out *out, void *state)
 {
     (void)out, (void)state;
@@ -494,6 +495,11 @@ static int w_cut_channel(const void *in, size_t len, evexec_proc_out *out, void 
         if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && shutdown(fd, SHUT_RD) == 0)
             cut++;
     }
+    char note[300];
+    snprintf(note, sizeof note, "%s.cut", path);
+    int fd = open(note, O_WRONLY | O_CREAT, 0600);
+    if (fd >= 0)
+        close(fd);
     for (int i = 0; i < 10000 && access(path, F_OK) != 0; i++)
         usleep(1000);
     return cut == 1 ? 0 : 2;
@@ -538,6 +544,11 @@ START_TEST(test_failed_send_requeues_a_queued_job)
     ck_assert_int_eq(evexec_procpool_submit(e.port, e.pool, w_cut_channel, go, strlen(go) + 1,
                                             on_done, &first, NULL, NULL),
                      0);
+    /* Cut before the second job exists: sent ahead before the cut, it
+     * could still be read (and run) by the worker. */
+    char cut[160];
+    snprintf(cut, sizeof cut, "%s.cut", go);
+    wait_for(file_exists, cut);
     oc_init(&second, &e);
     ck_assert_int_eq(
         evexec_procpool_submit(e.port, e.pool, w_echo, "q", 1, on_done, &second, NULL, &id), 0);
@@ -558,6 +569,7 @@ START_TEST(test_failed_send_requeues_a_queued_job)
     ck_assert_int_eq(second.res.pid, 0);
     unlink(gate_path);
     unlink(go);
+    unlink(cut);
     struct evexec_procpool_stats st = pp_stats(e.pool);
     ck_assert_uint_eq(st.cancelled, 1);
     still_serves(&e);
