@@ -894,9 +894,11 @@ static void on_result(struct evexec_procpool *pp, struct proc_worker *w, struct 
             retire(pp, w);
         } else {
             /* Lent before the callback can submit the next job: that one
-             * then goes straight to this worker, still polling for it. */
+             * then goes straight to this worker, still polling for it.
+             * Not while jobs wait, queued or sent ahead: it takes one of
+             * those (housekeeping()), which a new job must not overtake. */
             pthread_mutex_lock(&pp->mu);
-            if (!pp->nqueued && !pp->closed)
+            if (!pp->nqueued && !pp->nahead && !pp->closed)
                 lend(pp, w);
             pthread_mutex_unlock(&pp->mu);
         }
