@@ -67,17 +67,17 @@
  * job sent while the worker may still be busy with an earlier one, so that
  * it finds its next job in its channel instead of waiting a round trip for
  * it. Such a job is not the worker's until it claims it: the daemon gives
- * each such send an id of its own, sets the word to CLAIM(id, CLAIM_SENT)
- * before the send, and then exactly one
- * compare-and-swap from that value wins: the worker's, to CLAIM_STARTED,
- * just before it runs the job; or the daemon's, to CLAIM_DROPPED, when
- * the job is cancelled, passes its deadline, is wanted by an idle worker
- * or must go back to the queue because its worker died or is retired. A
- * worker that loses skips the frame and sends nothing for it. The words
- * carry the send's id, not the job's seq, so neither a word reused for a
- * later send nor the same job sent again (taken back, then sent ahead
- * once more) lets a skipped frame's claim succeed. A worker can only lie about its own jobs,
- * which is the daemon's concern no more than its crashing.
+ * each such send an id of its own and sets the word to CLAIM(id,
+ * CLAIM_SENT) before the send; then exactly one compare-and-swap from that
+ * value wins: the worker's, to CLAIM_STARTED, just before it runs the job;
+ * or the daemon's, to CLAIM_DROPPED, when the job is cancelled, passes its
+ * deadline, is taken over by an idle worker or by a job of a higher
+ * priority, or goes back to the queue because its worker died. A worker
+ * that loses skips the frame and sends nothing for it. The words carry
+ * the send's id, not the job's seq, so neither a word reused for a later
+ * send nor the same job sent again (taken back, then sent ahead once
+ * more) lets a skipped frame's claim succeed. A worker can only lie about
+ * its own jobs, which is the daemon's concern no more than its crashing.
  *
  * The server reaps nothing on its own: it reports each worker's exit with
  * waitid(WNOWAIT), leaving the zombie, and reaps only on REAP. So until the

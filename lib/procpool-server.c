@@ -324,6 +324,7 @@ int evexec__proc_claims_new(_Atomic uint64_t **map)
         close(fd);
         return -e;
     }
+    madvise(p, PROC_CLAIMS_BYTES, MADV_DONTFORK); /* not the work's children */
     *map = p;
     return fd;
 }
@@ -787,10 +788,11 @@ static void worker_main(const struct proc_conf *c, int chan, unsigned number)
         evexec__proc_send(chan, &f, NULL, 0, -1, 0);
         _exit(0);
     }
-    limit_memory(c, chan);
-    /* Without claim words (no memfd to be had) it is sent no job ahead. */
+    /* Without claim words (no memfd to be had) it is sent no job ahead.
+     * Made before the memory limit, which counts from what is mapped. */
     _Atomic uint64_t *claims = NULL;
     int cfd = evexec__proc_claims_new(&claims);
+    limit_memory(c, chan);
     struct proc_frame f = {.type = F_READY, .code = getpid()};
     rc = evexec__proc_send(chan, &f, NULL, 0, cfd, 0);
     if (cfd >= 0)
