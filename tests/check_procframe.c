@@ -11,11 +11,11 @@
 
 #include <check.h>
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "helpers.h"
 #include "procpool-internal.h"
 
 static void send_one(int fd, uint64_t seq, const char *text)
@@ -83,9 +83,5 @@ int main(void)
     tcase_add_test(tc, test_frames_before_a_reset_are_read);
     tcase_add_test(tc, test_reset_with_nothing_queued_is_a_hangup);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }
