@@ -49,7 +49,8 @@ struct evexec__runner_ops {
     /* Takes a job filled by evexec__job_init(): 0, or a negative errno and
      * the runner keeps no trace of it (see evexec__pool_enqueue()). */
     int (*enqueue)(struct evexec__runner *r, struct evexec_job *job, int wait_ms);
-    /* Any thread that knows the runner is alive, for a job seen QUEUED:
+    /* Any thread that knows the runner is alive, for a job seen QUEUED
+     * (or AHEAD):
      * takes it off the queue and completes it as CANCELLED: 0; -EBUSY: a
      * worker took it meanwhile; -EALREADY: a concurrent cancel took it and
      * completes it outside the runner's lock (maybe not yet). */
@@ -70,6 +71,8 @@ struct evexec__runner_ops {
 struct evexec__runner {
     const struct evexec__runner_ops *ops;
     unsigned flags;                /* RUNNER_*; fixed once made */
+    _Atomic int stopping;          /* shut down with EVEXEC_CANCEL: every job
+                                      it runs reads as asked to stop */
 };
 
 /* --- the job ------------------------------------------------------------- */
@@ -93,18 +96,26 @@ enum job_kind {
  *   QUEUED --cancel, shutdown, drop--> CANCELLED --delivered--> FREE
  *   QUEUED --refused after all (no thread could start)--> FREE
  *   RUNNING --never reached a worker (a process pool's send failed)--> QUEUED
+ *   QUEUED --taken ahead by a worker--> AHEAD --that worker starts it--> RUNNING
+ *   AHEAD --taken back--> QUEUED;  AHEAD --cancel--> CANCELLED
  *
  * QUEUED -> RUNNING and QUEUED -> CANCELLED happen under the runner's lock,
- * so exactly one of them wins. Only a job's owner moves it out of FREE or
- * back into it (a port's store: its loop thread), so an id (submission
- * number + slot) names one submission.
+ * so exactly one of them wins. AHEAD -> RUNNING happens without it: the
+ * worker that holds the job claims it with an exchange on the slot it
+ * holds it in, which a cancel (with the lock) empties with a
+ * compare-and-swap, so there too exactly one wins (pool-worker.c, "Jobs
+ * taken ahead"). Only a job's owner moves it out of FREE or back into it
+ * (a port's store: its loop thread), so an id (submission number + slot)
+ * names one submission.
  */
 enum job_state {
     JOB_FREE = 0,
-    JOB_QUEUED,         /* only here can it be cancelled */
+    JOB_QUEUED,         /* only here (and AHEAD) can it be cancelled */
     JOB_RUNNING,        /* a worker has it; stays so until delivered,
                            unless it never reached one (back to QUEUED) */
-    JOB_CANCELLED       /* taken off the queue; delivered as -ECANCELED */
+    JOB_CANCELLED,      /* taken off the queue; delivered as -ECANCELED */
+    JOB_AHEAD           /* queued still, but held by a worker that will
+                           start it after its job: cancellable */
 };
 
 /* Priority classes, as queue indexes: EVEXEC_PRIO_HIGH..LOW + 1. */
@@ -205,7 +216,7 @@ static inline void *job_result(const struct evexec_job *job)
     return job_state(job) == JOB_CANCELLED ? NULL : job->u.result;
 }
 
-/* The one cancel path. A QUEUED job is taken back from its runner (0: it
+/* The one cancel path. A QUEUED (or AHEAD) job is taken back from its runner (0: it
  * comes home as -ECANCELED); one that runs, or that a worker took
  * meanwhile, gets its stop flag (-EBUSY); -EALREADY: already cancelled;
  * -ENOENT: FREE. The runner must be alive (the job holds a reference). */

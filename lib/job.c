@@ -23,11 +23,13 @@
 /* --- states -------------------------------------------------------------- */
 
 /* The moves the diagram allows, as a bit per (from, to). */
-#define MOVE(from, to) (1u << ((from) * 4 + (to)))
+#define MOVE(from, to) (1u << ((from) * 5 + (to))) /* five states */
 static const unsigned allowed_moves =
     MOVE(JOB_FREE, JOB_QUEUED) | MOVE(JOB_FREE, JOB_RUNNING) | MOVE(JOB_QUEUED, JOB_RUNNING) |
     MOVE(JOB_QUEUED, JOB_CANCELLED) | MOVE(JOB_QUEUED, JOB_FREE) | MOVE(JOB_RUNNING, JOB_FREE) |
-    MOVE(JOB_CANCELLED, JOB_FREE) | MOVE(JOB_FREE, JOB_FREE) | MOVE(JOB_RUNNING, JOB_QUEUED);
+    MOVE(JOB_CANCELLED, JOB_FREE) | MOVE(JOB_FREE, JOB_FREE) | MOVE(JOB_RUNNING, JOB_QUEUED) |
+    MOVE(JOB_QUEUED, JOB_AHEAD) | MOVE(JOB_AHEAD, JOB_QUEUED) | MOVE(JOB_AHEAD, JOB_RUNNING) |
+    MOVE(JOB_AHEAD, JOB_CANCELLED);
 
 void evexec__job_set_state_checked(struct evexec_job *job, enum job_state to)
 {
@@ -45,7 +47,8 @@ int evexec__job_cancel(struct evexec_job *job)
         return -ENOENT;
     case JOB_CANCELLED:
         return -EALREADY;
-    case JOB_QUEUED: {
+    case JOB_QUEUED:
+    case JOB_AHEAD: {
         int rc = job->runner->ops->cancel(job->runner, job);
         if (rc != -EBUSY)
             return rc; /* 0: on its way home as -ECANCELED; -EALREADY */
@@ -63,7 +66,11 @@ int evexec__job_cancel(struct evexec_job *job)
 
 int evexec_job_cancelled(const evexec_job *job)
 {
-    return job ? atomic_load_explicit(&job->stop, memory_order_relaxed) : 0;
+    if (!job)
+        return 0;
+    /* The runner outlives its running jobs. */
+    return atomic_load_explicit(&job->stop, memory_order_relaxed) ||
+           atomic_load_explicit(&job->runner->stopping, memory_order_relaxed);
 }
 
 /* --- the store ----------------------------------------------------------- */
