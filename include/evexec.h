@@ -343,12 +343,24 @@ struct evexec_pool_opts {
  * Sleeping workers are woken for queued jobs by the workers, not by the
  * submitting thread where it can be helped. A backlog of up to four jobs
  * behind busy workers may wake nobody at once: the busy workers take it
- * when they finish, and one sleeping worker looks again within 0.1 to
- * 1 ms and takes a job if, at the pace the busy workers have been
- * finishing jobs, the backlog would wait longer than about 0.1 ms (they
- * block, or their jobs are long). So a few short jobs run where the CPU is
+ * when they finish, and one sleeping worker (the watchman) looks again
+ * within 0.1 to 1 ms and takes a job if, at the pace the busy workers
+ * have been finishing jobs, the backlog would wait longer than about
+ * 0.1 ms (they block, or their jobs are long). While such a watchman is
+ * about and a worker is busy, a submit wakes nobody either: its job waits
+ * for the busy workers or the watchman's next look. So a burst costs the
+ * submitting thread no wake-up, a few short jobs run where the CPU is
  * already warm, and jobs queued behind blocking calls wait at most about a
  * millisecond for a worker of their own while one is idle.
+ *
+ * A worker that takes a job while more wait (at least one per thread)
+ * takes up to four more of them ahead, to run one after the other without
+ * the pool's lock. They are still queued jobs: evexec_cancel() takes them
+ * back (0, never run), stats count them as queued, max_queued counts
+ * them, a job of a higher priority or EVEXEC_CANCEL takes them back; and
+ * if that worker blocks, the others take them over instead of waiting. A
+ * pool of one thread still starts jobs in submission order; with several,
+ * a job taken back from a busy worker may start after newer ones.
  *
  * @param[out] out  receives the pool; untouched on error.
  * @param opts      options, or NULL for all defaults. Only read during the call.
@@ -723,9 +735,11 @@ typedef void (*evexec_done_fn)(int status, void *result, void *arg);
  * Submits a job: @p work runs on a worker of @p pool, then @p done runs on
  * the loop thread of @p port.
  *
- * Never blocks: an idle worker is handed the job directly; otherwise the job
+ * Never blocks: an idle worker is handed the job directly, unless busy
+ * workers are left to take it (see evexec_pool_new()); otherwise the job
  * is queued and, if the pool may grow, a thread is started. Jobs start in
- * submission order (within a priority class: see evexec_submit_ex()). Done
+ * submission order (within a priority class: see evexec_submit_ex(); with
+ * several workers, see evexec_pool_new() for jobs taken ahead). Done
  * callbacks run in batches; within a batch, in submission order.
  *
  * @param port  the port whose loop thread runs @p done.

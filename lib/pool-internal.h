@@ -25,6 +25,15 @@
  * goes next: no priority class starves. */
 #define AGING 8u
 
+/* How long an idle worker searches (polls for a hand-off) before it parks,
+ * unless spin_us says otherwise: about what a park and a wake-up cost the
+ * two threads together on a VM, so searching never costs more than twice
+ * what it saves. */
+#define SEARCH_US 50u
+
+/* Jobs a worker may take ahead (pool-worker.c, "Jobs taken ahead"). */
+#define AHEAD 4u
+
 
 struct worker;
 
@@ -59,7 +68,9 @@ struct evexec_pool {
     /* Everything below is guarded by mu, except refs, timed_out and the
      * settings that never change after creation. */
     struct job_queue q[EVEXEC__NCLASSES]; /* one FIFO per priority class */
-    size_t nqueued;                /* in all of them (not the inbox) */
+    size_t nqueued;                /* in all of them (not the inbox, not
+                                      the jobs workers took ahead) */
+    unsigned nheld;                /* sum of the workers' held counts */
     unsigned class_max[EVEXEC__NCLASSES]; /* running jobs per class at most;
                                              UINT_MAX: no limit */
     unsigned slow;                 /* SLOW_*: what the common path can skip */
@@ -75,6 +86,8 @@ struct evexec_pool {
                                       worker to go idle takes the role */
     unsigned watch_us;             /* the watchman's next sleep */
     uint64_t unkicked;             /* small backlogs left to the watchman */
+    uint64_t seen_submitted;       /* pool->submitted at its last look */
+    uint64_t last_kick_ns;         /* when a parked worker was last woken */
     uint64_t seen_unkicked, seen_completed, seen_ns; /* at its last look */
     struct worker *all;            /* every worker struct, alive or not */
     unsigned nthreads;             /* alive, including starting */
@@ -116,6 +129,9 @@ struct evexec_pool {
      * their own, which a burst of busy workers leaves alone. */
     _Alignas(EVEXEC_CACHELINE) _Atomic unsigned nidle;
     _Atomic unsigned nsearching;   /* idle workers awake or woken, looking */
+    _Atomic int watching;          /* a watchman is on duty and a worker is
+                                      busy: submits wake nobody (pool-worker.c,
+                                      "Submits that wake nobody") */
 
     /* Written by submitters without mu, on a line of their own: */
     _Alignas(EVEXEC_CACHELINE) _Atomic(struct evexec_job *) inbox; /* newest first */
@@ -134,8 +150,27 @@ struct worker {
     /* Given by a submitter while idle. Written under mu (release); read by
      * a searching worker without mu (acquire), who then owns the job. */
     _Atomic(struct evexec_job *) handoff;
-    struct evexec_job *current;    /* running; for EVEXEC_CANCEL */
-    uint64_t completed;            /* jobs this struct's threads ran (mu): kept
+    /* Jobs taken ahead ("Jobs taken ahead", pool-worker.c). Filled by this
+     * worker with mu held; a slot is emptied either by this worker without
+     * mu (an exchange: it claims the job) or by another thread with mu (a
+     * compare-and-swap: it takes the job back or cancels it). Whoever
+     * empties a slot owns its job. All empty whenever this worker holds mu. */
+    _Atomic(struct evexec_job *) ahead[AHEAD];
+    unsigned ahead_n, ahead_next;  /* filled at the last fill; next to claim
+                                      (this worker's own) */
+    unsigned held;                 /* (mu) filled and not yet off the gate's
+                                      count: unclaimed, or claimed since */
+    uint64_t fill_ns;              /* (mu) when it last took jobs ahead */
+    unsigned counted;              /* (mu) class + 1 of the running job
+                                      counted in running_c, or 0 */
+    /* Written by this worker without mu (or, before it takes its job, by
+     * the submitter handing it over); others read them with mu and never
+     * follow a job pointer here: a job claimed ahead may be home and
+     * reused by the time they look. */
+    struct evexec_job *current;    /* running (evexec_worker_state()); read
+                                      by this worker only */
+    _Atomic unsigned running;      /* class + 1 of the running job, or 0 */
+    _Atomic uint64_t completed;    /* jobs this struct's threads ran: kept
                                       here, not in the pool, so that workers
                                       write no line the submitter writes */
     struct worker *idle_next, *idle_prev;
@@ -167,9 +202,15 @@ static inline void gate_settle(struct evexec_pool *pool)
     }
 }
 
+/* With mu held: takes the jobs workers claimed from their slots since
+ * the last look off the gate's count (pool-worker.c). */
+void evexec__ahead_settle(struct evexec_pool *pool);
+
 /* With mu held: jobs waiting, exactly (see gate_leave()). */
 static inline unsigned gate_count(struct evexec_pool *pool)
 {
+    if (pool->nheld)
+        evexec__ahead_settle(pool);
     gate_settle(pool);
     return atomic_load(&pool->gate) & ~GATE_FLAGS;
 }
@@ -211,6 +252,20 @@ static inline void queue_append(struct evexec_pool *pool, struct evexec_job *job
             pool->slow |= SLOW_CLASSES;
         }
     }
+}
+
+/* Puts a normal job taken back from a worker's slot (pool-worker.c, "Jobs
+ * taken ahead") at the front of its FIFO: it is older than all queued. */
+static inline void queue_prepend(struct evexec_pool *pool, struct evexec_job *job)
+{
+    struct job_queue *q = &pool->q[EVEXEC__CLASS_NORMAL];
+    job_set_next(job, q->head);
+    if (q->head)
+        q->head->u.prev = job;
+    else
+        q->tail = job;
+    q->head = job;
+    pool->nqueued++;
 }
 
 /* Every way off the queue: frees a slot, which a blocked
@@ -291,6 +346,15 @@ static inline struct evexec_job *queue_pop(struct evexec_pool *pool)
 
 /* --- between pool.c and pool-worker.c (with mu held unless said) -------- */
 
+/* Takes every job workers took ahead and have not claimed back onto the
+ * queue's front, in each worker's order; returns how many. */
+unsigned evexec__ahead_return(struct evexec_pool *pool);
+/* Cancels a job seen AHEAD: 0, taken from its slot as CANCELLED (the
+ * caller completes it once mu is dropped); -EBUSY, its worker claimed it. */
+int evexec__ahead_cancel(struct evexec_pool *pool, struct evexec_job *job);
+/* Jobs taken ahead and not claimed (for stats). */
+unsigned evexec__ahead_count(const struct evexec_pool *pool);
+
 /* Sets the gate's flags from the pool's state (pool.c). */
 void evexec__gate_sync(struct evexec_pool *pool);
 /* Starts a worker (mu is dropped while the thread is created). */
@@ -311,10 +375,23 @@ void evexec__pool_unref(struct evexec_pool *pool, unsigned long n);
 
 /* --- idle workers (with mu held): inline, a submit's hand-off path ------- */
 
+/* With mu held, after a change of watchman or of the idle count: whether
+ * submits may leave jobs to busy workers, watched. Sequentially consistent:
+ * it pairs with a submitter's push on the inbox and its read of watching;
+ * whoever turns it off looks at the inbox after (pool-worker.c). */
+static inline void watch_sync(struct evexec_pool *pool)
+{
+    int want = pool->watchman && pool->nthreads > pool->nidle + pool->nstarting;
+    if (atomic_load_explicit(&pool->watching, memory_order_relaxed) != want)
+        atomic_store(&pool->watching, want);
+}
+
 static inline void idle_remove(struct evexec_pool *pool, struct worker *w)
 {
-    if (pool->watchman == w) /* only an idle worker watches */
+    if (pool->watchman == w) { /* only an idle worker watches */
         pool->watchman = NULL;
+        pool->watch_wanted = 1; /* off to work: the next to go idle watches */
+    }
     if (w->idle_prev)
         w->idle_prev->idle_next = w->idle_next;
     else
@@ -323,6 +400,7 @@ static inline void idle_remove(struct evexec_pool *pool, struct worker *w)
         w->idle_next->idle_prev = w->idle_prev;
     w->idle = 0;
     pool->nidle--;
+    watch_sync(pool);
 }
 
 /* With mu held and several workers idle, all parked: among the eight most
@@ -330,18 +408,32 @@ static inline void idle_remove(struct evexec_pool *pool, struct worker *w)
  * most recent. The scheduler tends to wake a thread where it last ran; a
  * worker that ran beside the loop would be woken across CPUs, which costs
  * tens of microseconds on a VM, where one on the loop's CPU simply runs when
- * the loop goes back to waiting (W2 unpinned: 46 -> 6 us per round trip). */
-static inline struct worker *pick_idle(struct worker *first, int cpu)
+ * the loop goes back to waiting (W2 unpinned: 46 -> 6 us per round trip).
+ * But a wake-up within SEARCH_US of the last one is a burst: the waker is
+ * not about to wait, and one woken beside it would only share its CPU and
+ * park again at once (it may not search there), to be woken for the next
+ * job. Then a worker that went idle on another CPU is preferred: once its
+ * job is done it searches, and takes the next jobs with no wake-up.
+ * The watchman goes last: while it is idle, no job left to busy workers
+ * can wait for them with another worker idle (pool-worker.c). */
+static inline struct worker *pick_idle(const struct evexec_pool *pool, int cpu, int burst)
 {
-#ifdef __linux__
+    struct worker *first = pool->idle, *other = NULL;
     unsigned n = 0;
-    for (struct worker *w = first; w && n < 8; w = w->idle_next, n++)
-        if (w->last_cpu == cpu)
+    for (struct worker *w = first; w && n < 8; w = w->idle_next, n++) {
+        if (w == pool->watchman)
+            continue;
+#ifdef __linux__
+        if ((w->last_cpu == cpu) != burst)
             return w;
 #else
-    EVEXEC_UNUSED(cpu);
+        EVEXEC_UNUSED(cpu);
+        EVEXEC_UNUSED(burst);
 #endif
-    return first;
+        if (!other)
+            other = w;
+    }
+    return other ? other : first;
 }
 
 static inline int this_cpu(void)
@@ -380,8 +472,11 @@ static inline void evexec__worker_unpark(struct worker *w)
 static inline struct worker *evexec__worker_kick(struct evexec_pool *pool, int cpu)
 {
     struct worker *w = pool->idle;
-    if (w->idle_next)
-        w = pick_idle(w, cpu);
+    if (w->idle_next) {
+        uint64_t now = evexec__now_ns();
+        w = pick_idle(pool, cpu, now - pool->last_kick_ns < SEARCH_US * 1000u);
+        pool->last_kick_ns = now;
+    }
     idle_remove(pool, w);
     w->inflight = 1;
     pool->nsearching++;
@@ -404,10 +499,13 @@ static inline struct worker *evexec__worker_hand_off(struct evexec_pool *pool,
     } else {
         w = wake = evexec__worker_kick(pool, cpu);
     }
-    if (EVEXEC_UNLIKELY(pool->slow & SLOW_LIMITED))
+    if (EVEXEC_UNLIKELY(pool->slow & SLOW_LIMITED)) {
         pool->running_c[job_class(job)]++;
+        w->counted = job_class(job) + 1;
+    }
     evexec__job_set_state(job, JOB_RUNNING);
-    w->current = job; /* running from now on, for EVEXEC_CANCEL */
+    w->current = job; /* running from now on */
+    atomic_store_explicit(&w->running, job_class(job) + 1, memory_order_relaxed);
     atomic_store_explicit(&w->handoff, job, memory_order_release);
     return wake;
 }

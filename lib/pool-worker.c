@@ -9,7 +9,8 @@
  *   most-recent-first list. Surplus workers at the cold end of that list
  *   time out and exit.
  * - A worker pushes a finished job on its port only after it has picked its
- *   next job, so each job costs one lock round trip.
+ *   next job, so each job costs one lock round trip, and a job it took
+ *   ahead none ("Jobs taken ahead").
  * - A worker only goes idle when no queued job may start (jobs wait while
  *   idle workers sleep only while a woken one is on its way). A job held back
  *   by its class limit becomes startable only when a job of its class
@@ -45,11 +46,6 @@
 
 #include "pool-internal.h"
 
-/* How long an idle worker searches (polls for a hand-off) before it parks,
- * unless spin_us says otherwise: about what a park and a wake-up cost the
- * two threads together on a VM, so searching never costs more than twice
- * what it saves. */
-#define SEARCH_US 50u
 
 /* The worker the calling thread is: evexec_pool_free() refuses to be called
  * from its own pool; evexec_worker_state(). */
@@ -73,6 +69,197 @@ static void idle_push(struct evexec_pool *pool, struct worker *w)
         pool->idle = w;
     w->idle = 1;
     pool->nidle++;
+    watch_sync(pool); /* before the worker's last look at the inbox */
+}
+
+/* --- jobs taken ahead ---------------------------------------------------- */
+
+/*
+ * Jobs taken ahead. A worker that takes a job while jobs wait takes its
+ * share of the queue (nqueued / nthreads, at most AHEAD) from the queue's
+ * front into slots of its own, and runs them one after the other without
+ * the pool's mutex. A burst of short jobs then costs a worker one lock
+ * round trip per AHEAD + 1 jobs instead of one per job, and four workers
+ * on two CPUs stop queueing on the mutex: once one that holds it is
+ * preempted, every lock after it would otherwise sleep and wake in the
+ * kernel for a while (bench/README.md, "W1 and W7").
+ *
+ * A job taken ahead stays a queued job (JOB_AHEAD) until its worker claims
+ * it. The worker empties the slot with an exchange and runs what it got;
+ * any other thread empties it with mu held and a compare-and-swap. Exactly
+ * one of them gets the job, and only the one that emptied the slot ever
+ * touches it again. So:
+ * - evexec_cancel() takes it from its slot: 0, it never ran;
+ * - it stays on the gate's count until claimed (claims are counted off
+ *   with mu held, evexec__ahead_settle()): -EAGAIN at max_queued stays
+ *   exact, and stats count it as queued;
+ * - none waits long behind a job that blocks, and jobs start in about the
+ *   order they came: a worker takes jobs ahead only while no other worker
+ *   is on its way to them (searching, or just woken), and whenever a worker
+ *   looks for work, or the watchman looks, the jobs another worker has
+ *   held for more than AHEAD_STALE_US go back to the queue's front, to be
+ *   taken before newer ones; a worker that finds the queue empty takes
+ *   back every job held before it goes idle;
+ * - what must see the whole queue takes them back first, as it drains the
+ *   inbox: a higher-priority job queued, a class limit set, a full queue
+ *   with EVEXEC_OVERFLOW_DROP_OLDEST, EVEXEC_CANCEL;
+ * - jobs are taken ahead only on the common path (normal jobs only, no
+ *   class limit, no blocked submitter, no shrinking, not shut down), and a
+ *   worker takes mu again only once its slots are empty: a worker holding
+ *   mu holds no job ahead.
+ * A pool of one thread still starts jobs in submission order; with
+ * several, a newer job another worker takes from the queue may start
+ * before one held ahead: for up to AHEAD_STALE_US, or until a worker
+ * next looks for work after that.
+ *
+ * Running jobs are described to others by counts, not pointers (running,
+ * completed): a job claimed ahead goes home without mu, so a
+ * pointer to it could be reused by the time someone with mu followed it.
+ * EVEXEC_CANCEL reaches running jobs through the runner's stopping flag.
+ */
+#define AHEAD_STALE_US 20u
+
+/* With mu held, w having taken a job: takes its share of the queue. */
+static void ahead_fill(struct evexec_pool *pool, struct worker *w)
+{
+    struct job_queue *q = &pool->q[EVEXEC__CLASS_NORMAL];
+    size_t share = pool->nqueued / pool->nthreads;
+    unsigned k = share < AHEAD ? (unsigned)share : AHEAD;
+    for (unsigned i = 0; i < k; i++) {
+        struct evexec_job *job = q->head;
+        /* As queue_pop(): the new head's prev is left stale. Off the
+         * queue, but still on the gate's count. */
+        if ((q->head = job_next(job)) == NULL)
+            q->tail = NULL;
+        pool->nqueued--;
+        evexec__job_set_state(job, JOB_AHEAD);
+        atomic_store_explicit(&w->ahead[i], job, memory_order_relaxed);
+    }
+    w->ahead_n = k;
+    w->ahead_next = 0;
+    w->held = k;
+    pool->nheld += k;
+    w->fill_ns = evexec__now_ns();
+}
+
+/* 1 if a worker that has its job may take jobs ahead now (mu held): jobs
+ * wait, at least one per thread, and no other worker is on its way to them
+ * (searching, or woken): those take the oldest. */
+static int ahead_wanted(const struct evexec_pool *pool)
+{
+    return pool->nqueued >= pool->nthreads && !pool->nsearching &&
+           !pool->closed &&
+           !(pool->slow & (SLOW_CLASSES | SLOW_LIMITED | SLOW_WAITERS | SLOW_SHRINK));
+}
+
+/* Without mu: the next job w took ahead and still holds, now claimed and
+ * running; or NULL. */
+static struct evexec_job *ahead_claim(struct worker *w)
+{
+    while (w->ahead_next < w->ahead_n) {
+        struct evexec_job *job = atomic_exchange(&w->ahead[w->ahead_next++], NULL);
+        if (!job)
+            continue; /* taken back */
+        evexec__job_set_state(job, JOB_RUNNING);
+        w->current = job;
+        atomic_store_explicit(&w->running, EVEXEC__CLASS_NORMAL + 1, memory_order_relaxed);
+        return job;
+    }
+    return NULL;
+}
+
+/* With mu held: takes w's unclaimed jobs back onto the queue's front, in
+ * the order w took them; returns how many. */
+static unsigned ahead_take_back(struct evexec_pool *pool, struct worker *w)
+{
+    unsigned n = 0;
+    for (unsigned i = AHEAD; i-- > 0;) {
+        struct evexec_job *job = atomic_load_explicit(&w->ahead[i], memory_order_relaxed);
+        if (job && atomic_compare_exchange_strong(&w->ahead[i], &job, NULL)) {
+            evexec__job_set_state(job, JOB_QUEUED);
+            queue_prepend(pool, job);
+            n++;
+        }
+    }
+    w->held -= n;
+    pool->nheld -= n;
+    return n;
+}
+
+unsigned evexec__ahead_return(struct evexec_pool *pool)
+{
+    unsigned n = 0;
+    if (pool->nheld)
+        for (struct worker *w = pool->all; w; w = w->all_next)
+            if (w->held)
+                n += ahead_take_back(pool, w);
+    return n;
+}
+
+/* With mu held: takes back the jobs other workers have held for more than
+ * AHEAD_STALE_US (they run something long); returns how many. */
+static unsigned ahead_take_stale(struct evexec_pool *pool)
+{
+    unsigned n = 0;
+    uint64_t stale = evexec__now_ns() - AHEAD_STALE_US * 1000u;
+    for (struct worker *w = pool->all; w; w = w->all_next)
+        if (w->held && w->fill_ns < stale)
+            n += ahead_take_back(pool, w);
+    return n;
+}
+
+int evexec__ahead_cancel(struct evexec_pool *pool, struct evexec_job *job)
+{
+    for (struct worker *w = pool->all; w; w = w->all_next)
+        for (unsigned i = 0; w->held && i < AHEAD; i++) {
+            struct evexec_job *expect = job;
+            if (atomic_load_explicit(&w->ahead[i], memory_order_relaxed) == job &&
+                atomic_compare_exchange_strong(&w->ahead[i], &expect, NULL)) {
+                w->held--;
+                pool->nheld--;
+                gate_leave(pool, 1);
+                evexec__job_set_state(job, JOB_CANCELLED);
+                pool->cancelled++;
+                if (pool->space_waiters)
+                    pthread_cond_signal(&pool->space_cv);
+                return 0;
+            }
+        }
+    return -EBUSY; /* its worker claimed it */
+}
+
+/* With mu held: n jobs w took ahead were claimed (and are off its slots):
+ * off the gate's count. */
+static void ahead_settled(struct evexec_pool *pool, struct worker *w, unsigned n)
+{
+    w->held -= n;
+    pool->nheld -= n;
+    gate_leave(pool, n);
+    if (pool->space_waiters)
+        pthread_cond_broadcast(&pool->space_cv);
+}
+
+void evexec__ahead_settle(struct evexec_pool *pool)
+{
+    for (struct worker *w = pool->all; w; w = w->all_next) {
+        if (!w->held)
+            continue;
+        unsigned left = 0;
+        for (unsigned i = 0; i < AHEAD; i++)
+            left += atomic_load_explicit(&w->ahead[i], memory_order_relaxed) != NULL;
+        if (w->held > left)
+            ahead_settled(pool, w, w->held - left);
+    }
+}
+
+unsigned evexec__ahead_count(const struct evexec_pool *pool)
+{
+    unsigned n = 0;
+    if (pool->nheld)
+        for (const struct worker *w = pool->all; w; w = w->all_next)
+            for (unsigned i = 0; w->held && i < AHEAD; i++)
+                n += atomic_load_explicit(&w->ahead[i], memory_order_relaxed) != NULL;
+    return n;
 }
 
 /* --- workers ------------------------------------------------------------- */
@@ -217,6 +404,30 @@ enum { IDLE_EXIT, IDLE_LOOK, IDLE_GOT };
  * busy worker takes it when it finishes, like any queued job ("Why no
  * wake-up is lost" holds without it). Pools with class limits keep
  * kicking: a job held back by its limit is queued but may not start.
+ *
+ * Submits that wake nobody. The same holds for a submit: while a watchman
+ * is on duty and some worker is busy (pool->watching), a submit through
+ * the inbox leaves its job there for the busy workers, who drain the inbox
+ * when their queue runs dry, and wakes nobody, even with workers parked.
+ * Without it, in a burst, a worker that ran beside the loop went idle again
+ * and again and the loop woke it every time: a system call and a
+ * preemption of the loop thread each, a third of W1's futex calls
+ * (bench/README.md, "W1 and W7"). A submit that does wake a parked worker
+ * while another is busy asks for a watchman (watch_wanted). The watchman
+ * drains the inbox at each look, counts what came in (pool->submitted) as
+ * left to it, and stays on duty while jobs keep coming. The price: a job
+ * submitted while every busy worker blocks waits up to WATCH_MAX_US for the
+ * watchman's look instead of waking a parked worker at once.
+ * Why no job waits for a blocked worker with another worker idle: the
+ * watchman is idle, so every worker going idle, being woken or handed a job
+ * updates watching under mu; it goes off when the watchman leaves the idle
+ * list or stands down, or when no worker is busy, and whoever turns it off
+ * looks at the inbox after (a worker going idle, its last look; the
+ * watchman standing down, below; the watchman leaving the list runs a job
+ * or looks itself, and is handed or kicked last of all idle workers,
+ * pick_idle(), so none is left idle behind it). A submitter pushes before
+ * it reads watching, sequentially consistent on both sides: it sees
+ * watching off, or its job is seen.
  */
 #define WATCH_BACKLOG 4u
 #define WATCH_MIN_US 100u
@@ -241,7 +452,7 @@ static uint64_t completed_jobs(const struct evexec_pool *pool)
 {
     uint64_t n = 0;
     for (const struct worker *w = pool->all; w; w = w->all_next)
-        n += w->completed;
+        n += atomic_load_explicit(&w->completed, memory_order_relaxed);
     return n;
 }
 
@@ -252,6 +463,8 @@ static void watch_start(struct evexec_pool *pool, struct worker *w)
     pool->watch_wanted = 0;
     pool->watch_us = WATCH_MIN_US;
     pool->seen_unkicked = pool->unkicked;
+    pool->seen_submitted = pool->submitted;
+    watch_sync(pool);
     pool->seen_completed = completed_jobs(pool);
     pool->seen_ns = evexec__now_ns();
 }
@@ -260,9 +473,14 @@ static void watch_start(struct evexec_pool *pool, struct worker *w)
  * the watchman): jobs wait that the busy workers, at the pace they have
  * finished jobs since its last look, would not all have started within
  * WATCH_MIN_US. Else 0, to sleep again, as the watchman if a small
- * backlog was left to it meanwhile. */
+ * backlog was left to it, or jobs were submitted, meanwhile. Jobs a worker
+ * took ahead and has not started since the last look go back to the queue
+ * first ("Jobs taken ahead"). */
 static int watch_look(struct evexec_pool *pool)
 {
+    evexec__inbox_drain(pool);
+    if (pool->nheld)
+        ahead_take_stale(pool);
     uint64_t now = evexec__now_ns(), done = completed_jobs(pool);
     uint64_t pace = done > pool->seen_completed
                         ? (now - pool->seen_ns) / (done - pool->seen_completed)
@@ -270,15 +488,31 @@ static int watch_look(struct evexec_pool *pool)
 
     if (pool->nqueued && pace > WATCH_MIN_US * 1000u / pool->nqueued)
         return 1; /* leaving the idle list, it stops watching */
-    if (pool->unkicked == pool->seen_unkicked && !pool->nqueued) {
+    if (pool->unkicked == pool->seen_unkicked && pool->submitted == pool->seen_submitted &&
+        !pool->nqueued) {
         pool->watchman = NULL;
-        return 0;
+        watch_sync(pool); /* off: then a last look at the inbox */
+        evexec__inbox_drain(pool);
+        return queue_startable(pool);
     }
     pool->seen_unkicked = pool->unkicked;
+    pool->seen_submitted = pool->submitted;
     pool->seen_completed = done;
     pool->seen_ns = now;
     pool->watch_us = pool->watch_us >= WATCH_MAX_US / 2 ? WATCH_MAX_US : pool->watch_us * 2;
     return 0;
+}
+
+/* With mu held, the watchman gone to take a job: a parked worker takes
+ * over the watch at once (woken to sleep again with the watch's timeout),
+ * so that submits go on waking nobody. */
+static void watch_hand_over(struct evexec_pool *pool)
+{
+    struct worker *x = pool->idle;
+    if (!x || x->searching || pool->watchman || pool->closed)
+        return; /* none idle, or a searcher, who watches once it parks */
+    watch_start(pool, x);
+    evexec__worker_wake(x);
 }
 
 /* With mu held: waits idle for a job. Returns IDLE_GOT with mu dropped if a
@@ -302,17 +536,22 @@ static int idle_wait(struct evexec_pool *pool, struct worker *w)
         if (!w->searching) /* handed a job between the last poll and the lock */
             return IDLE_LOOK;
         w->searching = 0;
+        /* On duty before the search count drops: a submit in between would
+         * see an idle worker, none looking or watching, and wake it. */
+        if (pool->watch_wanted && !pool->watchman && !pool->closed)
+            watch_start(pool, w);
         pool->nsearching--;
+    } else if (pool->watch_wanted && !pool->watchman && !pool->closed) {
+        watch_start(pool, w);
     }
     /* Counted idle (nidle) and no longer searching: a last look at the
      * inbox, which a submitter fills before it reads those counts, and at
-     * the queue, where another worker may have moved the inbox meanwhile. */
-    if (inbox_full(pool) || queue_startable(pool)) {
+     * the queue, where another worker may have moved the inbox meanwhile,
+     * and at jobs other workers hold ahead. */
+    if (inbox_full(pool) || queue_startable(pool) || evexec__ahead_return(pool)) {
         idle_remove(pool, w);
         return IDLE_LOOK;
     }
-    if (pool->watch_wanted && !pool->watchman && !pool->closed)
-        watch_start(pool, w);
     while (w->idle && !pool->closed && !timedout && pool->nthreads <= pool->max_threads) {
         /* Surplus now (evexec_pool_resize() may have lowered min_threads
          * while we slept): the idle timeout starts. */
@@ -334,6 +573,7 @@ static int idle_wait(struct evexec_pool *pool, struct worker *w)
             timedout = 0;
             if (w->idle && pool->watchman == w && watch_look(pool)) {
                 idle_remove(pool, w);
+                watch_hand_over(pool);
                 break;
             }
         }
@@ -357,19 +597,39 @@ static int idle_wait(struct evexec_pool *pool, struct worker *w)
     return IDLE_LOOK;
 }
 
-/* With mu held: the worker's next job, or NULL. */
+/* With mu held: the worker's next job, or NULL. Jobs other workers took
+ * ahead come back to the queue first if they have waited too long, or if
+ * the queue is empty ("Jobs taken ahead"). */
 static struct evexec_job *next_job(struct evexec_pool *pool, struct worker *w)
 {
     struct evexec_job *job = atomic_load_explicit(&w->handoff, memory_order_relaxed);
     if (job) { /* set under mu */
         atomic_store_explicit(&w->handoff, NULL, memory_order_relaxed);
-    } else if ((job = queue_pop(pool)) != NULL) {
-        if (EVEXEC_UNLIKELY(pool->slow & SLOW_LIMITED))
-            pool->running_c[job_class(job)]++;
-        evexec__job_set_state(job, JOB_RUNNING);
+    } else {
+        if (EVEXEC_UNLIKELY(pool->nheld))
+            ahead_take_stale(pool);
+        job = queue_pop(pool);
+        if (!job && EVEXEC_UNLIKELY(pool->nheld) && evexec__ahead_return(pool))
+            job = queue_pop(pool);
+        if (job) {
+            if (EVEXEC_UNLIKELY(pool->slow & SLOW_LIMITED)) {
+                pool->running_c[job_class(job)]++;
+                w->counted = job_class(job) + 1;
+            }
+            evexec__job_set_state(job, JOB_RUNNING);
+            atomic_store_explicit(&w->running, job_class(job) + 1, memory_order_relaxed);
+        }
     }
     w->current = job;
     return job;
+}
+
+/* One more job run, counted by the worker that ran it (its own line). */
+static inline void count_completed(struct worker *w)
+{
+    atomic_store_explicit(&w->completed,
+                          atomic_load_explicit(&w->completed, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
 }
 
 /* Runs a job's work function, timing it for the histograms if asked. */
@@ -428,9 +688,11 @@ void evexec__worker_dispatch_idle(struct evexec_pool *pool)
  *   mu. Whoever wakes it takes it off the idle list and counts it.
  *
  * A submit through the inbox (pool.c, "The inbox") takes no lock while a
- * worker searches or is in flight, or none is idle: the searcher polls the
- * inbox too, the others look at it before they go idle. Otherwise -- idle
- * workers, none looking -- it continues under mu as a locked submit,
+ * worker searches or is in flight, or none is idle, or a watchman is on
+ * duty while a worker is busy ("Submits that wake nobody"): the searcher
+ * polls the inbox too, the others look at it before they go idle, the
+ * watchman at each look. Otherwise -- idle workers, none looking or
+ * watching -- it continues under mu as a locked submit,
  * which (mu held) does exactly one of these:
  *   1. a worker searches: hand it the job (no syscall; the searcher takes
  *      it without the lock and stops searching);
@@ -572,6 +834,8 @@ static void *worker_main(void *arg)
                            !pool->idle->searching)
                         kick[nkick++] = evexec__worker_kick(pool, this_cpu());
             }
+            if (EVEXEC_UNLIKELY(ahead_wanted(pool)))
+                ahead_fill(pool, w);
             pthread_mutex_unlock(&pool->mu);
             for (unsigned i = 0; i < nkick; i++)
                 evexec__worker_unpark(kick[i]);
@@ -580,16 +844,30 @@ static void *worker_main(void *arg)
         if (finished)
             evexec__job_complete(finished);
         run_job(hist, w, job);
+        /* Then the jobs it took ahead, each one home once it has the next. */
+        for (struct evexec_job *next; (next = ahead_claim(w)) != NULL;) {
+            count_completed(w);
+            evexec__job_complete(job);
+            job = next;
+            run_job(hist, w, job);
+        }
         finished = job;
+        count_completed(w);
 
         pthread_mutex_lock(&pool->mu);
-        w->completed++;
         w->current = NULL;
+        atomic_store_explicit(&w->running, 0, memory_order_relaxed);
+        if (EVEXEC_UNLIKELY(w->held))
+            ahead_settled(pool, w, w->held); /* its slots are empty */
+        w->ahead_n = 0;
         if (EVEXEC_UNLIKELY(pool->slow & (SLOW_LIMITED | SLOW_SHRINK))) {
             /* A limited class has room again: if this worker takes a job
              * of another class next, idle ones must take what may start. */
             if (pool->slow & SLOW_LIMITED) {
-                pool->running_c[job_class(job)]--;
+                if (w->counted) {
+                    pool->running_c[w->counted - 1]--;
+                    w->counted = 0;
+                }
                 if (pool->class_max[job_class(job)] != UINT_MAX && pool->idle)
                     evexec__worker_dispatch_idle(pool);
             }
@@ -664,6 +942,9 @@ int evexec__worker_spawn(struct evexec_pool *pool)
     w->alive = 1;
     atomic_store_explicit(&w->handoff, NULL, memory_order_relaxed);
     w->current = NULL;
+    atomic_store_explicit(&w->running, 0, memory_order_relaxed);
+    w->ahead_n = w->ahead_next = w->held = 0; /* its slots are empty */
+    w->counted = 0;
     w->parked = 0;
     w->searching = 0;
     w->inflight = 0;

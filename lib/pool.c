@@ -126,16 +126,20 @@ void evexec__pool_unref(struct evexec_pool *pool, unsigned long n)
  * whose flags make it fail when the pool is shut down, has class limits or
  * blocked submitters, or still grows), pushes it on the inbox (a lock-free
  * stack) and is done, unless an idle worker waits and none is already
- * looking -- then it takes mu and hands out work as a locked submit would.
+ * looking or watching -- then it takes mu and hands out work as a locked
+ * submit would.
  * Workers move the inbox onto the queue, in one exchange, when they find
  * the queue empty; everything under mu that must see every waiting job
  * (cancel, shutdown, stats, a locked submit) drains it first.
  *
  * Why no job is stranded in the inbox:
  * - an idle worker is counted in nidle before it looks at the inbox a last
- *   time and sleeps; a submitter pushes before it reads nidle and
- *   nsearching (all sequentially consistent): either the worker sees the
- *   job, or the submitter sees the idle worker and wakes it under mu;
+ *   time and sleeps; a submitter pushes before it reads nidle, nsearching
+ *   and watching (all sequentially consistent): either the worker sees the
+ *   job, or the submitter sees the idle worker and wakes it under mu, or
+ *   sees the watchman on duty, who looks at the inbox at each of its looks
+ *   and after it turns watching off (pool-worker.c, "Submits that wake
+ *   nobody");
  * - a worker that stops searching, or a woken one back under mu, lowers
  *   nsearching before it looks at the queue (and so at the inbox);
  * - busy workers drain the inbox when their queue runs dry;
@@ -190,6 +194,8 @@ void evexec__gate_sync(struct evexec_pool *pool)
 /* With mu held: a slot for one more waiting job, if the queue has room. */
 static inline int gate_reserve(struct evexec_pool *pool)
 {
+    if (pool->nheld)
+        evexec__ahead_settle(pool);
     gate_settle(pool);
     unsigned n = atomic_fetch_add_explicit(&pool->gate, 1, memory_order_relaxed) & ~GATE_FLAGS;
     if (EVEXEC_LIKELY(n < pool->max_queued))
@@ -206,6 +212,7 @@ struct evexec_job *evexec__pool_cancel_queue(struct evexec_pool *pool)
 {
     struct evexec_job *list = NULL, **tail = &list;
     evexec__inbox_drain(pool);
+    evexec__ahead_return(pool);
     for (unsigned c = 0; c < EVEXEC__NCLASSES; c++) {
         struct job_queue *q = &pool->q[c];
         for (struct evexec_job *j = q->head; j; j = job_next(j))
@@ -260,8 +267,11 @@ static __attribute__((noinline)) int queue_full(struct evexec_pool *pool, unsign
 {
     int timedout = 0;
 
-    if (pool->overflow == EVEXEC_OVERFLOW_DROP_OLDEST && (*dropped = drop_oldest(pool, c)))
-        return 1;
+    if (pool->overflow == EVEXEC_OVERFLOW_DROP_OLDEST) {
+        evexec__ahead_return(pool); /* the oldest may be held by a worker */
+        if ((*dropped = drop_oldest(pool, c)) != NULL)
+            return 1;
+    }
     if (!wait_ms)
         return -EAGAIN;
     pool->space_waiters++;
@@ -312,9 +322,11 @@ static __attribute__((noinline)) void inbox_wake(struct evexec_pool *pool, int c
     if (pool->closed == EVEXEC_CANCEL + 1) {
         cancelled = evexec__pool_cancel_queue(pool);
     } else if (pool->nqueued) {
-        if (pool->idle && (pool->idle->searching || !pool->nsearching) &&
+        if (pool->idle && (pool->idle->searching || (!pool->nsearching && !pool->watching)) &&
             (job = queue_pop(pool)) != NULL)
             taker = evexec__worker_hand_off(pool, job, cpu);
+        if (taker && pool->nthreads > pool->nidle + pool->nstarting + 1)
+            pool->watch_wanted = 1; /* others are busy: next time, leave it to them */
         if (pool->nthreads < pool->max_threads && pool->nqueued > pool->nstarting + pool->nidle &&
             !pool->closed && evexec__worker_spawn(pool) < 0 && pool->nthreads == 0)
             cancelled = evexec__pool_cancel_queue(pool); /* accepted: never stranded */
@@ -346,7 +358,8 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
      * not out yet). */
     if (EVEXEC_LIKELY(job_class(job) == EVEXEC__CLASS_NORMAL) &&
         !(atomic_load_explicit(&pool->nidle, memory_order_relaxed) &&
-          !atomic_load_explicit(&pool->nsearching, memory_order_relaxed))) {
+          !atomic_load_explicit(&pool->nsearching, memory_order_relaxed) &&
+          !atomic_load_explicit(&pool->watching, memory_order_relaxed))) {
         unsigned n = atomic_fetch_add(&pool->gate, 1);
         if (EVEXEC_LIKELY(n < atomic_load_explicit(&pool->gate_max, memory_order_relaxed))) {
             note_submit_cpu(pool, cpu);
@@ -355,7 +368,7 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
             do
                 job_set_next(job, head);
             while (!atomic_compare_exchange_weak(&pool->inbox, &head, job));
-            if (EVEXEC_UNLIKELY((pool->nidle && !pool->nsearching) ||
+            if (EVEXEC_UNLIKELY((pool->nidle && !pool->nsearching && !pool->watching) ||
                                 (atomic_load(&pool->gate) & GATE_FLAGS)))
                 inbox_wake(pool, cpu);
             return 0;
@@ -374,7 +387,8 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
          * sleep, one is woken, unless one is already on its way (it wakes
          * the next if work remains): see pool-worker.c. */
         if ((w = pool->idle) != NULL &&
-            (w->searching || !pool->nsearching || gate_count(pool) >= pool->max_queued) &&
+            (w->searching || (!pool->nsearching && !pool->watching) ||
+             gate_count(pool) >= pool->max_queued) &&
             (EVEXEC_LIKELY(!(pool->slow & SLOW_LIMITED)) || pool->running_c[c] < pool->class_max[c])) {
             pool->submitted++;
             atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
@@ -391,6 +405,8 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
                 give = queue_pop(pool);
             }
             struct worker *taker = evexec__worker_hand_off(pool, give, cpu);
+            if (taker && pool->nthreads > pool->nidle + pool->nstarting + 1)
+                pool->watch_wanted = 1; /* see inbox_wake() */
             pthread_mutex_unlock(&pool->mu);
             if (taker)
                 evexec__worker_unpark(taker); /* it outlives this: see DESIGN */
@@ -409,6 +425,8 @@ int evexec__pool_enqueue(struct evexec_pool *pool, struct evexec_job *job, int w
     atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
     note_submit_cpu(pool, cpu);
     evexec__job_set_state(job, JOB_QUEUED);
+    if (EVEXEC_UNLIKELY(c < EVEXEC__CLASS_NORMAL))
+        evexec__ahead_return(pool); /* no normal job held ahead starts first */
     queue_append(pool, job);
     /* A thread more if the queued jobs outnumber the threads that will take
      * them: starting, or idle (woken one after the other). A worker on its
@@ -456,6 +474,15 @@ static int pool_cancel(struct evexec__runner *r, struct evexec_job *job)
     struct evexec_pool *pool = (struct evexec_pool *)(void *)r;
     pthread_mutex_lock(&pool->mu);
     uint8_t st = atomic_load_explicit(&job->state, memory_order_relaxed);
+    if (st == JOB_AHEAD) { /* held by a worker that has not started it */
+        int rc = evexec__ahead_cancel(pool, job);
+        pthread_mutex_unlock(&pool->mu);
+        if (rc == 0) {
+            job->u.result = NULL;
+            evexec__job_complete(job);
+        }
+        return rc;
+    }
     if (st != JOB_QUEUED) {
         /* A worker took it, or a concurrent EVEXEC_CANCEL shutdown. */
         pthread_mutex_unlock(&pool->mu);
@@ -601,10 +628,10 @@ int evexec_pool_shutdown(evexec_pool *pool, int how)
     pool->closed = how + 1;
     evexec__gate_sync(pool);
     if (how == EVEXEC_CANCEL) {
+        /* Running jobs, and any a worker claims from now on, read as
+         * asked to stop (evexec_job_cancelled()). */
+        atomic_store(&pool->runner.stopping, 1);
         cancelled = evexec__pool_cancel_queue(pool);
-        for (w = pool->all; w; w = w->all_next)
-            if (w->current)
-                atomic_store_explicit(&w->current->stop, 1, memory_order_relaxed);
     }
     for (w = pool->idle; w; w = w->idle_next)
         evexec__worker_wake(w);
@@ -641,9 +668,11 @@ int evexec_pool_free(evexec_pool *pool)
 static void count_running(const struct evexec_pool *pool, unsigned out[EVEXEC__NCLASSES])
 {
     memset(out, 0, EVEXEC__NCLASSES * sizeof *out);
-    for (const struct worker *w = pool->all; w; w = w->all_next)
-        if (w->alive && w->current)
-            out[job_class(w->current)]++;
+    for (const struct worker *w = pool->all; w; w = w->all_next) {
+        unsigned r = atomic_load_explicit(&w->running, memory_order_relaxed);
+        if (w->alive && r)
+            out[r - 1]++;
+    }
 }
 
 int evexec_pool_stats(evexec_pool *pool, struct evexec_pool_stats *out)
@@ -663,16 +692,17 @@ int evexec_pool_stats(evexec_pool *pool, struct evexec_pool_stats *out)
     unsigned running[EVEXEC__NCLASSES];
     count_running(pool, running);
     s.running = running[0] + running[1] + running[2];
-    s.queued = pool->nqueued;
+    unsigned ahead = evexec__ahead_count(pool);
+    s.queued = pool->nqueued + ahead;
     s.submitted = pool->submitted;
     s.completed = 0; /* the workers count their own: their structs stay */
     for (const struct worker *w = pool->all; w; w = w->all_next)
-        s.completed += w->completed;
+        s.completed += atomic_load_explicit(&w->completed, memory_order_relaxed);
     s.cancelled = pool->cancelled;
     s.rejected = pool->rejected;
     s.threads_started = pool->threads_started;
     s.queued_high = pool->q[0].n;
-    s.queued_normal = pool->nqueued - pool->q[0].n - pool->q[2].n;
+    s.queued_normal = pool->nqueued - pool->q[0].n - pool->q[2].n + ahead;
     s.queued_low = pool->q[2].n;
     s.running_high = running[0];
     s.running_normal = running[1];
@@ -770,8 +800,13 @@ int evexec_pool_set_class_limit(evexec_pool *pool, int priority, unsigned max_ru
         return -EINVAL;
     pthread_mutex_lock(&pool->mu);
     pool->class_max[priority + 1] = max_running ? max_running : UINT_MAX;
-    if (!(pool->slow & SLOW_LIMITED))
-        count_running(pool, pool->running_c); /* counted from now on */
+    evexec__ahead_return(pool); /* a limit holds back queued jobs */
+    if (!(pool->slow & SLOW_LIMITED)) {
+        /* Counted from now on; each worker uncounts its own when done. */
+        count_running(pool, pool->running_c);
+        for (struct worker *w = pool->all; w; w = w->all_next)
+            w->counted = w->alive ? atomic_load_explicit(&w->running, memory_order_relaxed) : 0;
+    }
     pool->slow &= ~SLOW_LIMITED;
     if (pool->class_max[0] != UINT_MAX || pool->class_max[1] != UINT_MAX ||
         pool->class_max[2] != UINT_MAX)
