@@ -278,6 +278,255 @@ START_TEST(small_backlogs_behind_blocked_workers_at_random)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------- */
+/* Jobs taken ahead (pool-worker.c, "Jobs taken ahead"): a worker that   */
+/* takes a job while others wait takes its share of them into slots of   */
+/* its own. Made deterministic with gates: a worker let go from its gate */
+/* with N jobs queued behind it takes min(4, N / threads) of them ahead.  */
+
+/* Where each job's work function ran, in order. */
+struct order {
+    _Atomic int n;
+    int tag[512];
+};
+
+struct tagged {
+    struct order *o;
+    int tag;
+    struct gate *park; /* park here first, if set */
+    struct tally *tally;
+    int stopped;       /* its stop flag, once let go from the gate */
+};
+
+static void tagged_done(int status, void *result, void *arg)
+{
+    tally_done(status, result, ((struct tagged *)arg)->tally);
+}
+
+static void *tagged_work(evexec_job *job, void *arg)
+{
+    struct tagged *t = arg;
+    t->o->tag[atomic_fetch_add(&t->o->n, 1)] = t->tag;
+    if (t->park) {
+        park_work(job, t->park);
+        t->stopped = evexec_job_cancelled(job);
+    }
+    return arg;
+}
+
+/* Submits work tagged `tag`; returns its id. */
+static evexec_job_id submit_tagged(evexec_pool *pool, struct tagged *t, struct order *o, int tag,
+                                   struct gate *park, struct tally *tl)
+{
+    evexec_job_id id = 0;
+    *t = (struct tagged){o, tag, park, tl, 0};
+    ck_assert_int_eq(evexec_submit(fx.port, pool, tagged_work, tagged_done, t, &id), 0);
+    return id;
+}
+
+/* One thread. ahead_begin(): the gate job P runs; J1 (which parks on gj)
+ * and J2..Jn are queued. ahead_start(): P let go, the worker takes J1 and
+ * J2..J5 ahead, and runs J1. Tallies: tp for P, t for the Js. */
+struct ahead {
+    evexec_pool *pool;
+    struct gate gp, gj;
+    struct tally tp, t;
+    struct order o;
+    struct tagged tg[8];
+    evexec_job_id id[8];
+};
+
+static void ahead_begin(struct ahead *a, size_t max_queued, int n)
+{
+    memset(a, 0, sizeof *a);
+    a->pool = new_pool(1, 1, max_queued);
+    park_n(a->pool, park_work, &a->gp, &a->tp, 1);
+    tally_init(&a->t);
+    gate_init(&a->gj, &a->t);
+    for (int i = 1; i <= n; i++)
+        a->id[i] = submit_tagged(a->pool, &a->tg[i], &a->o, i, i == 1 ? &a->gj : NULL, &a->t);
+}
+
+static void ahead_start(struct ahead *a)
+{
+    gate_release(&a->gp, 1);
+    gate_wait_entered(&a->gj, 1);
+}
+
+static void ahead_end(struct ahead *a)
+{
+    ck_assert_int_eq(evexec_pool_free(a->pool), 0);
+    gate_destroy(&a->gp);
+    gate_destroy(&a->gj);
+}
+
+/* A job held ahead is queued for stats and for cancel: evexec_cancel()
+ * takes it back (0, it never runs, -ECANCELED); the others run in order
+ * after J1. */
+START_TEST(a_job_taken_ahead_is_cancelled_and_never_runs)
+{
+    struct ahead a;
+    ahead_begin(&a, 0, 5);
+    ahead_start(&a);
+    struct evexec_pool_stats st = pool_stats(a.pool);
+    ck_assert_uint_eq(st.queued, 4);
+    ck_assert_uint_eq(st.queued_normal, 4);
+    ck_assert_uint_eq(st.running, 1);
+    ck_assert_int_eq(evexec_cancel(fx.port, a.id[3]), 0);
+    ck_assert_int_eq(evexec_cancel(fx.port, a.id[3]), -EALREADY);
+    ck_assert_int_eq(evexec_cancel(fx.port, a.id[1]), -EBUSY);
+    ck_assert_uint_eq(pool_stats(a.pool).queued, 3);
+    run_until(fx.base, &a.t.calls, 1);
+    ck_assert_int_eq(a.t.cancelled, 1);
+    gate_release(&a.gj, 1);
+    run_until(fx.base, &a.t.calls, 5);
+    run_until(fx.base, &a.tp.calls, 1);
+    ck_assert_int_eq(a.t.cancelled, 1);
+    ck_assert_int_eq(a.t.ok, 4);
+    int want[] = {1, 2, 4, 5};
+    ck_assert_int_eq(atomic_load(&a.o.n), 4);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(a.o.tag[i], want[i]);
+    ck_assert_uint_eq(pool_stats(a.pool).queued, 0);
+    ahead_end(&a);
+}
+END_TEST
+
+/* A job of a higher priority queued while normal ones are held ahead
+ * starts before them; they keep their order. */
+START_TEST(a_higher_priority_job_overtakes_jobs_taken_ahead)
+{
+    struct ahead a;
+    ahead_begin(&a, 0, 5);
+    ahead_start(&a);
+    a.tg[6] = (struct tagged){&a.o, 6, NULL, &a.t, 0};
+    ck_assert_int_eq(submit_prio(a.pool, EVEXEC_PRIO_HIGH, tagged_work, tagged_done, &a.tg[6], NULL),
+                     0);
+    ck_assert_uint_eq(pool_stats(a.pool).queued, 5);
+    gate_release(&a.gj, 1);
+    run_until(fx.base, &a.t.calls, 6);
+    ck_assert_int_eq(a.t.ok, 6);
+    int want[] = {1, 6, 2, 3, 4, 5};
+    for (int i = 0; i < 6; i++)
+        ck_assert_int_eq(a.o.tag[i], want[i]);
+    ahead_end(&a);
+}
+END_TEST
+
+/* max_queued counts jobs held ahead until their worker starts them. */
+START_TEST(jobs_taken_ahead_count_against_max_queued)
+{
+    struct ahead a;
+    ahead_begin(&a, 4, 4);
+    ck_assert_int_eq(evexec_submit(fx.port, a.pool, echo_work, tally_done, &a.t, NULL), -EAGAIN);
+    ahead_start(&a); /* J1 runs, J2..J4 held ahead: 3 waiting */
+    ck_assert_uint_eq(pool_stats(a.pool).queued, 3);
+    submit_tagged(a.pool, &a.tg[5], &a.o, 5, NULL, &a.t);
+    ck_assert_int_eq(evexec_submit(fx.port, a.pool, echo_work, tally_done, &a.t, NULL), -EAGAIN);
+    gate_release(&a.gj, 1);
+    run_until(fx.base, &a.t.calls, 5);
+    ck_assert_int_eq(a.t.ok, 5);
+    /* Claimed and run: their places are free again. */
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(evexec_submit(fx.port, a.pool, echo_work, tally_done, &a.t, NULL), 0);
+    run_until(fx.base, &a.t.calls, 9);
+    ahead_end(&a);
+}
+END_TEST
+
+/* EVEXEC_CANCEL cancels jobs held ahead (never run) and stops the job
+ * their worker runs. */
+START_TEST(shutdown_cancel_cancels_jobs_taken_ahead)
+{
+    struct ahead a;
+    ahead_begin(&a, 0, 5);
+    ahead_start(&a);
+    ck_assert_uint_eq(pool_stats(a.pool).queued, 4);
+    ck_assert_int_eq(evexec_pool_shutdown(a.pool, EVEXEC_CANCEL), 0);
+    run_until(fx.base, &a.t.calls, 4);
+    ck_assert_int_eq(a.t.cancelled, 4);
+    gate_release(&a.gj, 1);
+    run_until(fx.base, &a.t.calls, 5);
+    ck_assert_int_eq(a.tg[1].stopped, 1);
+    ck_assert_int_eq(atomic_load(&a.o.n), 1); /* J1 only */
+    ahead_end(&a);
+}
+END_TEST
+
+/* Two threads. Worker A takes J1, which blocks, and J2..J5 ahead; then
+ * worker B gets a long queue. Jobs held by a worker that claims none must
+ * not wait for it: held that long (over 20 us), B takes them back before
+ * anything newer, and all run while J1 still blocks. */
+START_TEST(jobs_taken_ahead_by_a_blocked_worker_run_elsewhere)
+{
+    enum { QUEUE = 100 };
+    evexec_pool *pool = new_pool(2, 2, 0);
+    struct gate ga, gb, gj;
+    struct tally ta, tb, tj, t;
+    static struct tagged tg[QUEUE + 6];
+    struct order *o = calloc(1, sizeof *o);
+
+    park_n(pool, park_work, &ga, &ta, 1);
+    tally_init(&tb);
+    gate_init(&gb, &tb);
+    ck_assert_int_eq(evexec_submit(fx.port, pool, park_work, gate_done, &gb, NULL), 0);
+    gate_wait_entered(&gb, 1); /* both workers parked */
+    tally_init(&tj);
+    tally_init(&t);
+    gate_init(&gj, &tj);
+    submit_tagged(pool, &tg[1], o, 1, &gj, &tj);
+    for (int i = 2; i < QUEUE + 6; i++)
+        submit_tagged(pool, &tg[i], o, i, NULL, &t);
+    gate_release(&ga, 1);
+    gate_wait_entered(&gj, 1); /* A runs J1 and holds J2..J5 */
+    ck_assert_uint_eq(pool_stats(pool).queued, QUEUE + 4);
+    run_for(1);
+    gate_release(&gb, 1);
+    run_until(fx.base, &t.calls, QUEUE + 4); /* all of them, J1 blocked */
+    ck_assert_int_eq(t.ok, QUEUE + 4);
+    ck_assert_int_eq(tj.calls, 0);
+    for (int i = 0; i <= 5; i++) /* J1, then J2..J5 before anything newer */
+        ck_assert_int_eq(o->tag[i], i + 1);
+    gate_release(&gj, 1);
+    run_until(fx.base, &tj.calls, 1);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+    gate_destroy(&ga);
+    gate_destroy(&gb);
+    gate_destroy(&gj);
+    free(o);
+}
+END_TEST
+
+/* A submit that finds a watchman on duty and a worker busy wakes nobody
+ * and leaves its job to them ("Submits that wake nobody"): if the busy
+ * worker blocks, the watchman's next look must find the job. Two threads:
+ * A blocks; a job handed to B while A is busy asks for a watchman, which
+ * B becomes once idle; then jobs are submitted one by one, each must run
+ * while A still blocks. */
+START_TEST(a_job_left_to_a_blocked_worker_is_taken_by_the_watchman)
+{
+    evexec_pool *pool = new_pool(2, 2, 0);
+    struct gate ga;
+    struct tally ta, t;
+
+    wait_idle(pool, 2);
+    park_n(pool, park_work, &ga, &ta, 1);
+    tally_init(&t);
+    for (int i = 1; i <= 20; i++) {
+        wait_idle(pool, 1);
+        run_for(1); /* B done searching: parked, the watchman after the first */
+        ck_assert_int_eq(evexec_submit(fx.port, pool, echo_work, tally_done, &t, NULL), 0);
+        run_until(fx.base, &t.calls, i);
+    }
+    ck_assert_int_eq(t.ok, 20);
+    ck_assert_int_eq(ta.calls, 0);
+    gate_release(&ga, 1);
+    run_until(fx.base, &ta.calls, 1);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+    gate_destroy(&ga);
+}
+END_TEST
+
 /* With spinning on, a worker that has just finished polls for the next job
  * instead of sleeping; submits that find it spinning hand the job over
  * without a signal. Ping-pong through such a worker must lose nothing. */
@@ -1551,6 +1800,14 @@ static Suite *pool_suite(void)
     tc = add_tcase(s, "backlog", 60, FX_PORT);
     tcase_add_test(tc, a_small_backlog_behind_a_blocked_worker_does_not_wait_for_it);
     tcase_add_test(tc, small_backlogs_behind_blocked_workers_at_random);
+
+    tc = add_tcase(s, "ahead", 60, FX_PORT);
+    tcase_add_test(tc, a_job_taken_ahead_is_cancelled_and_never_runs);
+    tcase_add_test(tc, a_higher_priority_job_overtakes_jobs_taken_ahead);
+    tcase_add_test(tc, jobs_taken_ahead_count_against_max_queued);
+    tcase_add_test(tc, shutdown_cancel_cancels_jobs_taken_ahead);
+    tcase_add_test(tc, jobs_taken_ahead_by_a_blocked_worker_run_elsewhere);
+    tcase_add_test(tc, a_job_left_to_a_blocked_worker_is_taken_by_the_watchman);
 
     tc = add_tcase(s, "shutdown-and-free", 60, FX_PORT);
     tcase_add_test(tc, shutdown_drain_runs_everything_queued);
