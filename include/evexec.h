@@ -117,7 +117,7 @@ extern "C" {
 /** Minor version: changes when functions or options are added. */
 #define EVEXEC_VERSION_MINOR 3
 /** Patch level: changes with fixes only. */
-#define EVEXEC_VERSION_PATCH 4
+#define EVEXEC_VERSION_PATCH 5
 /** Encoded as 0xMMmmpp: major, minor, patch. */
 #define EVEXEC_VERSION_NUMBER \
     ((EVEXEC_VERSION_MAJOR << 16) | (EVEXEC_VERSION_MINOR << 8) | EVEXEC_VERSION_PATCH)
@@ -1673,7 +1673,7 @@ EVEXEC_EXPORT unsigned evexec_version(void);
 /**
  * Gives the version of the library the program runs with, as text.
  *
- * @return a static string of the form major.minor.patch, e.g. "0.3.4".
+ * @return a static string of the form major.minor.patch, e.g. "0.3.5".
  *
  * Thread: any thread.
  */
