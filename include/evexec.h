@@ -433,7 +433,7 @@ struct evexec_pool_stats {
     unsigned idle;       /**< threads waiting for work */
     unsigned running;    /**< jobs handed to a worker and not finished
                               (busy threads) */
-    size_t queued;       /**< jobs waiting in the queue */
+    size_t queued;       /**< jobs waiting (those workers took ahead included) */
     uint64_t submitted;  /**< jobs accepted since creation */
     uint64_t completed;  /**< work functions that have returned */
     uint64_t cancelled;  /**< jobs taken off the queue as cancelled */

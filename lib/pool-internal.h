@@ -87,7 +87,8 @@ struct evexec_pool {
     unsigned watch_us;             /* the watchman's next sleep */
     uint64_t unkicked;             /* small backlogs left to the watchman */
     uint64_t seen_submitted;       /* pool->submitted at its last look */
-    uint64_t last_kick_ns;         /* when a parked worker was last woken */
+    uint64_t last_kick_ns;         /* when one of several parked workers was
+                                      last picked to wake (pick_idle()) */
     uint64_t seen_unkicked, seen_completed, seen_ns; /* at its last look */
     struct worker *all;            /* every worker struct, alive or not */
     unsigned nthreads;             /* alive, including starting */
