@@ -586,11 +586,17 @@ struct evexec_port_opts {
     /** libevent priority of the port's events (see
      * event_base_priority_init()); -1 means the base's default. */
     int priority;
+    /** Under load, the longest a finished job may wait for the loop to
+     * gather it with others, in microseconds, 1..100000; 0 means 200; -1
+     * turns gathering off (every completion that finds the loop asleep
+     * wakes it at once). See "Gathering under load" at evexec_port_new().
+     * (Since 0.4.0; a caller built against an older header gets 0.) */
+    int max_delay_us;
 };
 
 /** Initialiser for struct evexec_port_opts: all defaults. */
 #define EVEXEC_PORT_OPTS_INIT \
-    { .size = sizeof(struct evexec_port_opts), .max_batch = 0, .priority = -1 }
+    { .size = sizeof(struct evexec_port_opts), .max_batch = 0, .priority = -1, .max_delay_us = 0 }
 
 /**
  * Creates the completion port of an event_base.
@@ -598,7 +604,7 @@ struct evexec_port_opts {
  * The calling thread becomes the port's loop thread: it must be the thread
  * that runs @p base. The port opens one wake fd (close-on-exec) and adds one
  * persistent read event to @p base, so event_base_dispatch() keeps running
- * while the port exists.
+ * while the port exists (and a timer fd the first time it gathers, below).
  *
  * CPU: when done callbacks submit jobs (a request's next step), the port
  * looks for their completions for up to 4 microseconds after the last
@@ -609,6 +615,26 @@ struct evexec_port_opts {
  * run (as it does after max_batch callbacks). The look adapts: after looks
  * that find nothing (every thread on one CPU, or longer jobs) it stops,
  * trying again about once every 64 such runs for half a microsecond.
+ *
+ * Gathering under load: each wake-up costs the loop thread tens of
+ * microseconds of CPU on a virtual machine; while workers keep every CPU
+ * busy that time is taken from them, and a loop always asking for the CPU
+ * is the thread the scheduler makes wait (a late timer, a slow reply). So
+ * when at least 16 of the port's jobs are outstanding and each stays away
+ * (queued and running) at least 80 microseconds, as Little's law tells
+ * from the recent rate of completions (outstanding jobs over completions
+ * per second), the loop does not sleep on its wake fd after a delivery
+ * run: finished jobs gather, with no system call on the workers' side, and
+ * a timer brings the loop back to deliver them in one run after a quarter
+ * of the jobs' time away, at most max_delay_us (200 by default). A
+ * callback so comes at most a quarter later than its job alone would let
+ * it, and never more than max_delay_us late. Gathering stops when a
+ * gathering run finds nothing came, or fewer than 16 jobs are outstanding,
+ * or their time away drops below 80 microseconds. Completions of jobs
+ * submitted by other threads (evexec_submit_threadsafe()) come home the
+ * same way. The timer is a timerfd (Linux), the port's second fd, opened
+ * the first time it gathers; where there is none, or it cannot be opened,
+ * the port never gathers (evexec_port_stats() counts the runs it started).
  *
  * @param[out] out  receives the port; untouched on error.
  * @param base      the event_base; it must outlive the port.
@@ -657,6 +683,9 @@ struct evexec_port_stats {
                                covers a whole burst */
     uint64_t batches;     /**< runs of the delivery loop (each at most
                                max_batch callbacks) */
+    uint64_t gathered;    /**< of those, runs that the timer of a
+                               gathering under load started (see
+                               evexec_port_new()); since 0.4.0 */
 };
 
 /**

@@ -44,8 +44,16 @@ struct evexec_port {
     size_t outstanding;            /* own jobs accepted, callback not run */
     unsigned look_ns, look_idle;   /* port_look()'s budget (port.c) */
     int run_open;                  /* a run goes on at the next resume */
+    /* Gathering under load (port.c): the timer that ends a gathering, the
+     * longest delay asked for, and the rate window behind the estimate
+     * of the jobs' time away. */
+    struct event *gather_ev;       /* EV_READ on gather_fd, or NULL */
+    int gather_fd;                 /* timerfd, -1 until first needed */
+    unsigned gather_max_ns;        /* 0: never gathers */
+    uint64_t rate_t0, rate_n0;     /* window start: time, port->delivered */
+    uint64_t away_ns;              /* last estimate; 0: none yet */
     size_t timed_out_away;         /* delivered -ETIMEDOUT, not yet home */
-    uint64_t delivered, batches;
+    uint64_t delivered, batches, gathered;
     /* Called at the end of a delivery run that left nothing outstanding
      * (the loop that owns the port resumes its stop). */
     void (*idle_hook)(void *arg);

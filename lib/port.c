@@ -20,7 +20,8 @@
  * port delivers -ETIMEDOUT at once and stops the job), groups (group.c)
  * and jobs of other threads with the default pool (remote.c).
  *
- * Looking before sleeping: see port_look().
+ * Looking before sleeping: see port_look(). Gathering under load (the
+ * loop left to sleep on a timer, not on its wake fd): see gather_delay().
  *
  * Release: a port freed with jobs outstanding cancels what it can and
  * releases itself once the last callback has run *and* every wake-fd write
@@ -35,6 +36,11 @@
 #include <string.h>
 
 #include <event2/event.h>
+#ifdef HAVE_SYS_TIMERFD_H
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+#endif
 
 #include "error-internal.h"
 #include "port-internal.h"
@@ -87,6 +93,8 @@ static int port_inherited(struct evexec_port *port)
         return 0;
     evexec__mailbox_detach(&port->mb);
     event_del(port->resume_ev);
+    if (port->gather_ev)
+        event_del(port->gather_ev);
     evexec__deadlines_detach(&port->deadlines);
     return 1;
 }
@@ -375,17 +383,140 @@ static int port_look(struct evexec_port *port, unsigned *left)
 }
 
 /*
+ * Gathering under load (see evexec_port_new()). A run that ends puts the
+ * loop to sleep on its wake fd, and the next completion that finds it
+ * asleep costs a worker a write and the loop a wake-up: under a steady
+ * flow, one wake-up for every few jobs, each tens of microseconds of CPU
+ * on a virtual machine, taken from busy workers and making the loop the
+ * thread the scheduler keeps waiting. When the jobs the port waits for
+ * each stay away much longer than a short delay, the run stays open
+ * instead (mailbox.c, "Runs": posts write nothing) and a timer brings the
+ * loop back to deliver what gathered meanwhile.
+ *
+ * The jobs' time away comes from Little's law: outstanding jobs over the
+ * rate at which they come home, the rate counted over windows of at least
+ * GATHER_WINDOW_NS at the ends of runs (one clock read per run, and only
+ * with GATHER_MIN jobs outstanding: a pipeline of a few jobs never pays
+ * it). The delay is a quarter of that time, capped at max_delay_us, and
+ * not worth a timer below GATHER_MIN_DELAY_NS: a callback comes at most a
+ * quarter later than its job alone would let it. A gathering run that
+ * finds nothing ends the gathering (the flow stopped), and so does a
+ * window with no run for GATHER_STALE_NS.
+ */
+#define GATHER_MIN 16u
+#define GATHER_DEFAULT_NS 200000u
+#define GATHER_WINDOW_NS 1000000u
+#define GATHER_STALE_NS 20000000u
+#define GATHER_MIN_DELAY_NS 20000u
+
+/* The delay to gather for at the end of a run, in ns; 0: sleep on the
+ * wake fd. */
+static unsigned gather_delay(struct evexec_port *port)
+{
+    if (!port->gather_max_ns || port->outstanding < GATHER_MIN || port->closing)
+        return 0;
+    uint64_t now = evexec__now_ns(), dt = now - port->rate_t0;
+    if (!port->rate_t0 || dt >= GATHER_STALE_NS) {
+        port->rate_t0 = now;
+        port->rate_n0 = port->delivered;
+        port->away_ns = 0; /* no estimate until a window has passed */
+        return 0;
+    }
+    if (dt >= GATHER_WINDOW_NS) {
+        uint64_t n = port->delivered - port->rate_n0;
+        /* outstanding * dt fits: dt < 2^25 ns, outstanding < 2^32. */
+        port->away_ns = n ? (uint64_t)port->outstanding * dt / n : UINT64_MAX;
+        port->rate_t0 = now;
+        port->rate_n0 = port->delivered;
+    }
+    uint64_t delay = port->away_ns / 4;
+    if (delay < GATHER_MIN_DELAY_NS)
+        return 0;
+    return delay < port->gather_max_ns ? (unsigned)delay : port->gather_max_ns;
+}
+
+/* What started a run: the zero timer, the wake fd, the gathering's timer. */
+enum { RUN_RESUMED, RUN_WOKEN, RUN_GATHERED };
+
+static void port_run(struct evexec_port *port, int from);
+
+#ifdef HAVE_SYS_TIMERFD_H
+
+static void on_gather(evutil_socket_t fd, short what, void *arg)
+{
+    uint64_t expirations;
+    EVEXEC_UNUSED(what);
+    /* Level-triggered: read it, or the loop comes straight back. */
+    while (read(fd, &expirations, sizeof expirations) < 0 && errno == EINTR)
+        ;
+    ((struct evexec_port *)arg)->gathered++;
+    port_run(arg, RUN_GATHERED);
+}
+
+/* The timerfd and its event, made the first time the port gathers. */
+static int gather_open(struct evexec_port *port)
+{
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct event *ev = event_new(port->base, fd, EV_READ | EV_PERSIST, on_gather, port);
+    if (ev && (port->ev_priority < 0 || event_priority_set(ev, port->ev_priority) == 0) &&
+        event_add(ev, NULL) == 0) {
+        port->gather_fd = fd;
+        port->gather_ev = ev;
+        return 0;
+    }
+    if (ev)
+        event_free(ev);
+    close(fd);
+    return -ENOMEM;
+}
+
+/* 0 once the timer runs; else the port stops gathering for good. */
+static int gather_arm(struct evexec_port *port, unsigned ns)
+{
+    struct itimerspec its = {{0, 0}, {0, (long)ns}}; /* ns < 1 s */
+    if ((port->gather_ev || gather_open(port) == 0) &&
+        timerfd_settime(port->gather_fd, 0, &its, NULL) == 0)
+        return 0;
+    port->gather_max_ns = 0;
+    return -1;
+}
+
+static void gather_close(struct evexec_port *port)
+{
+    if (port->gather_ev)
+        event_free(port->gather_ev);
+    if (port->gather_fd >= 0)
+        close(port->gather_fd);
+}
+#else
+static int gather_arm(struct evexec_port *port, unsigned ns)
+{
+    EVEXEC_UNUSED(ns);
+    port->gather_max_ns = 0;
+    return -1;
+}
+
+static void gather_close(struct evexec_port *port)
+{
+    EVEXEC_UNUSED(port);
+}
+#endif
+
+/*
  * Runs up to max_batch done callbacks, taking more finished jobs whenever
  * the batch runs out: the takes of one run, with no wake-fd write or read
- * for what comes home meanwhile (mailbox.c, "Runs"), then a look before it
- * ends (above). If the cap stops it with jobs left, or the run's end takes
- * some, the zero timer brings it back after the loop's other events.
+ * for what comes home meanwhile (mailbox.c, "Runs"), then, under load, a
+ * gathering (above), else a look before it ends (above). If the cap stops
+ * it with jobs left, or the run's end takes some, the zero timer brings it
+ * back after the loop's other events.
  */
-static void port_run(struct evexec_port *port, int woken)
+static void port_run(struct evexec_port *port, int from)
 {
     struct runner_refs refs = {NULL, 0};
-    unsigned n = 0;
-    int how = woken ? TAKE_BEGIN_WOKEN : TAKE_BEGIN;
+    unsigned n = 0, gather = 0;
+    int how = from == RUN_WOKEN ? TAKE_BEGIN_WOKEN : TAKE_BEGIN;
     uint32_t seq = port->jobs.next_seq; /* moves with every submit */
     unsigned look_left = LOOK_RUN_NS;
     int submitted = 0; /* by this run's callbacks: worth a look */
@@ -397,7 +528,7 @@ static void port_run(struct evexec_port *port, int woken)
         port->run_open = 0;
         how = TAKE_MORE;
         submitted = 1;
-        if (woken) /* a write owed from before the run: read it */
+        if (from == RUN_WOKEN) /* a write owed from before the run: read it */
             evexec__mailbox_read(&port->mb);
     }
     port->batches++;
@@ -412,21 +543,28 @@ static void port_run(struct evexec_port *port, int woken)
                 break;
             n += (unsigned)deliver(port, job, &refs);
         }
-        /* Out of jobs (not capped) after callbacks that submitted more. */
+        if (n >= port->max_batch || how != TAKE_MORE || !port->outstanding)
+            break;
+        /* Out of jobs, with jobs away: gather under load (unless this
+         * gathering found nothing), else look if callbacks submitted. */
+        if ((from != RUN_GATHERED || n) && (gather = gather_delay(port)) != 0)
+            break;
         submitted |= port->jobs.next_seq != seq;
-        if (n >= port->max_batch || how != TAKE_MORE || !submitted || !port->outstanding ||
-            !look_left || !port_look(port, &look_left))
+        if (!submitted || !look_left || !port_look(port, &look_left))
             break;
         seq = port->jobs.next_seq;
         submitted = 0;
     }
-    if (how == TAKE_MORE && !look_left && port->outstanding && !port->closing) {
-        /* Looked its fill, and its looks paid: the loop's other events get
-         * a turn, but the run stays open (posts still write nothing) and
-         * the zero timer brings it back, so the loop does not sleep on a
-         * job that is microseconds away. */
+    if (how == TAKE_MORE && port->outstanding && !port->closing &&
+        (gather ? gather_arm(port, gather) == 0 : !look_left)) {
+        /* Gathering, or looked its fill and its looks paid: the loop's
+         * other events get a turn, but the run stays open (posts still
+         * write nothing) and a timer brings it back: the gathering's, or
+         * the zero timer, so the loop does not sleep on a job that is
+         * microseconds away. */
         port->run_open = 1;
-        evexec__soon(port->resume_ev);
+        if (!gather)
+            evexec__soon(port->resume_ev);
     } else if (how == TAKE_MORE) {
         /* What came home after the last take waits for the resume below. */
         if (port->batch_head == port->batch_len)
@@ -448,14 +586,14 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
     EVEXEC_UNUSED(fd);
     EVEXEC_UNUSED(what);
-    port_run(arg, 1);
+    port_run(arg, RUN_WOKEN);
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
 {
     EVEXEC_UNUSED(fd);
     EVEXEC_UNUSED(what);
-    port_run(arg, 0);
+    port_run(arg, RUN_RESUMED);
 }
 
 /* A deadline passed before the job came home: its callback runs now with
@@ -538,6 +676,7 @@ static void port_destroy(struct evexec_port *port)
     evexec__mailbox_close(&port->mb);
     if (port->resume_ev)
         event_free(port->resume_ev);
+    gather_close(port);
     evexec__deadlines_fini(&port->deadlines);
     evexec__jobs_fini(&port->jobs);
     evexec__remote_fini(&port->remote);
@@ -588,7 +727,8 @@ int evexec_port_new(evexec_port **out, struct event_base *base, const struct eve
         return -EINVAL;
     if ((rc = evexec__opts_read(&o, sizeof o, opts, MIN_PORT_OPTS_SIZE)) < 0)
         return rc;
-    if (o.max_batch > EVEXEC__MAX_MAX_BATCH || o.priority < -1)
+    if (o.max_batch > EVEXEC__MAX_MAX_BATCH || o.priority < -1 || o.max_delay_us < -1 ||
+        o.max_delay_us > 100000)
         return -EINVAL;
 
     if (posix_memalign((void **)&port, EVEXEC_CACHELINE, sizeof *port))
@@ -601,6 +741,12 @@ int evexec_port_new(evexec_port **out, struct event_base *base, const struct eve
     port->max_batch = o.max_batch ? o.max_batch : EVEXEC__DEFAULT_MAX_BATCH;
     port->look_ns = LOOK_MAX_NS;
     port->ev_priority = o.priority;
+    port->gather_fd = -1;
+#ifdef HAVE_SYS_TIMERFD_H
+    port->gather_max_ns = o.max_delay_us < 0 ? 0u
+                          : o.max_delay_us ? (unsigned)o.max_delay_us * 1000u
+                                           : GATHER_DEFAULT_NS;
+#endif
     evexec__mailbox_init(&port->mb);
     /* Ids are (submission number << 32 | slot). Starting each port's
      * numbers at a point derived from its address keeps two live ports'
@@ -677,6 +823,7 @@ int evexec_port_stats(evexec_port *port, struct evexec_port_stats *out)
     s.delivered = port->delivered;
     s.wakeups = evexec__mailbox_signals(&port->mb);
     s.batches = port->batches;
+    s.gathered = port->gathered;
     return evexec__stats_write(out, &s, sizeof s,
                                offsetof(struct evexec_port_stats, batches) + sizeof(uint64_t));
 }

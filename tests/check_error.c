@@ -160,7 +160,7 @@ struct foreign_call {
 static void *call_from_foreign_thread(void *arg)
 {
     struct foreign_call *c = arg;
-    struct evexec_port_stats ps = {sizeof ps, 0, 0, 0, 0};
+    struct evexec_port_stats ps = {.size = sizeof ps};
     c->submit_rc = evexec_submit(c->port, c->pool, echo_work, tally_done, c->tally, NULL);
     c->cancel_rc = evexec_cancel(c->port, 1);
     c->stats_rc = evexec_port_stats(c->port, &ps);

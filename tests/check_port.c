@@ -13,6 +13,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <limits.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -644,6 +646,217 @@ START_TEST(ports_and_pools_leave_no_fds_and_use_cloexec)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------- */
+/* Gathering under load: with many jobs away, each for much longer than   */
+/* the delay, the loop sleeps on a timer and finished jobs come home       */
+/* without wake-fd writes; it never gathers with few jobs away or when     */
+/* asked not to, stops when the flow stops, and a port freed meanwhile     */
+/* still delivers every callback.                                          */
+
+enum { FLOW_SPIN_US = 100, FLOW_MAX = 64 };
+
+struct flow;
+struct flow_job {
+    struct flow *f;
+    double ended; /* now_s() as the work function returned */
+};
+struct flow {
+    evexec_port *port;
+    evexec_pool *pool;
+    int target, submitted, done, ok, cancelled, wrong_thread, free_at;
+    double home[2048]; /* seconds from work's end to the callback */
+    int nhome;
+    struct flow_job jobs[FLOW_MAX];
+};
+
+static void *flow_work(evexec_job *job, void *arg)
+{
+    struct flow_job *j = arg;
+    double end = now_s() + FLOW_SPIN_US * 1e-6;
+    (void)job;
+    while (now_s() < end)
+        ;
+    j->ended = now_s();
+    return j;
+}
+
+static void flow_done(int status, void *result, void *arg)
+{
+    struct flow_job *j = arg;
+    struct flow *f = j->f;
+    f->done++;
+    f->wrong_thread += !pthread_equal(pthread_self(), fx.loop);
+    if (status == -ECANCELED) {
+        f->cancelled++;
+        return;
+    }
+    ck_assert_int_eq(status, 0);
+    ck_assert_ptr_eq(result, j);
+    f->ok++;
+    if (f->nhome < (int)(sizeof f->home / sizeof f->home[0]))
+        f->home[f->nhome++] = now_s() - j->ended;
+    if (f->free_at && f->done == f->free_at) {
+        ck_assert_int_eq(evexec_port_free(f->port), 0);
+        f->port = NULL;
+    }
+    if (f->port && f->submitted < f->target) {
+        ck_assert_int_eq(evexec_submit(f->port, f->pool, flow_work, flow_done, j, NULL), 0);
+        f->submitted++;
+    }
+}
+
+/* Keeps `flight` jobs of FLOW_SPIN_US in flight on a pool of two until
+ * `target` have run, through a port of its own on fx.base. */
+static struct flow *flow_run(int flight, int target, int max_delay_us, int free_at,
+                             struct evexec_port_stats *st)
+{
+    static struct flow f;
+    struct evexec_port_opts o = EVEXEC_PORT_OPTS_INIT;
+    memset(&f, 0, sizeof f);
+    o.max_delay_us = max_delay_us;
+    ck_assert_int_eq(evexec_port_new(&f.port, fx.base, &o), 0);
+    f.pool = new_pool(2, 2, 0);
+    f.target = target;
+    f.free_at = free_at;
+    for (int i = 0; i < flight; i++) {
+        f.jobs[i].f = &f;
+        ck_assert_int_eq(evexec_submit(f.port, f.pool, flow_work, flow_done, &f.jobs[i], NULL), 0);
+        f.submitted++;
+    }
+    /* The pool's two workers: run until every submitted job is home. */
+    while (f.done < f.submitted)
+        run_until(fx.base, &f.done, f.submitted);
+    ck_assert_int_eq(f.wrong_thread, 0);
+    if (f.port)
+        *st = port_stats(f.port);
+    return &f;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The fds opened since `before` was listed, up to max. */
+static int new_fds(const int *before, int nbefore, int *out, int max)
+{
+    int now[256], n = fd_list(now, 256), k = 0;
+    for (int i = 0; i < n; i++) {
+        int old = 0;
+        for (int j = 0; j < nbefore; j++)
+            old |= before[j] == now[i];
+        if (!old && k < max)
+            out[k++] = now[i];
+    }
+    return k;
+}
+
+START_TEST(under_load_completions_gather_without_wake_fd_writes)
+{
+    struct evexec_port_stats st;
+    int before[256], nbefore = fd_list(before, 256), opened[8];
+    struct flow *f = flow_run(32, 800, 0, 0, &st);
+
+    ck_assert_int_eq(f->ok, 800);
+    ck_assert_uint_eq(st.delivered, 800);
+#ifdef HAVE_SYS_TIMERFD_H
+    /* 32 jobs of 100 us on two workers: each away about 1.6 ms, so the
+     * loop gathers for 200 us at a time, some 200 times in 40 ms. */
+    ck_assert_msg(st.gathered >= 20, "%llu gathering runs", (unsigned long long)st.gathered);
+    ck_assert_msg(st.wakeups * 4 <= st.delivered, "%llu wake-fd reads for %llu callbacks",
+                  (unsigned long long)st.wakeups, (unsigned long long)st.delivered);
+    /* The timer brings the loop back in time: half the jobs home within
+     * 20 ms of their end whatever the machine (200 us where it is idle). */
+    qsort(f->home, (size_t)f->nhome, sizeof f->home[0], cmp_double);
+    ck_assert_msg(f->home[f->nhome / 2] < 0.020, "median time home %.6f s",
+                  f->home[f->nhome / 2]);
+#else
+    ck_assert_uint_eq(st.gathered, 0); /* no timerfd: never */
+#endif
+    /* Nothing away: no more gathering runs, whatever time passes. */
+    uint64_t gathered = port_stats(f->port).gathered;
+    run_for(30);
+    ck_assert_uint_eq(port_stats(f->port).gathered, gathered);
+    /* A job now comes home through the wake fd. */
+    int calls = f->done;
+    f->target = f->submitted + 1;
+    ck_assert_int_eq(evexec_submit(f->port, f->pool, flow_work, flow_done, &f->jobs[0], NULL), 0);
+    f->submitted++;
+    run_until(fx.base, &f->done, calls + 1);
+    ck_assert_uint_eq(port_stats(f->port).gathered, gathered);
+    ck_assert_uint_gt(port_stats(f->port).wakeups, st.wakeups);
+    /* The port's fds (the wake fd, its timer fd): close-on-exec and
+     * non-blocking, and gone with the port. */
+    int n = new_fds(before, nbefore, opened, 8);
+    ck_assert_int_ge(n, 1);
+    for (int i = 0; i < n; i++) {
+        ck_assert_msg(fcntl(opened[i], F_GETFD) & FD_CLOEXEC, "fd %d lacks FD_CLOEXEC", opened[i]);
+        ck_assert_msg(fcntl(opened[i], F_GETFL) & O_NONBLOCK, "fd %d is blocking", opened[i]);
+    }
+    ck_assert_int_eq(evexec_port_free(f->port), 0);
+    ck_assert_int_eq(evexec_pool_free(f->pool), 0);
+    run_nonblock(fx.base, 3);
+    ck_assert_int_eq(new_fds(before, nbefore, opened, 8), 0);
+}
+END_TEST
+
+START_TEST(no_gathering_with_few_jobs_away_or_when_off)
+{
+    struct evexec_port_stats st;
+    /* Eight away: below the sixteen gathering needs. */
+    struct flow *f = flow_run(8, 400, 0, 0, &st);
+    ck_assert_int_eq(f->ok, 400);
+    ck_assert_uint_eq(st.gathered, 0);
+    ck_assert_int_eq(evexec_port_free(f->port), 0);
+    ck_assert_int_eq(evexec_pool_free(f->pool), 0);
+    /* Thirty-two away, gathering off. */
+    f = flow_run(32, 800, -1, 0, &st);
+    ck_assert_int_eq(f->ok, 800);
+    ck_assert_uint_eq(st.gathered, 0);
+    ck_assert_uint_gt(st.wakeups, 0);
+    ck_assert_int_eq(evexec_port_free(f->port), 0);
+    ck_assert_int_eq(evexec_pool_free(f->pool), 0);
+    run_nonblock(fx.base, 3);
+}
+END_TEST
+
+START_TEST(a_port_freed_while_gathering_delivers_every_callback)
+{
+    struct evexec_port_stats st;
+    int before = count_fds();
+    struct flow *f = flow_run(32, 100000, 0, 400, &st);
+    /* Freed from its 400th callback, deep in a gathering: the jobs away
+     * then still come home, run or cancelled, and nothing more is sent. */
+    ck_assert_int_eq(f->done, f->submitted);
+    ck_assert_int_ge(f->ok, 400);
+    ck_assert_int_eq(f->ok + f->cancelled, f->submitted);
+    ck_assert_int_eq(evexec_pool_free(f->pool), 0);
+    run_nonblock(fx.base, 3);
+    ck_assert_int_eq(count_fds(), before);
+}
+END_TEST
+
+START_TEST(max_delay_out_of_range_is_einval)
+{
+    struct evexec_port_opts o = EVEXEC_PORT_OPTS_INIT;
+    evexec_port *p = NULL;
+    int bad[] = {-2, 100001, INT_MIN, INT_MAX};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        o.max_delay_us = bad[i];
+        ck_assert_int_eq(evexec_port_new(&p, fx.base, &o), -EINVAL);
+        ck_assert_ptr_null(p);
+    }
+    int good[] = {-1, 0, 1, 100000};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        o.max_delay_us = good[i];
+        ck_assert_int_eq(evexec_port_new(&p, fx.base, &o), 0);
+        ck_assert_int_eq(evexec_port_free(p), 0);
+        p = NULL;
+    }
+}
+END_TEST
+
 static Suite *port_suite(void)
 {
     Suite *s = suite_create("port");
@@ -667,6 +880,12 @@ static Suite *port_suite(void)
     tcase_add_test(tc, one_pool_serves_four_loops);
     tcase_add_test(tc, one_port_takes_jobs_from_two_pools);
     tcase_add_test(tc, ports_and_pools_leave_no_fds_and_use_cloexec);
+
+    tc = add_tcase(s, "gathering", 60, FX_PORT);
+    tcase_add_test(tc, under_load_completions_gather_without_wake_fd_writes);
+    tcase_add_test(tc, no_gathering_with_few_jobs_away_or_when_off);
+    tcase_add_test(tc, a_port_freed_while_gathering_delivers_every_callback);
+    tcase_add_test(tc, max_delay_out_of_range_is_einval);
     return s;
 }
 

@@ -676,7 +676,9 @@ static void op_port_new(struct input *in)
     big.o.max_batch = mb < 240 ? mb % 5 : (1u << 20) + mb;
     unsigned pr = u8(in) % 4;
     big.o.priority = pr == 0 ? -1 : pr == 1 ? 0 : pr == 2 ? 5 : -7;
-    int expect = mb >= 240 || pr >= 2 ? -EINVAL : 0; /* the base has one priority */
+    unsigned dl = u8(in) % 6; /* max_delay_us: 0, off, the bounds, past them */
+    big.o.max_delay_us = dl == 0 ? 0 : dl == 1 ? -1 : dl == 2 ? 1 : dl == 3 ? 100000 : dl == 4 ? 100001 : -2;
+    int expect = mb >= 240 || pr >= 2 || dl >= 4 ? -EINVAL : 0; /* the base has one priority */
     const struct evexec_port_opts *arg = &big.o;
     evexec_port *h = (evexec_port *)(uintptr_t)1;
     int rc;
