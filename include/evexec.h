@@ -233,6 +233,17 @@ typedef void (*evexec_worker_fini_fn)(void *state, void *worker_arg);
  *  few milliseconds. Off by default; for bursts of short CPU-bound jobs.
  *  bench/README.md has the measurements (W1, W3, W5). */
 #define EVEXEC_POOL_SCHED_BATCH 0x2u
+/** evexec_pool_opts.flags: workers never yield their CPU between jobs. By
+ *  default a worker that has run for 25 microseconds without running out
+ *  of work calls sched_yield() before its next job, so that a thread
+ *  waiting for its CPU (the loop thread, whose timer fired) runs after at
+ *  most one job instead of after the worker's time slice (about a
+ *  millisecond); the worker keeps its CPU share. Costs a clock read every
+ *  1 to 256 jobs (fewer, the shorter the jobs) and, for busy workers, a
+ *  system call every 25 microseconds. Set it for pools whose workers own
+ *  their CPUs (no loop thread or other latency-sensitive thread beside
+ *  them). bench/README.md "W5" has the figures. (Since 0.4.0.) */
+#define EVEXEC_POOL_NO_YIELD 0x4u
 
 /**
  * Options for evexec_pool_new(). Start from ::EVEXEC_POOL_OPTS_INIT so that
@@ -272,16 +283,14 @@ struct evexec_pool_opts {
      * ran on (it would only delay them). */
     unsigned spin_us;
     /** Added to the workers' nice value, 0..19 (Linux, where nice is per
-     * thread; ignored elsewhere). Default 0. With CPU-bound jobs on few
-     * cores, a positive value keeps the loop thread (and its timers)
-     * responsive while the workers are busy. Under Linux's EEVDF scheduler
-     * (6.6 and later) it takes 19: with four busy workers on two CPUs, a
-     * 1 ms timer on the loop fired late by 0.8 ms at the 99th percentile
-     * with any value from 0 to 10, and by 0.07-0.24 ms with 19
-     * (bench/README.md, W5). Not the default: niced workers also lose CPU
-     * time to every other busy thread of their scheduling group (Linux
-     * weighs nice values within an autogroup or a CPU cgroup: the daemon's
-     * own threads, or the whole machine where neither applies). */
+     * thread; ignored elsewhere). Default 0. Workers that keep every CPU
+     * busy already let the loop thread in after one job (they yield, see
+     * evexec_pool_new(), and ports gather completions under load, see
+     * evexec_port_new()); a positive value also gives the rest of the
+     * process and the machine precedence over the workers. Niced workers
+     * lose CPU time to every other busy thread of their scheduling group
+     * (Linux weighs nice values within an autogroup or a CPU cgroup: the
+     * daemon's own threads, or the whole machine where neither applies). */
     unsigned nice;
     /** What a submit does when the queue is at max_queued:
      * ::EVEXEC_OVERFLOW_REJECT (0, the default) fails it with -EAGAIN;
@@ -303,8 +312,9 @@ struct evexec_pool_opts {
     unsigned max_running_normal;
     /** Most jobs of ::EVEXEC_PRIO_LOW running at once; as max_running_high. */
     unsigned max_running_low;
-    /** ::EVEXEC_POOL_HISTOGRAMS, ::EVEXEC_POOL_SCHED_BATCH, or 0 (the
-     * default); other bits: -EINVAL. */
+    /** ::EVEXEC_POOL_HISTOGRAMS, ::EVEXEC_POOL_SCHED_BATCH,
+     * ::EVEXEC_POOL_NO_YIELD, or'ed, or 0 (the default); other bits:
+     * -EINVAL. */
     unsigned flags;
     /** Called on each worker thread when it starts, before it takes a job;
      * NULL for none. It may set *state, which the thread's work functions
@@ -361,6 +371,12 @@ struct evexec_pool_opts {
  * if that worker blocks, the others take them over instead of waiting. A
  * pool of one thread still starts jobs in submission order; with several,
  * a job taken back from a busy worker may start after newer ones.
+ *
+ * A worker that has run for 25 microseconds without running out of work
+ * yields its CPU (sched_yield()) before its next job, so that the loop
+ * thread or any other thread waiting for that CPU runs after one job, not
+ * after the worker's time slice; it keeps its CPU share (no nice value).
+ * ::EVEXEC_POOL_NO_YIELD turns that off.
  *
  * @param[out] out  receives the pool; untouched on error.
  * @param opts      options, or NULL for all defaults. Only read during the call.

@@ -115,6 +115,7 @@ struct evexec_pool {
     int overflow;                  /* EVEXEC_OVERFLOW_* */
     int hist;                      /* EVEXEC_POOL_HISTOGRAMS */
     int sched_batch;               /* EVEXEC_POOL_SCHED_BATCH */
+    int give_way;                  /* no EVEXEC_POOL_NO_YIELD */
     int enqueue_prep;              /* spin_us or hist: a submit has more to do */
     evexec_worker_init_fn worker_init;
     evexec_worker_fini_fn worker_fini;
@@ -185,6 +186,11 @@ struct worker {
     int inflight;                  /* woken to work, not yet back under mu:
                                       counted in pool->nsearching */
     int last_cpu;                  /* the CPU it went idle on (Linux) */
+    /* Giving way (pool-worker.c), this worker's own: */
+    uint64_t way_since;            /* start of its stretch of running; 0
+                                      since it last ran out of work */
+    uint64_t way_checked;          /* when it last read the clock for it */
+    unsigned way_every, way_left;  /* jobs between reads; left to the next */
     void *state;                   /* set by worker_init */
     /* EVEXEC_POOL_HISTOGRAMS: written by this worker only, summed by
      * evexec_pool_histograms() without a lock. */

@@ -25,6 +25,9 @@
  *   signal a worker after unlocking.
  * - worker_init runs before the thread takes its first job, worker_fini
  *   after its last, both without mu.
+ * - A worker that has run for GIVE_WAY_NS without running out of work
+ *   yields its CPU before its next job ("Giving way"), so a loop thread
+ *   woken on that CPU waits for one job, not for the worker's time slice.
  */
 #include "config.h"
 
@@ -624,6 +627,66 @@ static struct evexec_job *next_job(struct evexec_pool *pool, struct worker *w)
     return job;
 }
 
+/*
+ * Giving way. Workers that keep every CPU busy hold a CPU for a whole
+ * time slice (about a millisecond under Linux's EEVDF) whatever wakes up
+ * beside them: a loop thread whose timer fires, whose socket turns
+ * readable, waits that long unless the scheduler lets it preempt, and it
+ * does not when the loop has used its share recently or the worker's
+ * slice is protected. Nice values would let the loop in, but cost the
+ * workers their share against every other thread. So instead a worker
+ * that has run GIVE_WAY_NS since it last ran out of work calls
+ * sched_yield() between two jobs: the scheduler picks again, and a waiting
+ * thread with an earlier deadline (the loop, which mostly sleeps) runs
+ * first. The worker keeps its weight, and with nothing else runnable the
+ * call returns at once.
+ *
+ * The clock is read once every way_every jobs, which adapts so that reads
+ * come about every GIVE_WAY_NS / 4 to GIVE_WAY_NS of running: one per job
+ * for jobs of tens of microseconds, one per WAY_EVERY_MAX for jobs of
+ * nanoseconds. Each wake-up starts counting again, so a worker that runs
+ * fewer than way_every jobs per wake-up never reads it. EVEXEC_POOL_NO_YIELD
+ * turns it off (way_left never runs out in practice: it counts down from
+ * UINT_MAX and starts again).
+ */
+#define GIVE_WAY_NS 25000u
+#define WAY_EVERY_START 8u
+#define WAY_EVERY_MAX 256u
+
+static void give_way_check(struct worker *w)
+{
+    if (!w->pool->give_way) {
+        w->way_left = UINT_MAX;
+        return;
+    }
+    uint64_t now = evexec__now_ns();
+    if (w->way_since) { /* else the first read since it ran out of work */
+        uint64_t dt = now - w->way_checked;
+        if (dt < GIVE_WAY_NS / 4 && w->way_every < WAY_EVERY_MAX)
+            w->way_every *= 2;
+        else if (dt > GIVE_WAY_NS && w->way_every > 1)
+            w->way_every /= 2;
+        if (now - w->way_since >= GIVE_WAY_NS) {
+            sched_yield();
+            now = evexec__now_ns(); /* the time given away starts no stretch */
+            w->way_since = now;
+        }
+    } else {
+        w->way_since = now;
+        if (w->way_every < WAY_EVERY_START) /* long jobs are over, maybe */
+            w->way_every *= 2;
+    }
+    w->way_checked = now;
+    w->way_left = w->way_every;
+}
+
+/* Before each job: see "Giving way". */
+static inline void give_way(struct worker *w)
+{
+    if (EVEXEC_UNLIKELY(--w->way_left == 0))
+        give_way_check(w);
+}
+
 /* One more job run, counted by the worker that ran it (its own line). */
 static inline void count_completed(struct worker *w)
 {
@@ -786,6 +849,9 @@ static void *worker_main(void *arg)
         unsigned nkick = 0;
         job = next_job(pool, w);
         if (!job) {
+            /* Out of work: its stretch of running ends ("Giving way"). */
+            w->way_since = 0;
+            w->way_left = w->way_every;
             if (finished) {
                 pthread_mutex_unlock(&pool->mu);
                 evexec__job_complete(finished);
@@ -843,12 +909,14 @@ static void *worker_main(void *arg)
 
         if (finished)
             evexec__job_complete(finished);
+        give_way(w);
         run_job(hist, w, job);
         /* Then the jobs it took ahead, each one home once it has the next. */
         for (struct evexec_job *next; (next = ahead_claim(w)) != NULL;) {
             count_completed(w);
             evexec__job_complete(job);
             job = next;
+            give_way(w);
             run_job(hist, w, job);
         }
         finished = job;
@@ -948,6 +1016,8 @@ int evexec__worker_spawn(struct evexec_pool *pool)
     w->parked = 0;
     w->searching = 0;
     w->inflight = 0;
+    w->way_since = 0;
+    w->way_every = w->way_left = pool->give_way ? WAY_EVERY_START : UINT_MAX;
     w->number = ++pool->next_number;
     pool->nthreads++;
     pool->nstarting++;

@@ -525,7 +525,7 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
         (o.overflow != EVEXEC_OVERFLOW_REJECT && o.overflow != EVEXEC_OVERFLOW_DROP_OLDEST) ||
         o.max_running_high > EVEXEC_MAX_THREADS || o.max_running_normal > EVEXEC_MAX_THREADS ||
         o.max_running_low > EVEXEC_MAX_THREADS ||
-        (o.flags & ~(EVEXEC_POOL_HISTOGRAMS | EVEXEC_POOL_SCHED_BATCH)))
+        (o.flags & ~(EVEXEC_POOL_HISTOGRAMS | EVEXEC_POOL_SCHED_BATCH | EVEXEC_POOL_NO_YIELD)))
         return -EINVAL;
 
     /* Aligned as its lines are laid out (pool-internal.h). */
@@ -548,6 +548,7 @@ int evexec_pool_new(evexec_pool **out, const struct evexec_pool_opts *opts)
     if (pool->hist)
         pool->runner.flags = RUNNER_WANTS_EXT;
     pool->sched_batch = (o.flags & EVEXEC_POOL_SCHED_BATCH) != 0;
+    pool->give_way = (o.flags & EVEXEC_POOL_NO_YIELD) == 0;
     pool->worker_init = o.worker_init;
     pool->worker_fini = o.worker_fini;
     pool->worker_arg = o.worker_arg;

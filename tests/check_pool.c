@@ -1781,6 +1781,91 @@ START_TEST(default_pool_errors)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------- */
+/* Giving way: a worker that runs for 25 us without running out of work   */
+/* yields its CPU between jobs, unless the pool says EVEXEC_POOL_NO_YIELD; */
+/* one that runs out of work between jobs starts its stretch again.        */
+/* sched_yield() is interposed here: the library's calls come to it.       */
+
+static _Thread_local int on_worker; /* set by way_work on its worker */
+static atomic_int worker_yields;
+
+int sched_yield(void)
+{
+    if (on_worker)
+        atomic_fetch_add(&worker_yields, 1);
+    return (int)syscall(SYS_sched_yield);
+}
+
+enum { WAY_SPIN_US = 20 };
+
+static void *way_work(evexec_job *job, void *arg)
+{
+    uint64_t end = now_ns() + WAY_SPIN_US * 1000u;
+    (void)job;
+    on_worker = 1;
+    while (now_ns() < end)
+        ;
+    return arg;
+}
+
+/* n jobs of WAY_SPIN_US queued at once on a pool of one worker with those
+ * flags: the yields its worker made meanwhile. */
+static int yields_in_a_backlog(unsigned flags, int n)
+{
+    struct evexec_pool_opts o = EVEXEC_POOL_OPTS_INIT;
+    struct tally t;
+    o.max_threads = o.min_threads = 1;
+    o.flags = flags;
+    evexec_pool *pool = new_pool_o(&o);
+    tally_init(&t);
+    atomic_store(&worker_yields, 0);
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(evexec_submit(fx.port, pool, way_work, tally_done, &t, NULL), 0);
+    run_until(fx.base, &t.calls, n);
+    ck_assert_int_eq(t.ok, n);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+    return atomic_load(&worker_yields);
+}
+
+START_TEST(a_busy_worker_gives_way_between_jobs)
+{
+    /* 400 jobs of 20 us back to back: 8 ms without running out, a yield
+     * every 25 us of it, some 300 (fewer only if the clock is read less
+     * often than every job: never more than every four here). */
+    int y = yields_in_a_backlog(0, 400);
+    ck_assert_msg(y >= 40, "%d yields in 8 ms of running", y);
+    ck_assert_msg(y <= 400, "%d yields for 400 jobs", y);
+}
+END_TEST
+
+START_TEST(no_yield_pools_never_give_way)
+{
+    int y = yields_in_a_backlog(EVEXEC_POOL_NO_YIELD, 400);
+    ck_assert_int_eq(y, 0);
+}
+END_TEST
+
+START_TEST(a_worker_that_goes_idle_between_jobs_does_not_yield)
+{
+    /* One job in flight: the worker runs out of work after each 20 us job
+     * (the next is submitted after the callback, and a worker sends a job
+     * home only once it finds the queue empty), so no stretch reaches
+     * 25 us. */
+    struct tally t;
+    evexec_pool *pool = new_pool(1, 1, 0);
+    atomic_store(&worker_yields, 0);
+    for (int i = 0; i < 300; i++) {
+        tally_init(&t);
+        ck_assert_int_eq(evexec_submit(fx.port, pool, way_work, tally_done, &t, NULL), 0);
+        run_until(fx.base, &t.calls, 1);
+        ck_assert_int_eq(t.ok, 1);
+    }
+    ck_assert_int_eq(atomic_load(&worker_yields), 0);
+    ck_assert_int_eq(evexec_pool_free(pool), 0);
+}
+END_TEST
+
 static Suite *pool_suite(void)
 {
     Suite *s = suite_create("pool");
@@ -1796,6 +1881,11 @@ static Suite *pool_suite(void)
     tcase_add_test(tc, idle_threads_are_reaped_down_to_min);
     tcase_add_test(tc, workers_carry_their_names);
     tcase_add_test(tc, workers_block_signals_and_signal_events_fire);
+
+    tc = add_tcase(s, "give-way", 60, FX_PORT);
+    tcase_add_test(tc, a_busy_worker_gives_way_between_jobs);
+    tcase_add_test(tc, no_yield_pools_never_give_way);
+    tcase_add_test(tc, a_worker_that_goes_idle_between_jobs_does_not_yield);
 
     tc = add_tcase(s, "backlog", 60, FX_PORT);
     tcase_add_test(tc, a_small_backlog_behind_a_blocked_worker_does_not_wait_for_it);

@@ -602,7 +602,10 @@ static void op_pool_new(struct input *in, int ext)
         o->overflow = ov == 0 ? EVEXEC_OVERFLOW_REJECT
                       : ov == 1 ? EVEXEC_OVERFLOW_DROP_OLDEST
                       : ov == 2 ? 2 : -1;
-        o->flags = fl == 0 ? 0u : fl == 1 ? EVEXEC_POOL_HISTOGRAMS : fl == 2 ? 4u : 0x80000001u;
+        o->flags = fl == 0   ? 0u
+                   : fl == 1 ? EVEXEC_POOL_HISTOGRAMS | EVEXEC_POOL_NO_YIELD
+                   : fl == 2 ? 8u /* the first bit no flag uses */
+                             : 0x80000001u;
         o->max_running_high = mr[0];
         o->max_running_normal = mr[1];
         o->max_running_low = mr[2];
