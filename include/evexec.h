@@ -652,6 +652,15 @@ struct evexec_port_opts {
  * the first time it gathers; where there is none, or it cannot be opened,
  * the port never gathers (evexec_port_stats() counts the runs it started).
  *
+ * Memory: the port keeps its jobs (56 bytes each on 64-bit Linux) in
+ * 64 KiB chunks it maps with mmap(), reuses them and unmaps them only with
+ * the port, so only a burst larger than any before costs page faults.
+ * Past 32 chunks (about 37,000 jobs) it maps 2 MiB regions at a time and
+ * asks for transparent huge pages there (madvise(MADV_HUGEPAGE), where
+ * the system allows THP on request): such a burst faults one page per
+ * 2 MiB instead of 512. Where the THP defrag setting makes those faults
+ * compact memory, the job that first touches a new region may wait for it.
+ *
  * @param[out] out  receives the port; untouched on error.
  * @param base      the event_base; it must outlive the port.
  * @param opts      options, or NULL for all defaults. Only read during the call.

@@ -283,6 +283,7 @@ struct evexec__jobs {
     uint32_t nchunks, chunks_cap;
     struct evexec_job *free_list;
     struct evexec_job *bump, *bump_end; /* uncarved part of the last chunk */
+    char *region_next, *region_end;     /* mapped, not yet made chunks */
     uint32_t next_seq;
 };
 

@@ -4,9 +4,10 @@
  * function that moves it, its one cancel path, and the store that keeps a
  * port's jobs.
  *
- * The store carves 64 KiB aligned chunks into jobs, recycles them through
- * a free list and gives them back only with the port. Steady state makes
- * no malloc per job, a job finds its home (the port's mailbox) by masking
+ * The store carves 64 KiB aligned chunks (from regions it maps ahead, see
+ * chunk_map()) into jobs, recycles them through a free list and gives
+ * them back only with the port. Steady state makes no malloc per job, a
+ * job finds its home (the port's mailbox) by masking
  * its own address, and an id can always be checked against the slot it
  * names: the slot's submission number must match and the job be in flight,
  * or the id is stale. Only the port's loop thread touches the store.
@@ -88,24 +89,55 @@ void evexec__jobs_fini(struct evexec__jobs *s)
         free(s->chunks[i]->ext);
         munmap(s->chunks[i], EVEXEC_CHUNK_SIZE);
     }
+    if (s->region_next != s->region_end)
+        munmap(s->region_next, (size_t)(s->region_end - s->region_next));
+    s->region_next = s->region_end = NULL;
     free(s->chunks);
     s->chunks = NULL;
     s->nchunks = 0;
 }
 
-/* An aligned chunk from mmap: only the pages touched count against RSS. */
-static struct job_chunk *chunk_map(void)
+/* Chunks come from regions mapped ahead: one chunk at first, twice as
+ * many each time up to REGION_MAX_CHUNKS (2 MiB, aligned to 2 MiB and
+ * offered to the kernel for a transparent huge page), so a port that
+ * carves many jobs faults a page per 2 MiB, not per 4 KiB, and maps
+ * once per 32 chunks. Only the pages touched count against RSS. */
+#define REGION_MAX_CHUNKS 32u
+#define REGION_HUGE ((size_t)REGION_MAX_CHUNKS * EVEXEC_CHUNK_SIZE)
+
+static char *region_map(size_t len)
 {
-    size_t len = 2 * EVEXEC_CHUNK_SIZE;
-    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    size_t align = len >= REGION_HUGE ? REGION_HUGE : EVEXEC_CHUNK_SIZE;
+    size_t span = len + align;
+    char *p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
-    uintptr_t a = ((uintptr_t)p + EVEXEC_CHUNK_SIZE - 1) & ~(uintptr_t)(EVEXEC_CHUNK_SIZE - 1);
+    uintptr_t a = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
     size_t head = a - (uintptr_t)p;
     if (head)
         munmap(p, head);
-    munmap((char *)a + EVEXEC_CHUNK_SIZE, EVEXEC_CHUNK_SIZE - head);
-    return (struct job_chunk *)a;
+    munmap((char *)a + len, span - head - len);
+#ifdef MADV_HUGEPAGE
+    if (len >= REGION_HUGE)
+        madvise((char *)a, len, MADV_HUGEPAGE);
+#endif
+    return (char *)a;
+}
+
+static struct job_chunk *chunk_map(struct evexec__jobs *s)
+{
+    if (s->region_next == s->region_end) {
+        uint32_t n = s->nchunks ? s->nchunks : 1;
+        size_t len = (size_t)(n < REGION_MAX_CHUNKS ? n : REGION_MAX_CHUNKS) * EVEXEC_CHUNK_SIZE;
+        char *r = region_map(len);
+        if (!r)
+            return NULL;
+        s->region_next = r;
+        s->region_end = r + len;
+    }
+    struct job_chunk *c = (struct job_chunk *)s->region_next;
+    s->region_next += EVEXEC_CHUNK_SIZE;
+    return c;
 }
 
 int evexec__jobs_grow(struct evexec__jobs *s)
@@ -120,7 +152,7 @@ int evexec__jobs_grow(struct evexec__jobs *s)
         s->chunks = v;
         s->chunks_cap = cap;
     }
-    struct job_chunk *c = chunk_map();
+    struct job_chunk *c = chunk_map(s);
     if (!c)
         return -ENOMEM;
     c->home = s->home;
