@@ -732,11 +732,13 @@ static struct flow *flow_run(int flight, int target, int max_delay_us, int free_
     return &f;
 }
 
+#ifdef HAVE_SYS_TIMERFD_H
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
+#endif
 
 /* The fds opened since `before` was listed, up to max. */
 static int new_fds(const int *before, int nbefore, int *out, int max)
