@@ -115,9 +115,9 @@ extern "C" {
 /** Major version: changes when the API changes incompatibly. */
 #define EVEXEC_VERSION_MAJOR 0
 /** Minor version: changes when functions or options are added. */
-#define EVEXEC_VERSION_MINOR 3
+#define EVEXEC_VERSION_MINOR 4
 /** Patch level: changes with fixes only. */
-#define EVEXEC_VERSION_PATCH 5
+#define EVEXEC_VERSION_PATCH 0
 /** Encoded as 0xMMmmpp: major, minor, patch. */
 #define EVEXEC_VERSION_NUMBER \
     ((EVEXEC_VERSION_MAJOR << 16) | (EVEXEC_VERSION_MINOR << 8) | EVEXEC_VERSION_PATCH)
@@ -1727,7 +1727,7 @@ EVEXEC_EXPORT unsigned evexec_version(void);
 /**
  * Gives the version of the library the program runs with, as text.
  *
- * @return a static string of the form major.minor.patch, e.g. "0.3.5".
+ * @return a static string of the form major.minor.patch, e.g. "0.4.0".
  *
  * Thread: any thread.
  */
