@@ -644,10 +644,10 @@ static struct evexec_job *next_job(struct evexec_pool *pool, struct worker *w)
  * The clock is read once every way_every jobs, which adapts so that reads
  * come about every GIVE_WAY_NS / 4 to GIVE_WAY_NS of running: one per job
  * for jobs of tens of microseconds, one per WAY_EVERY_MAX for jobs of
- * nanoseconds. Each wake-up starts counting again, so a worker that runs
- * fewer than way_every jobs per wake-up never reads it. EVEXEC_POOL_NO_YIELD
- * turns it off (way_left never runs out in practice: it counts down from
- * UINT_MAX and starts again).
+ * nanoseconds. Running out of work starts the count again, so a worker
+ * that runs fewer than way_every jobs between two such times never reads
+ * it. EVEXEC_POOL_NO_YIELD turns it off (way_left never runs out in
+ * practice: it counts down from UINT_MAX and starts again).
  */
 #define GIVE_WAY_NS 25000u
 #define WAY_EVERY_START 8u
