@@ -839,6 +839,42 @@ START_TEST(a_port_freed_while_gathering_delivers_every_callback)
 }
 END_TEST
 
+START_TEST(a_gathering_that_finds_nothing_ends)
+{
+    /* Twenty jobs away that will not come home for a while (two parked,
+     * eighteen queued behind them) and a quick job now and then on another
+     * pool: once the rate says jobs stay away long, a run gathers; the
+     * gathering finds nothing and ends, and the loop sleeps on its wake fd
+     * instead of coming back every 200 us. */
+    struct gate g;
+    struct tally t, tq;
+    evexec_pool *slow = new_pool(2, 2, 0), *quick = new_pool(1, 1, 0);
+    park_n(slow, park_work, &g, &t, 2);
+    for (int i = 0; i < 18; i++)
+        ck_assert_int_eq(evexec_submit(fx.port, slow, park_work, gate_done, &g, NULL), 0);
+    tally_init(&tq);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(evexec_submit(fx.port, quick, echo_work, tally_done, &tq, NULL), 0);
+        run_until(fx.base, &tq.calls, i + 1);
+        run_for(3);
+    }
+    uint64_t gathered = port_stats(fx.port).gathered;
+#ifdef HAVE_SYS_TIMERFD_H
+    ck_assert_uint_ge(gathered, 1);
+#else
+    ck_assert_uint_eq(gathered, 0);
+#endif
+    run_for(30);
+    ck_assert_uint_le(port_stats(fx.port).gathered, gathered + 1);
+    gate_release(&g, 20);
+    run_until(fx.base, &t.calls, 20);
+    ck_assert_int_eq(t.ok, 20);
+    ck_assert_int_eq(evexec_pool_free(slow), 0);
+    ck_assert_int_eq(evexec_pool_free(quick), 0);
+    gate_destroy(&g);
+}
+END_TEST
+
 START_TEST(max_delay_out_of_range_is_einval)
 {
     struct evexec_port_opts o = EVEXEC_PORT_OPTS_INIT;
@@ -887,6 +923,7 @@ static Suite *port_suite(void)
     tcase_add_test(tc, under_load_completions_gather_without_wake_fd_writes);
     tcase_add_test(tc, no_gathering_with_few_jobs_away_or_when_off);
     tcase_add_test(tc, a_port_freed_while_gathering_delivers_every_callback);
+    tcase_add_test(tc, a_gathering_that_finds_nothing_ends);
     tcase_add_test(tc, max_delay_out_of_range_is_einval);
     return s;
 }
