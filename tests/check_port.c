@@ -23,6 +23,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -653,7 +654,7 @@ END_TEST
 /* asked not to, stops when the flow stops, and a port freed meanwhile     */
 /* still delivers every callback.                                          */
 
-enum { FLOW_SPIN_US = 100, FLOW_MAX = 64 };
+enum { FLOW_JOB_US = 100, FLOW_MAX = 64 };
 
 struct flow;
 struct flow_job {
@@ -672,9 +673,12 @@ struct flow {
 static void *flow_work(evexec_job *job, void *arg)
 {
     struct flow_job *j = arg;
-    double end = now_s() + FLOW_SPIN_US * 1e-6;
+    struct timespec ts = {0, FLOW_JOB_US * 1000};
     (void)job;
-    while (now_s() < end)
+    /* A sleep, not a spin: under valgrind, which runs one thread at a
+     * time, spinning workers would leave the loop thread tens of
+     * milliseconds between runs, and a port does not gather then. */
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
     j->ended = now_s();
     return j;
@@ -705,7 +709,7 @@ static void flow_done(int status, void *result, void *arg)
     }
 }
 
-/* Keeps `flight` jobs of FLOW_SPIN_US in flight on a pool of two until
+/* Keeps `flight` jobs of FLOW_JOB_US in flight on a pool of two until
  * `target` have run, through a port of its own on fx.base. */
 static struct flow *flow_run(int flight, int target, int max_delay_us, int free_at,
                              struct evexec_port_stats *st)
@@ -763,8 +767,8 @@ START_TEST(under_load_completions_gather_without_wake_fd_writes)
     ck_assert_int_eq(f->ok, 800);
     ck_assert_uint_eq(st.delivered, 800);
 #ifdef HAVE_SYS_TIMERFD_H
-    /* 32 jobs of 100 us on two workers: each away about 1.6 ms, so the
-     * loop gathers for 200 us at a time, some 200 times in 40 ms. */
+    /* 32 jobs of 100-150 us on two workers: each away about 2 ms, so the
+     * loop gathers for 200 us at a time, some 250 times in 50 ms. */
     ck_assert_msg(st.gathered >= 20, "%llu gathering runs", (unsigned long long)st.gathered);
     ck_assert_msg(st.wakeups * 4 <= st.delivered, "%llu wake-fd reads for %llu callbacks",
                   (unsigned long long)st.wakeups, (unsigned long long)st.delivered);
