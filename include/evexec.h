@@ -618,9 +618,10 @@ struct evexec_port_opts {
  * Creates the completion port of an event_base.
  *
  * The calling thread becomes the port's loop thread: it must be the thread
- * that runs @p base. The port opens one wake fd (close-on-exec) and adds one
- * persistent read event to @p base, so event_base_dispatch() keeps running
- * while the port exists (and a timer fd the first time it gathers, below).
+ * that runs @p base. The port opens a wake fd and, on Linux unless
+ * max_delay_us is -1, a timer fd for gathering (below), both close-on-exec,
+ * and adds a persistent read event for each to @p base, so
+ * event_base_dispatch() keeps running while the port exists.
  *
  * CPU: when done callbacks submit jobs (a request's next step), the port
  * looks for their completions for up to 4 microseconds after the last
@@ -648,9 +649,9 @@ struct evexec_port_opts {
  * gathering run finds nothing came, or fewer than 16 jobs are outstanding,
  * or their time away drops below 80 microseconds. Completions of jobs
  * submitted by other threads (evexec_submit_threadsafe()) come home the
- * same way. The timer is a timerfd (Linux), the port's second fd, opened
- * the first time it gathers; where there is none, or it cannot be opened,
- * the port never gathers (evexec_port_stats() counts the runs it started).
+ * same way. The timer is a timerfd (Linux), the port's second fd; where
+ * there is none the port never gathers (evexec_port_stats() counts the
+ * runs the timer started).
  *
  * Memory: the port keeps its jobs (56 bytes each on 64-bit Linux) in
  * 64 KiB chunks it maps with mmap(), reuses them and unmaps them only with
@@ -665,8 +666,8 @@ struct evexec_port_opts {
  * @param base      the event_base; it must outlive the port.
  * @param opts      options, or NULL for all defaults. Only read during the call.
  * @return 0, or -EINVAL (NULL @p out or @p base, bad size or field), -E2BIG
- *   (see evexec_pool_new()), -ENOMEM, or the error of eventfd()/pipe()
- *   (-EMFILE, -ENFILE).
+ *   (see evexec_pool_new()), -ENOMEM, or the error of eventfd()/pipe() or
+ *   timerfd_create() (-EMFILE, -ENFILE).
  *
  * Thread: the thread that will run @p base.
  */

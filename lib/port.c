@@ -453,7 +453,8 @@ static void on_gather(evutil_socket_t fd, short what, void *arg)
     port_run(arg, RUN_GATHERED);
 }
 
-/* The timerfd and its event, made the first time the port gathers. */
+/* The timerfd and its event, made with the port: a port that first
+ * gathers in steady state must allocate nothing then. */
 static int gather_open(struct evexec_port *port)
 {
     int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -476,8 +477,7 @@ static int gather_open(struct evexec_port *port)
 static int gather_arm(struct evexec_port *port, unsigned ns)
 {
     struct itimerspec its = {{0, 0}, {0, (long)ns}}; /* ns < 1 s */
-    if ((port->gather_ev || gather_open(port) == 0) &&
-        timerfd_settime(port->gather_fd, 0, &its, NULL) == 0)
+    if (timerfd_settime(port->gather_fd, 0, &its, NULL) == 0)
         return 0;
     port->gather_max_ns = 0;
     return -1;
@@ -491,6 +491,12 @@ static void gather_close(struct evexec_port *port)
         close(port->gather_fd);
 }
 #else
+static int gather_open(struct evexec_port *port)
+{
+    EVEXEC_UNUSED(port);
+    return 0;
+}
+
 static int gather_arm(struct evexec_port *port, unsigned ns)
 {
     EVEXEC_UNUSED(ns);
@@ -779,6 +785,8 @@ int evexec_port_new(evexec_port **out, struct event_base *base, const struct eve
         goto fail;
     event_del(port->resume_ev);
     if ((rc = evexec__mailbox_open(&port->mb, base, on_wake, port, o.priority)) < 0)
+        goto fail;
+    if (port->gather_max_ns && (rc = gather_open(port)) < 0)
         goto fail;
     *out = port;
     return 0;

@@ -480,6 +480,18 @@ static int threads_back_to(int n)
     return count_threads();
 }
 
+/* 1 if fd is a timerfd (a port's gathering timer, not a wake fd). */
+static int is_timerfd(int fd)
+{
+    char path[64], target[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t len = readlink(path, target, sizeof target - 1);
+    if (len < 0)
+        return 0;
+    target[len] = 0;
+    return strstr(target, "timerfd") != NULL;
+}
+
 /* Watches the wake fd(s) of a port created between two fd_list() calls. */
 static void watch_new_fds(const int *before, int nbefore)
 {
@@ -489,7 +501,7 @@ static void watch_new_fds(const int *before, int nbefore)
         int old = 0;
         for (int j = 0; j < nbefore; j++)
             old |= before[j] == now[i];
-        if (!old && k < 2)
+        if (!old && !is_timerfd(now[i]) && k < 2)
             found[k++] = now[i];
     }
 #ifdef EVEXEC_USE_EVENTFD
