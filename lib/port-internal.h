@@ -47,8 +47,8 @@ struct evexec_port {
     /* Gathering under load (port.c): the timer that ends a gathering, the
      * longest delay asked for, and the rate window behind the estimate
      * of the jobs' time away. */
-    struct event *gather_ev;       /* EV_READ on gather_fd, or NULL */
-    int gather_fd;                 /* timerfd, -1 until first needed */
+    struct event *gather_ev;       /* EV_READ on its timerfd (made with
+                                      the port), or NULL: never gathers */
     unsigned gather_max_ns;        /* 0: never gathers */
     uint64_t rate_t0, rate_n0;     /* window start: time, port->delivered */
     uint64_t away_ns;              /* last estimate; 0: none yet */

@@ -463,7 +463,6 @@ static int gather_open(struct evexec_port *port)
     struct event *ev = event_new(port->base, fd, EV_READ | EV_PERSIST, on_gather, port);
     if (ev && (port->ev_priority < 0 || event_priority_set(ev, port->ev_priority) == 0) &&
         event_add(ev, NULL) == 0) {
-        port->gather_fd = fd;
         port->gather_ev = ev;
         return 0;
     }
@@ -477,7 +476,7 @@ static int gather_open(struct evexec_port *port)
 static int gather_arm(struct evexec_port *port, unsigned ns)
 {
     struct itimerspec its = {{0, 0}, {0, (long)ns}}; /* ns < 1 s */
-    if (timerfd_settime(port->gather_fd, 0, &its, NULL) == 0)
+    if (timerfd_settime(event_get_fd(port->gather_ev), 0, &its, NULL) == 0)
         return 0;
     port->gather_max_ns = 0;
     return -1;
@@ -485,10 +484,11 @@ static int gather_arm(struct evexec_port *port, unsigned ns)
 
 static void gather_close(struct evexec_port *port)
 {
-    if (port->gather_ev)
+    if (port->gather_ev) {
+        int fd = event_get_fd(port->gather_ev);
         event_free(port->gather_ev);
-    if (port->gather_fd >= 0)
-        close(port->gather_fd);
+        close(fd);
+    }
 }
 #else
 static int gather_open(struct evexec_port *port)
@@ -747,7 +747,6 @@ int evexec_port_new(evexec_port **out, struct event_base *base, const struct eve
     port->max_batch = o.max_batch ? o.max_batch : EVEXEC__DEFAULT_MAX_BATCH;
     port->look_ns = LOOK_MAX_NS;
     port->ev_priority = o.priority;
-    port->gather_fd = -1;
 #ifdef HAVE_SYS_TIMERFD_H
     port->gather_max_ns = o.max_delay_us < 0 ? 0u
                           : o.max_delay_us ? (unsigned)o.max_delay_us * 1000u
